@@ -17,7 +17,10 @@ namespace persona::model {
 namespace {
 
 std::string Trim(std::string_view s) {
-  return std::string(absl::StripAsciiWhitespace(s));
+  const size_t b = s.find_first_not_of(" \t\r\n\f\v");
+  if (b == std::string_view::npos) return "";
+  const size_t e = s.find_last_not_of(" \t\r\n\f\v");
+  return std::string(s.substr(b, e - b + 1));
 }
 
 StatusOr<FieldType> ParseType(const std::string& t) {
@@ -72,7 +75,7 @@ std::optional<std::string> NormalizePhone(std::string_view s) {
 }
 
 Status Invalid(const FieldSpec& f, std::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("field '", f.name, "': ", why));
+  return absl::InvalidArgumentError(absl::StrCat("field '", f.name, "': ", std::string(why)));
 }
 
 StatusOr<std::string> ValidateString(const FieldSpec& f, const json::value& v) {
@@ -201,7 +204,7 @@ const FieldSpec* Schema::Find(std::string_view field) const {
 StatusOr<json::value> Schema::Validate(std::string_view field, const json::value& v) const {
   const FieldSpec* spec = Find(field);
   if (spec == nullptr)
-    return absl::NotFoundError(absl::StrCat("schema '", name_, "' has no field '", field, "'"));
+    return absl::NotFoundError(absl::StrCat("schema '", name_, "' has no field '", std::string(field), "'"));
   const FieldSpec& f = *spec;
   switch (f.type) {
     case FieldType::kString:
@@ -309,8 +312,13 @@ json::object Schema::ToJson() const {
     j["type"] = FieldTypeName(f.type);
     j["required"] = f.required;
     if (!f.description.empty()) j["description"] = f.description;
-    if (f.min) j["min"] = *f.min;
-    if (f.max) j["max"] = *f.max;
+    // Integral bounds render as integers ("130", not "1.3E2").
+    auto number = [](double d) {
+      return d == std::floor(d) && std::fabs(d) < 9e15 ? json::value(static_cast<int64_t>(d))
+                                                       : json::value(d);
+    };
+    if (f.min) j["min"] = number(*f.min);
+    if (f.max) j["max"] = number(*f.max);
     if (!f.enum_values.empty()) {
       json::array vals;
       for (const auto& e : f.enum_values) vals.emplace_back(e);

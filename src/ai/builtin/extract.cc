@@ -1,0 +1,1319 @@
+#include "ai/builtin/extract.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <regex>
+#include <set>
+#include <utility>
+
+#include "ai/builtin/cities.h"
+#include "ai/builtin/text.h"
+
+namespace persona::ai::builtin {
+namespace {
+
+using model::FieldSpec;
+using model::FieldType;
+
+// What a field is about, for the name-specific rules of the default schema.
+enum class Kind { kGeneric, kName, kAge, kCity, kOccupation, kInterests, kGoals };
+
+bool Contains(std::string_view hay, std::string_view needle) {
+  return hay.find(needle) != std::string_view::npos;
+}
+
+bool IsUpperStart(std::string_view w) { return !w.empty() && w[0] >= 'A' && w[0] <= 'Z'; }
+
+Kind Classify(const FieldSpec& f) {
+  const std::string n = Lower(f.name);
+  const bool stringy = f.type == FieldType::kString || f.type == FieldType::kText;
+  if (f.type == FieldType::kString &&
+      (n == "name" || n == "nickname" || n.ends_with("_name") || n == "fullname"))
+    return Kind::kName;
+  if ((f.type == FieldType::kInteger || f.type == FieldType::kNumber) &&
+      (n == "age" || n.ends_with("_age") || n.starts_with("age_")))
+    return Kind::kAge;
+  if (stringy && (Contains(n, "city") || n == "location" || n == "hometown")) return Kind::kCity;
+  if (stringy && (Contains(n, "occupation") || Contains(n, "job") || Contains(n, "profession")))
+    return Kind::kOccupation;
+  if (f.type == FieldType::kStringList &&
+      (Contains(n, "interest") || Contains(n, "hobb") || Contains(n, "like")))
+    return Kind::kInterests;
+  if (stringy && (Contains(n, "goal") || Contains(n, "aim"))) return Kind::kGoals;
+  return Kind::kGeneric;
+}
+
+// A value found in the text, before validation.
+struct Candidate {
+  json::value value;
+  std::string raw;  // as written, for "200 doesn't look like a valid age"
+};
+
+struct Ctx {
+  const model::Schema& schema;
+  const json::object& profile;
+  std::string_view text;  // original
+  std::string lower;      // same byte positions as `text`
+  std::string_view asked;
+  std::string_view lang;
+};
+
+// Calls fn(match) for every match of `re` in `s`.
+void ForEach(const std::regex& re, const std::string& s,
+             const std::function<void(const std::smatch&)>& fn) {
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator(); ++it)
+    fn(*it);
+}
+
+std::regex Re(const char* pattern) { return std::regex(pattern, std::regex::ECMAScript); }
+
+bool IsSentenceEnd(char c) { return c == '.' || c == '!' || c == '?' || c == ';' || c == '\n'; }
+
+// The text from `pos` up to the end of its clause: sentence punctuation, and
+// (when `comma`) a comma, or one of the lower-case `stops` (" and i ") seen
+// in `lower`.
+std::string Clause(const Ctx& c, size_t pos, bool comma,
+                   std::initializer_list<std::string_view> stops) {
+  size_t end = c.text.size();
+  for (size_t i = pos; i < c.text.size(); ++i) {
+    const char ch = c.text[i];
+    // A full stop inside a word ("St. Louis", "e.g.") is not a sentence end
+    // when a lower-case letter or digit follows without a space.
+    if (ch == '.' && i + 1 < c.text.size() && c.text[i + 1] != ' ') continue;
+    // "St. Louis", "Mt. Vernon": an abbreviation, not a sentence end.
+    if (ch == '.' && i >= 2 && IsUpperStart(c.text.substr(i - 2)) &&
+        (i == 2 || c.text[i - 3] == ' ') && i + 2 < c.text.size() &&
+        IsUpperStart(c.text.substr(i + 2)))
+      continue;
+    if (IsSentenceEnd(ch) || (comma && ch == ',')) {
+      end = i;
+      break;
+    }
+  }
+  for (std::string_view stop : stops) {
+    const size_t at = c.lower.find(stop, pos);
+    if (at != std::string::npos && at < end) end = at;
+  }
+  return Trim(c.text.substr(pos, end - pos));
+}
+
+// Leading words of `s` made of letters (and ' - .), up to `max_words`.
+std::vector<std::string> LeadingWords(std::string_view s, size_t max_words) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (out.size() < max_words) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    size_t j = i;
+    while (j < s.size() && (IsWordByte(static_cast<unsigned char>(s[j])) || s[j] == '-')) ++j;
+    if (j == i) break;
+    out.emplace_back(s.substr(i, j - i));
+    if (j >= s.size() || s[j] != ' ') break;  // punctuation ends the run
+    i = j;
+  }
+  return out;
+}
+
+bool HasDigit(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+bool InList(std::string_view word, std::initializer_list<std::string_view> list) {
+  return std::find(list.begin(), list.end(), word) != list.end();
+}
+
+// Strips a Korean copula or polite ending: 김민수예요 → 김민수, 서울이요 → 서울.
+std::string StripKoreanEnding(std::string s) {
+  static constexpr std::string_view kEndings[] = {
+      "이라고 합니다", "라고 합니다", "이라고 해요", "라고 해요", "이라고 해", "라고 해",
+      "입니다",        "이에요",      "이예요",      "예요",      "에요",      "이요",
+      "이야",          "이고",        "님",          "요",        "야"};
+  s = TrimPunct(s);
+  for (std::string_view e : kEndings) {
+    if (s.size() > e.size() + 2 && std::string_view(s).ends_with(e)) {
+      s.resize(s.size() - e.size());
+      break;
+    }
+  }
+  return Trim(s);
+}
+
+// Strips one Korean particle from the end of a word; reports whether it was a
+// conjunction (과, 와, 하고, 이랑, 랑) that separates list items.
+std::string StripParticle(std::string w, bool* conj) {
+  static constexpr std::pair<std::string_view, bool> kParticles[] = {
+      {"이랑", true}, {"하고", true}, {"랑", true}, {"과", true}, {"와", true},
+      {"을", false},  {"를", false},  {"도", false}, {"은", false}, {"는", false}};
+  *conj = false;
+  for (const auto& [p, is_conj] : kParticles) {
+    if (w.size() > p.size() + 2 && std::string_view(w).ends_with(p)) {
+      w.resize(w.size() - p.size());
+      *conj = is_conj;
+      break;
+    }
+  }
+  return w;
+}
+
+bool IsRefusal(const std::string& lower) {
+  static const std::regex kEn = Re(
+      R"(\b(skip|pass|rather not|prefer not|don't want to (say|tell|share|answer)|not telling|)"
+      R"(no comment|none of your business|next question|i don't know|dunno|not sure|)"
+      R"(private|no thanks|nothing|not much|none)\b)");
+  static const std::regex kKo = Re("(건너|넘어가|말하고 싶지 않|말하기 싫|비밀|모르겠|패스|다음 질문)");
+  return std::regex_search(lower, kEn) || std::regex_search(lower, kKo);
+}
+
+// ---------------------------------------------------------------- names
+
+const std::initializer_list<std::string_view> kNotNames = {
+    "i", "a", "an", "the", "not", "so", "just", "really", "very", "from", "in", "at", "here",
+    "fine", "good", "great", "ok", "okay", "sorry", "back", "also", "still", "currently", "now",
+    "actually", "tired", "happy", "sad", "married", "single", "retired", "working", "living",
+    "interested", "into", "based", "looking", "going", "trying", "planning", "learning", "male",
+    "female", "korean", "american", "british", "english", "canadian", "chinese", "japanese",
+    "french", "german", "indian", "monday", "tuesday", "wednesday", "thursday", "friday",
+    "saturday", "sunday", "well", "busy", "sure", "glad", "new", "done", "free", "available",
+    "hungry", "bored", "excited", "doing", "feeling", "hoping", "thinking", "sick", "over",
+    "under", "about", "almost", "nearly", "only", "on", "off", "no", "yes", "hi", "hello", "hey",
+    "thanks", "thank", "you", "what", "why", "how", "who", "where", "when", "it", "this", "that",
+    "my", "your", "and", "but", "or", "years", "year", "old", "unemployed", "self-employed",
+    "student", "vegan", "vegetarian", "nobody", "someone", "anyone", "fan", "big", "bit",
+    "nice", "pleased", "work", "live", "like", "love", "enjoy", "want", "moving", "moved",
+    "call", "text", "email", "phone", "please", "later", "anytime", "maybe", "instead",
+    "tomorrow", "today", "cool", "awesome", "alright", "right", "wrong", "confused", "lost"};
+
+// Words that end a name ("Alice and I'm 34", "Bob from Seoul").
+const std::initializer_list<std::string_view> kNameStops = {
+    "and", "but", "from", "i", "i'm", "im", "here", "nice", "in", "at", "by", "who", "btw",
+    "please", "thanks", "thank", "live", "living", "work", "working", "the", "a", "an",
+    "and", "aged", "age", "years", "my", "so", "or", "also", "not", "is", "was", "am"};
+
+// Reads a name at `pos` of the original text. `strong` triggers ("my name
+// is") accept lower-case words, weak ones ("I'm") need a capital letter.
+std::optional<std::string> NameAt(const Ctx& c, size_t pos, bool strong) {
+  const std::vector<std::string> words = LeadingWords(c.text.substr(pos), 4);
+  std::vector<std::string> name;
+  for (const std::string& w : words) {
+    const std::string lw = Lower(w);
+    if (HasDigit(w) || InList(lw, kNameStops)) break;
+    if (!strong && !IsUpperStart(w) && !HasHangul(w)) break;
+    if (name.empty() && InList(lw, kNotNames)) return std::nullopt;
+    if (!strong && !name.empty() && !IsUpperStart(w)) break;
+    name.push_back(w);
+    if (name.size() == 3) break;
+  }
+  if (name.empty()) return std::nullopt;
+  std::string out;
+  for (const auto& w : name) out += (out.empty() ? "" : " ") + w;
+  return TitleCaseIfLower(out);
+}
+
+// Korean occupations that "저는 X예요" may name (so X is not taken as a name).
+bool IsKoreanOccupation(std::string_view w) {
+  static const std::set<std::string_view> kJobs = {
+      "개발자", "프로그래머", "디자이너", "엔지니어", "기자", "교수", "의사", "교사",
+      "선생님", "선생", "학생", "주부", "회사원", "공무원", "간호사", "요리사", "셰프",
+      "변호사", "약사", "회계사", "작가", "배우", "가수", "군인", "경찰", "경찰관",
+      "소방관", "농부", "사장", "자영업자", "프리랜서", "마케터", "기획자", "연구원",
+      "연구자", "은행원", "판매원", "운전기사", "기사", "사업가", "예술가", "음악가",
+      "화가", "사진작가", "번역가", "통역사", "대학생", "대학원생", "고등학생", "중학생",
+      "초등학생", "직장인", "백수", "은퇴자", "무직", "관리자", "상담원", "사무원",
+      "승무원", "조종사", "미용사", "건축가", "과학자", "데이터 과학자", "의사선생님"};
+  if (kJobs.count(w)) return true;
+  // Common job suffixes: -사 (간호사), -생 (학생), -가 (작가), -관 (경찰관).
+  for (std::string_view suffix : {"사", "생", "가", "관"})
+    if (w.size() >= 6 && w.ends_with(suffix)) return true;
+  return false;
+}
+
+std::vector<Candidate> NameCandidates(const Ctx& c) {
+  std::vector<Candidate> out;
+  auto add = [&](const std::optional<std::string>& n) {
+    if (n && !n->empty()) out.push_back({json::value(*n), *n});
+  };
+  static const std::regex kStrong = Re(
+      R"((?:\bmy name(?:'s| is)|^name(?:'s| is|:)|\bi go by|\bi'm called|\bi am called|)"
+      R"(\bpeople call me|\byou can call me|\bjust call me) +)");
+  ForEach(kStrong, c.lower, [&](const std::smatch& m) {
+    add(NameAt(c, m.position(0) + m.length(0), true));
+  });
+  static const std::regex kCallMe = Re(R"(\bcall me +)");
+  ForEach(kCallMe, c.lower, [&](const std::smatch& m) {
+    add(NameAt(c, m.position(0) + m.length(0), c.asked == "name"));
+  });
+  static const std::regex kWeak = Re(R"((?:\bi'm|\bi am|\bim|\bthis is|^it's|^it is) +)");
+  ForEach(kWeak, c.lower, [&](const std::smatch& m) {
+    add(NameAt(c, m.position(0) + m.length(0), false));
+  });
+  // Korean: 제 이름은 김민수예요 / 저는 김민수입니다 / 민수라고 불러 주세요.
+  static const std::regex kKoName = Re(R"((?:이름은|이름이) *([^ ,.!?]+))");
+  ForEach(kKoName, c.lower, [&](const std::smatch& m) {
+    const std::string n = StripKoreanEnding(m.str(1));
+    if (!n.empty() && !HasDigit(n)) add(TitleCaseIfLower(n));
+  });
+  static const std::regex kKoIam =
+      Re(R"((?:^|[ ,])(?:저는|전|나는|난) *([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이야|야|이고|라고 합니다|이라고 합니다|라고 해요|이라고 해요)(?:[ ,.!?]|$))");
+  ForEach(kKoIam, c.lower, [&](const std::smatch& m) {
+    const std::string n = m.str(1);
+    if (HasDigit(n) || IsKoreanOccupation(n) || FindCity(n) != nullptr) return;
+    if (n.ends_with("살") || n.ends_with("세")) return;
+    if (HasHangul(n) && (n.size() < 6 || n.size() > 15)) return;  // 2..5 syllables
+    add(TitleCaseIfLower(n));
+  });
+  static const std::regex kKoCall = Re(R"(([^ ,.!?]+?)(?:이)?라고 불러)");
+  ForEach(kKoCall, c.lower, [&](const std::smatch& m) { add(TitleCaseIfLower(m.str(1))); });
+  return out;
+}
+
+// A bare answer to "What's your name?": "Alice", "alice kim", "김민수예요".
+std::optional<std::string> BareName(std::string_view clause) {
+  std::string s = TrimPunct(clause);
+  if (s.empty() || HasDigit(s) || Contains(s, "@") || Contains(s, "?")) return std::nullopt;
+  if (HasHangul(s)) {
+    s = StripKoreanEnding(s);
+    static const std::regex kNo = Re("(뭐|왜|싫|몰라|안녕|아니)");
+    if (std::regex_search(s, kNo) || CountWords(s) > 2) return std::nullopt;
+    return s;
+  }
+  const std::vector<std::string> words = SplitWords(s);
+  if (words.empty() || words.size() > 3) return std::nullopt;
+  for (const auto& w : words)
+    if (InList(Lower(TrimPunct(w)), kNotNames) || InList(Lower(TrimPunct(w)), kNameStops))
+      return std::nullopt;
+  return TitleCaseIfLower(s);
+}
+
+// ---------------------------------------------------------------- numbers
+
+std::optional<int> ParseWordNumber(const std::vector<std::string>& words) {
+  static const std::map<std::string_view, int> kUnits = {
+      {"zero", 0},     {"one", 1},       {"two", 2},       {"three", 3},     {"four", 4},
+      {"five", 5},     {"six", 6},       {"seven", 7},     {"eight", 8},     {"nine", 9},
+      {"ten", 10},     {"eleven", 11},   {"twelve", 12},   {"thirteen", 13}, {"fourteen", 14},
+      {"fifteen", 15}, {"sixteen", 16},  {"seventeen", 17}, {"eighteen", 18}, {"nineteen", 19}};
+  static const std::map<std::string_view, int> kTens = {
+      {"twenty", 20}, {"thirty", 30},  {"forty", 40},  {"fifty", 50},
+      {"sixty", 60},  {"seventy", 70}, {"eighty", 80}, {"ninety", 90}};
+  if (words.empty()) return std::nullopt;
+  int total = 0, current = 0;
+  bool any = false, after_tens = false, after_unit = false;
+  for (size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = words[i];
+    if (w == "and" && any && i + 1 < words.size()) continue;
+    if (w == "a" && i == 0 && words.size() > 1 && words[1] == "hundred") continue;
+    if (auto it = kUnits.find(w); it != kUnits.end()) {
+      if (after_unit || (after_tens && it->second >= 10)) return std::nullopt;
+      current += it->second;
+      after_unit = true;
+      any = true;
+    } else if (auto t = kTens.find(w); t != kTens.end()) {
+      if (after_tens || after_unit) return std::nullopt;
+      current += t->second;
+      after_tens = true;
+      any = true;
+    } else if (w == "hundred") {
+      if (current >= 10 || total > 0) return std::nullopt;
+      total = (current == 0 ? 1 : current) * 100;
+      current = 0;
+      after_tens = after_unit = false;
+      any = true;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (!any) return std::nullopt;
+  return total + current;
+}
+
+// Splits "thirty-four" and "thirty four" alike into words.
+std::vector<std::string> NumberWords(std::string_view s) {
+  std::string t = Lower(s);
+  std::replace(t.begin(), t.end(), '-', ' ');
+  return SplitWords(t);
+}
+
+// The longest run of number words in `lower` at or after `pos`, skipping
+// nothing: returns {value, raw} when the run starts exactly at `pos`.
+std::optional<std::pair<int, std::string>> NumberWordsAt(std::string_view lower, size_t pos) {
+  std::vector<std::string> words = LeadingWords(lower.substr(pos), 6);
+  for (size_t n = words.size(); n > 0; --n) {
+    std::vector<std::string> parts;
+    std::string raw;
+    for (size_t i = 0; i < n; ++i) {
+      raw += (i ? " " : "") + words[i];
+      for (const auto& p : NumberWords(words[i])) parts.push_back(p);
+    }
+    if (auto v = ParseWordNumber(parts)) return std::make_pair(*v, raw);
+  }
+  return std::nullopt;
+}
+
+int CurrentYear() {
+  const auto today = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+  return static_cast<int>(std::chrono::year_month_day(today).year());
+}
+
+Candidate IntCandidate(int64_t n, std::string raw) { return {json::value(n), std::move(raw)}; }
+
+std::vector<Candidate> AgeCandidates(const Ctx& c) {
+  std::vector<Candidate> out;
+  const std::string& l = c.lower;
+  auto add_digits = [&](const std::string& d) {
+    if (d.size() <= 6) out.push_back(IntCandidate(std::stoll(d), d));
+  };
+  static const std::regex kDigits = Re(
+      R"((\d{1,6}) *(?:years?|yrs?|y/o|yo)(?: old| of age)?\b|\bage(?:d|s)?(?: is| of|:| =)? *(\d{1,6})\b|)"
+      R"(\bi(?:'m| am|m) (?:now |only |just |actually |already |turning )?(\d{1,6})(?![\d.,:%'"]| ?(?:kg|cm|lbs?|km|m\b|pounds|feet|ft|min|hours?|am\b|pm\b|o'clock|percent|st\b|nd\b|rd\b|th\b))|)"
+      R"(\bturn(?:ed|ing|s)? (\d{1,6})\b)");
+  ForEach(kDigits, l, [&](const std::smatch& m) {
+    for (int g = 1; g <= 4; ++g) {
+      if (m[g].matched) {
+        // "5 years" alone is a duration; only "5 years old" or an asked age is an age.
+        if (g == 1 && !Contains(m.str(0), "old") && !Contains(m.str(0), "age") &&
+            !Contains(m.str(0), "y/o") && !Contains(m.str(0), "yo") && c.asked != "age")
+          return;
+        add_digits(m.str(g));
+      }
+    }
+  });
+  static const std::regex kBorn =
+      Re(R"(\bborn (?:in |on )?(?:[a-z]+ )?(?:\d{1,2}(?:st|nd|rd|th)?,? )?(\d{4})\b|(\d{4}) *년(?:생| *에 *태어))");
+  ForEach(kBorn, l, [&](const std::smatch& m) {
+    const int year = std::stoi(m[1].matched ? m.str(1) : m.str(2));
+    out.push_back(IntCandidate(CurrentYear() - year, m.str(0)));
+  });
+  static const std::regex kShortBorn = Re(R"((?:^|[^\d])(\d{2}) *년생)");
+  ForEach(kShortBorn, l, [&](const std::smatch& m) {
+    const int yy = std::stoi(m.str(1));
+    const int now = CurrentYear();
+    const int year = (2000 + yy <= now ? 2000 : 1900) + yy;
+    out.push_back(IntCandidate(now - year, m.str(1) + "년생"));
+  });
+  // Korean: 34살, 34 살, 34세, 나이는 34.
+  static const std::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *(\d{1,6}))");
+  ForEach(kKo, l, [&](const std::smatch& m) { add_digits(m[1].matched ? m.str(1) : m.str(2)); });
+  // Korean native numbers: 서른네 살, 스무살.
+  for (size_t at = l.find("살"); at != std::string::npos; at = l.find("살", at + 3)) {
+    size_t end = at;
+    while (end > 0 && l[end - 1] == ' ') --end;
+    size_t begin = end;
+    while (begin >= 3 && IsHangulAt(l, begin - 3)) begin -= 3;
+    if (begin < end) {
+      if (auto n = ParseKoreanNativeNumber(l.substr(begin, end - begin)))
+        out.push_back(IntCandidate(*n, l.substr(begin, end - begin)));
+    }
+  }
+  // English words: "I'm thirty-four", "thirty four years old", "aged forty".
+  static const std::regex kWordCue = Re(R"((?:\bi'm|\bi am|\bim|\baged?|\bturned|\bage is) +)");
+  ForEach(kWordCue, l, [&](const std::smatch& m) {
+    if (auto n = NumberWordsAt(l, m.position(0) + m.length(0)))
+      out.push_back(IntCandidate(n->first, n->second));
+  });
+  static const std::regex kWordOld = Re(R"(([a-z][a-z -]*?) +years? old)");
+  ForEach(kWordOld, l, [&](const std::smatch& m) {
+    // The longest number-word suffix of the captured words.
+    const std::vector<std::string> words = SplitWords(m.str(1));
+    for (size_t from = 0; from < words.size(); ++from) {
+      std::string tail;
+      for (size_t i = from; i < words.size(); ++i) tail += (i > from ? " " : "") + words[i];
+      if (auto n = ParseWordNumber(NumberWords(tail))) {
+        out.push_back(IntCandidate(*n, tail));
+        break;
+      }
+    }
+  });
+  return out;
+}
+
+// A bare answer to "How old are you?": "34", "about 34", "thirty-four", "서른넷".
+std::vector<Candidate> BareNumber(const Ctx& c, bool integer) {
+  std::vector<Candidate> out;
+  static const std::regex kNum = Re(R"((^|[^\d.])(-?\d{1,9}(?:\.\d+)?)(?![\d@]))");
+  std::smatch m;
+  if (std::regex_search(c.lower, m, kNum)) {
+    const std::string d = m.str(2);
+    if (d.find('.') != std::string::npos) {
+      if (!integer) out.push_back({json::value(std::stod(d)), d});
+      else out.push_back({json::value(std::stod(d)), d});  // rejected as "not an integer"
+    } else {
+      out.push_back(IntCandidate(std::stoll(d), d));
+    }
+    return out;
+  }
+  const std::string t = TrimPunct(c.lower);
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (i == 0 || t[i - 1] == ' ') {
+      if (auto n = NumberWordsAt(t, i)) {
+        out.push_back(IntCandidate(n->first, n->second));
+        return out;
+      }
+    }
+  }
+  for (const std::string& w : SplitWords(t)) {
+    if (auto n = ParseKoreanNativeNumber(StripKoreanEnding(w))) {
+      out.push_back(IntCandidate(*n, w));
+      return out;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- email, phone, date
+
+const std::regex& EmailRe() {
+  static const std::regex re =
+      Re(R"([a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,})");
+  return re;
+}
+
+std::vector<Candidate> EmailCandidates(const Ctx& c, bool asked) {
+  std::vector<Candidate> out;
+  ForEach(EmailRe(), c.lower, [&](const std::smatch& m) {
+    out.push_back({json::value(m.str(0)), m.str(0)});
+  });
+  if (out.empty() && asked) {
+    // Something email-like that the schema will reject ("alice@example").
+    for (const std::string& w : SplitWords(c.text))
+      if (Contains(w, "@")) out.push_back({json::value(TrimPunct(w)), TrimPunct(w)});
+  }
+  return out;
+}
+
+std::string MaskEmails(const std::string& lower) {
+  return std::regex_replace(lower, EmailRe(), " ");
+}
+
+std::vector<Candidate> PhoneCandidates(const Ctx& c, bool asked) {
+  std::vector<Candidate> out;
+  const std::string masked = MaskEmails(c.lower);
+  static const std::regex kPhone = Re(R"((?:^|[^\d\w])(\+?\(?\d[\d\-. ()]{4,20}\d))");
+  static const std::regex kDate = Re(R"(^\d{4}[-./]\d{1,2}[-./]\d{1,2}$)");
+  ForEach(kPhone, masked, [&](const std::smatch& m) {
+    const std::string raw = Trim(m.str(1));
+    if (std::regex_match(raw, kDate)) return;
+    const auto digits = std::count_if(raw.begin(), raw.end(), [](char ch) {
+      return ch >= '0' && ch <= '9';
+    });
+    if (digits >= 7 || (asked && digits >= 3)) out.push_back({json::value(raw), raw});
+  });
+  return out;
+}
+
+std::vector<Candidate> DateCandidates(const Ctx& c) {
+  std::vector<Candidate> out;
+  static const std::regex kDate =
+      Re(R"((\d{4}) *(?:[-./]|년) *(\d{1,2}) *(?:[-./]|월) *(\d{1,2}) *(?:일)?)");
+  ForEach(kDate, c.lower, [&](const std::smatch& m) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", std::stoi(m.str(1)) % 10000,
+                  std::stoi(m.str(2)) % 100, std::stoi(m.str(3)) % 100);
+    out.push_back({json::value(std::string(buf)), Trim(m.str(0))});
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- city
+
+std::vector<Candidate> CityAt(const Ctx& c, size_t pos, bool accept_lower) {
+  const std::string clause = Clause(c, pos, false, {" and ", " but ", " since ", " for "});
+  if (auto m = MatchCityPrefix(clause)) {
+    return {{json::value(std::string(m->city->en)), clause.substr(m->pos, m->len)}};
+  }
+  if (auto m = FindCityIn(clause)) {
+    return {{json::value(std::string(m->city->en)), clause.substr(m->pos, m->len)}};
+  }
+  // An unknown place: capitalised words ("Springfield", "Little Rock").
+  std::vector<std::string> words = LeadingWords(clause, 4);
+  std::string place;
+  for (const auto& w : words) {
+    const bool connector = InList(w, {"de", "la", "del", "do", "da", "of", "upon", "am"});
+    if (!(IsUpperStart(w) || (accept_lower && place.empty()) || (connector && !place.empty())))
+      break;
+    if (InList(Lower(w), {"the", "a", "an", "my", "our", "this", "that", "here", "there",
+                          "it", "love", "now", "currently"}))
+      break;
+    place += (place.empty() ? "" : " ") + w;
+  }
+  while (!place.empty() && !IsUpperStart(place.substr(place.rfind(' ') + 1)) &&
+         place.find(' ') != std::string::npos) {
+    place.resize(place.rfind(' '));  // a trailing connector
+  }
+  if (place.empty() || HasDigit(place)) return {};
+  return {{json::value(TitleCaseIfLower(place)), place}};
+}
+
+std::vector<Candidate> CityCandidates(const Ctx& c) {
+  std::vector<Candidate> out, from;
+  auto append = [](std::vector<Candidate>* to, std::vector<Candidate> more) {
+    for (auto& m : more) to->push_back(std::move(m));
+  };
+  static const std::regex kLive = Re(
+      R"((?:\b(?:i|we) (?:currently |now |still |actually |also )?(?:live|reside|stay) in|)"
+      R"(\b(?:i'm|i am|im|we're|we are) (?:currently |now |still |actually )?(?:living|staying|based|residing) (?:in|out of)|)"
+      R"(\bliving in|\bbased (?:in|out of)|\b(?:just |recently |)moved to|\brelocated to|)"
+      R"(\bmy (?:city|hometown|home town|location) is|\bcity:) +)");
+  ForEach(kLive, c.lower, [&](const std::smatch& m) {
+    append(&out, CityAt(c, m.position(0) + m.length(0), Contains(m.str(0), "is") ||
+                                                           Contains(m.str(0), "city:")));
+  });
+  static const std::regex kFrom =
+      Re(R"((?:\b(?:i'm|i am|im) (?:originally )?from|\bi come from|\bi'm in|\bi am in) +)");
+  ForEach(kFrom, c.lower, [&](const std::smatch& m) {
+    auto found = CityAt(c, m.position(0) + m.length(0), false);
+    // "I'm in love" is not a place: "I'm in X" needs a known city.
+    if (Contains(m.str(0), " in") && !found.empty() &&
+        FindCity(found[0].value.get_string().c_str()) == nullptr)
+      return;
+    append(&from, std::move(found));
+  });
+  // Korean: 서울에 살아요, 부산에서 살고 있어요, 대구 출신이에요, 인천으로 이사했어요.
+  static const std::regex kKo = Re(
+      R"((?:^|[ ,])([^ ,.!?]+?)(?:에서|에) *(?:살아|살고|삽니다|살아요|거주|지내|살며|살 )|)"
+      R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *이사|(?:사는 곳은|도시는|사는 도시는) *([^ ,.!?]+))");
+  ForEach(kKo, c.lower, [&](const std::smatch& m) {
+    std::string raw = m[1].matched ? m.str(1) : m[2].matched ? m.str(2) : m.str(3);
+    raw = StripKoreanEnding(raw);
+    if (raw.empty() || HasDigit(raw)) return;
+    if (const City* city = FindCity(raw))
+      out.push_back({json::value(std::string(city->en)), raw});
+    else
+      out.push_back({json::value(TitleCaseIfLower(raw)), raw});
+  });
+  static const std::regex kKoFrom = Re(R"((?:^|[ ,])([^ ,.!?]+?) *(?:출신|에서 왔|사람이에요|사람입니다))");
+  ForEach(kKoFrom, c.lower, [&](const std::smatch& m) {
+    if (const City* city = FindCity(m.str(1)))
+      from.push_back({json::value(std::string(city->en)), m.str(1)});
+  });
+  // Where the user lives now beats where they are from.
+  append(&out, std::move(from));
+  return out;
+}
+
+std::vector<Candidate> BareCity(const Ctx& c, std::string_view clause) {
+  if (auto m = FindCityIn(clause))
+    return {{json::value(std::string(m->city->en)), std::string(clause.substr(m->pos, m->len))}};
+  std::string s = TrimPunct(clause);
+  if (HasHangul(s)) s = StripKoreanEnding(s);
+  for (std::string_view prefix : {"in ", "it's ", "its ", "i live in "})
+    if (Lower(s).starts_with(prefix)) s = s.substr(prefix.size());
+  if (s.empty() || HasDigit(s) || CountWords(s) > 3 || Contains(s, "?")) return {};
+  for (const auto& w : SplitWords(Lower(s)))
+    if (InList(w, kNotNames)) return {};
+  return {{json::value(TitleCaseIfLower(s)), s}};
+}
+
+// ---------------------------------------------------------------- occupation
+
+const std::initializer_list<std::string_view> kJobWords = {
+    "engineer", "developer", "programmer", "teacher", "nurse", "doctor", "student", "designer",
+    "manager", "lawyer", "accountant", "chef", "cook", "writer", "artist", "scientist",
+    "researcher", "professor", "consultant", "analyst", "architect", "pilot", "driver",
+    "farmer", "pharmacist", "dentist", "surgeon", "physician", "therapist", "journalist",
+    "editor", "photographer", "musician", "actor", "actress", "singer", "dancer", "mechanic",
+    "electrician", "plumber", "carpenter", "firefighter", "officer", "soldier", "cashier",
+    "clerk", "salesperson", "marketer", "entrepreneur", "founder", "ceo", "cto", "owner",
+    "freelancer", "barista", "waiter", "waitress", "bartender", "librarian", "veterinarian",
+    "vet", "paramedic", "translator", "interpreter", "secretary", "assistant", "intern",
+    "tutor", "coach", "trainer", "banker", "economist", "scientist", "technician", "cleaner",
+    "housewife", "homemaker", "retiree", "specialist", "administrator", "director", "lead",
+    "president", "executive", "producer", "director", "police", "detective", "judge", "miner",
+    "fisherman", "builder", "baker", "butcher", "tailor", "hairdresser", "stylist", "model",
+    "streamer", "youtuber", "blogger", "investor", "trader", "agent", "broker", "coordinator"};
+
+// The people-words that end in job-like suffixes but are not jobs.
+const std::initializer_list<std::string_view> kNotJobs = {
+    "teenager", "beginner", "lover", "member", "foreigner", "mother", "father", "brother",
+    "sister", "daughter", "parent", "resident", "person", "fan", "bit", "lot", "child", "kid",
+    "adult", "citizen", "native", "vegan", "vegetarian", "introvert", "extrovert", "friend",
+    "newbie", "local", "tourist", "visitor", "runner", "reader", "gamer", "dreamer", "believer",
+    "survivor", "winner", "loser", "thinker", "talker", "sucker", "fighter", "hugger", "other",
+    "morning", "night", "big", "huge", "little", "good", "great", "bad", "proud", "new",
+    "single", "married", "total", "bit", "true", "real", "fast", "slow", "very", "pretty",
+    "cat", "dog", "people", "only", "early", "late", "part"};
+
+bool LooksLikeJob(const std::vector<std::string>& words) {
+  if (words.empty()) return false;
+  for (const auto& w : words)
+    if (InList(Lower(w), kNotJobs)) return false;
+  for (const auto& w : words)
+    if (InList(Lower(w), kJobWords)) return true;
+  const std::string last = Lower(words.back());
+  for (std::string_view suffix : {"er", "or", "ist", "ian", "ant", "ent", "eer", "ect", "man",
+                                  "woman", "ee", "ive", "ographer"})
+    if (last.size() > suffix.size() + 2 && last.ends_with(suffix)) return true;
+  return false;
+}
+
+std::optional<std::string> JobPhrase(const Ctx& c, size_t pos, bool guard) {
+  std::string phrase = Clause(c, pos, true,
+                              {" at ", " for ", " in ", " with ", " and ", " but ", " from ",
+                               " who ", " since ", " so ", " because ", " living ", " based ",
+                               " of "});
+  std::vector<std::string> words = SplitWords(phrase);
+  while (!words.empty() && InList(Lower(words[0]), {"a", "an", "the", "as"}))
+    words.erase(words.begin());
+  if (words.empty() || words.size() > 5) return std::nullopt;
+  if (guard && !LooksLikeJob(words)) return std::nullopt;
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  out = TrimPunct(out);
+  if (out.empty() || HasDigit(out) || FindCity(out) != nullptr) return std::nullopt;
+  return out;
+}
+
+std::vector<Candidate> OccupationCandidates(const Ctx& c) {
+  std::vector<Candidate> out;
+  auto add = [&](const std::optional<std::string>& p) {
+    if (p) out.push_back({json::value(*p), *p});
+  };
+  static const std::regex kStrong = Re(
+      R"((?:\bi (?:currently |now |still |actually )?work(?:ed)? as|\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) as|)"
+      R"(\bmy (?:job|occupation|profession|role|position|job title) is(?: as)?|\boccupation:|\bi work in|)"
+      R"(\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) in|\bwork(?:ing)? (?:at|for) [^,.;!?]{1,40}? as) +)");
+  ForEach(kStrong, c.lower, [&](const std::smatch& m) {
+    add(JobPhrase(c, m.position(0) + m.length(0), false));
+  });
+  static const std::regex kIam = Re(
+      R"(\bi(?:'m| am|m) (?:currently |now |actually |also |still )?(?:a|an) +)");
+  ForEach(kIam, c.lower, [&](const std::smatch& m) {
+    add(JobPhrase(c, m.position(0) + m.length(0), true));
+  });
+  static const std::regex kStatus =
+      Re(R"(\bi(?:'m| am|m) (?:currently |now )?(retired|unemployed|self-employed|between jobs|a student|a freelancer)\b)");
+  ForEach(kStatus, c.lower, [&](const std::smatch& m) {
+    std::string s = m.str(1);
+    if (s.starts_with("a ")) s = s.substr(2);
+    add(s);
+  });
+  static const std::regex kTeach = Re(R"(\bi teach +)");
+  ForEach(kTeach, c.lower, [&](const std::smatch& m) {
+    auto p = JobPhrase(c, m.position(0) + m.length(0), false);
+    if (p) add(*p + " teacher");
+  });
+  static const std::regex kLiving = Re(R"(\bi do (.{2,40}?) for a living)");
+  ForEach(kLiving, c.lower, [&](const std::smatch& m) {
+    add(Trim(c.text.substr(m.position(1), m.length(1))));
+  });
+  // Korean: 직업은 교사입니다, 개발자로 일해요, 마케팅 일을 해요, 저는 개발자예요.
+  static const std::regex kKoJob = Re(R"(직업(?:은|이) *([^,.!?]+))");
+  ForEach(kKoJob, c.lower, [&](const std::smatch& m) {
+    std::string s = StripKoreanEnding(Trim(m.str(1)));
+    if (!s.empty() && CountWords(s) <= 4) add(s);
+  });
+  static const std::regex kKoWork =
+      Re(R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *(?:일하|일해|근무|재직|활동))");
+  ForEach(kKoWork, c.lower, [&](const std::smatch& m) {
+    if (FindCity(m.str(1)) == nullptr) add(m.str(1));
+  });
+  static const std::regex kKoDo = Re(R"((?:^|[ ,])([^ ,.!?]+) +일을 *(?:하고|해요|합니다|해))");
+  ForEach(kKoDo, c.lower, [&](const std::smatch& m) { add(m.str(1)); });
+  static const std::regex kKoIam = Re(
+      R"((?:^|[ ,])([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이고|이야|야)(?:[ ,.!?]|$))");
+  ForEach(kKoIam, c.lower, [&](const std::smatch& m) {
+    if (IsKoreanOccupation(m.str(1))) add(m.str(1));
+  });
+  return out;
+}
+
+std::vector<Candidate> BareOccupation(std::string_view clause) {
+  std::string s = TrimPunct(clause);
+  if (HasHangul(s)) s = StripKoreanEnding(s);
+  for (std::string_view prefix : {"i'm a ", "i'm an ", "i am a ", "i am an ", "im a ", "a ", "an ",
+                                  "i work as a ", "i work as an ", "i work as ", "i'm ", "as a "})
+    if (Lower(s).starts_with(prefix)) s = s.substr(prefix.size());
+  const std::string lower = Lower(s);
+  for (std::string_view stop : {" at the moment", " right now", " currently", " these days", " at ",
+                                " in ", " for ", " but ", " and i"}) {
+    const size_t at = lower.find(stop);
+    if (at != std::string::npos && at < s.size()) s.resize(std::min(s.size(), at));
+  }
+  s = TrimPunct(s);
+  if (s.empty() || CountWords(s) > 6 || Contains(s, "?")) return {};
+  return {{json::value(s), s}};
+}
+
+// ---------------------------------------------------------------- interests
+
+std::string CleanItem(std::string item) {
+  item = TrimPunct(item);
+  for (std::string_view prefix :
+       {"and ", "or ", "i guess ", "i think ", "maybe ", "probably ", "um ", "well ", "mostly ",
+        "mainly ", "also ", "to ", "doing ", "really ", "especially ", "like "})
+    if (Lower(item).starts_with(prefix)) item = item.substr(prefix.size());
+  for (std::string_view suffix : {" a lot", " very much", " too", " as well", " so much"})
+    if (Lower(item).ends_with(suffix)) item.resize(item.size() - suffix.size());
+  return TrimPunct(item);
+}
+
+// "hiking, jazz and cooking" → {hiking, jazz, cooking}.
+std::vector<std::string> SplitItems(std::string_view phrase) {
+  std::string s(phrase);
+  static const std::regex kSep = Re(R"( *(?:,|;| and | & | or |/| as well as | plus ) *)");
+  std::vector<std::string> out;
+  size_t start = 0;
+  // Separators are found on a lower-case copy (" AND "); byte positions agree.
+  std::vector<std::pair<size_t, size_t>> cuts;
+  const std::string lower = Lower(s);
+  for (auto it = std::sregex_iterator(lower.begin(), lower.end(), kSep);
+       it != std::sregex_iterator(); ++it)
+    cuts.emplace_back(it->position(0), it->length(0));
+  for (const auto& [pos, len] : cuts) {
+    out.push_back(s.substr(start, pos - start));
+    start = pos + len;
+  }
+  out.push_back(s.substr(start));
+  std::vector<std::string> items;
+  for (auto& item : out) {
+    std::string cleaned = CleanItem(item);
+    const std::string l = Lower(cleaned);
+    if (cleaned.empty() || InList(l, {"it", "that", "this", "you", "them", "him", "her", "things",
+                                      "stuff", "etc", "more", "others", "other things"}))
+      continue;
+    if (CountWords(cleaned) > 5 || l.starts_with("my ") || l.starts_with("your ")) continue;
+    items.push_back(cleaned);
+  }
+  return items;
+}
+
+// Korean list: "등산과 요리를" → {등산, 요리}; "재즈 음악을" → {재즈 음악}.
+std::vector<std::string> SplitKoreanItems(std::string_view phrase) {
+  std::vector<std::string> items;
+  std::string current;
+  for (std::string w : SplitWords(phrase)) {
+    const bool comma = w.ends_with(",");
+    w = TrimPunct(w);
+    if (w.empty() || InList(w, {"저는", "전", "나는", "난", "제가", "요즘", "정말", "진짜", "특히",
+                                "그리고", "또", "주로", "제", "취미는"}))
+      continue;
+    std::string stripped = w;
+    if (stripped.ends_with(",")) stripped.pop_back();
+    bool conj = false;
+    stripped = StripParticle(StripKoreanEnding(stripped), &conj);
+    current += (current.empty() ? "" : " ") + stripped;
+    if (conj || comma) {
+      items.push_back(current);
+      current.clear();
+    }
+  }
+  if (!current.empty()) items.push_back(current);
+  std::vector<std::string> out;
+  for (auto& item : items) {
+    for (const auto& part : SplitItems(item)) out.push_back(part);
+  }
+  return out;
+}
+
+bool Negated(const std::string& lower, size_t pos) {
+  const size_t from = pos > 14 ? pos - 14 : 0;
+  const std::string before = lower.substr(from, pos - from);
+  return Contains(before, "don't") || Contains(before, "do not") || Contains(before, "never") ||
+         Contains(before, "didn't") || Contains(before, "not ") || Contains(before, "dont") ||
+         Contains(before, "no longer");
+}
+
+std::vector<std::string> InterestItems(const Ctx& c) {
+  std::vector<std::string> items;
+  static const std::regex kEn = Re(
+      R"((?:\bi (?:really |also |just |only |absolutely |especially |do |very much |totally |still )*(?:like|love|enjoy|adore)|)"
+      R"(\bi(?:'m| am|m) (?:really |also |very |quite |totally )*(?:into|interested in|passionate about|a (?:big |huge )?fan of|fond of|keen on)|)"
+      R"(\bmy (?:hobbies|hobby|interests|interest|passions?) (?:is|are|include)|\bhobbies:|\binterests:|)"
+      R"(\bin my (?:free|spare) time,? i(?: like to| love to| enjoy)?) +)");
+  ForEach(kEn, c.lower, [&](const std::smatch& m) {
+    if (Negated(c.lower, m.position(0))) return;
+    const std::string phrase =
+        Clause(c, m.position(0) + m.length(0), false,
+               {" and i ", " and i'm ", " and my ", " but ", " because ", " so ", " when ",
+                " and im ", " which ", " since ", " i like", " i love", " i enjoy", " i'm "});
+    // "I like to think that…" / "I'd like to" are not interests; "I like to cook" is.
+    if (Lower(phrase).starts_with("to be ") || Lower(phrase).starts_with("that ")) return;
+    for (auto& item : SplitItems(phrase)) items.push_back(item);
+  });
+  // Korean: 등산과 요리를 좋아해요 / 취미는 독서예요.
+  static const std::regex kKoLike =
+      Re(R"(([^.!?]*?) *(?:을|를)? *(?:좋아해|좋아합|좋아하|즐겨|즐기|즐깁|관심이 있|관심 있|관심있))");
+  ForEach(kKoLike, c.lower, [&](const std::smatch& m) {
+    std::string phrase = m.str(1);
+    if (Contains(phrase, "안 ") || Contains(phrase, "싫")) return;
+    for (auto& item : SplitKoreanItems(phrase)) items.push_back(item);
+  });
+  static const std::regex kKoHobby = Re(R"((?:취미는|취미가|관심사는) *([^.!?]+))");
+  ForEach(kKoHobby, c.lower, [&](const std::smatch& m) {
+    std::string phrase = StripKoreanEnding(Trim(m.str(1)));
+    for (std::string_view tail : {"이에요", "예요", "입니다", "이고", "에요"})
+      if (phrase.ends_with(tail)) phrase.resize(phrase.size() - tail.size());
+    for (auto& item : SplitKoreanItems(phrase)) items.push_back(item);
+  });
+  return items;
+}
+
+// The full new list: existing items first (unless "only"/"just"), then new.
+std::optional<Candidate> MergeInterests(const Ctx& c, const FieldSpec& f,
+                                        const std::vector<std::string>& items) {
+  if (items.empty()) return std::nullopt;
+  static const std::regex kOnly = Re(R"(\b(?:only|just)\b|만 좋아)");
+  json::array list;
+  const json::value* have = Find(c.profile, f.name);
+  if (have && have->is_array() && !std::regex_search(c.lower, kOnly)) {
+    for (const auto& v : have->get_array())
+      if (v.is_string()) list.push_back(v);
+  }
+  std::string raw;
+  for (const auto& item : items) {
+    list.emplace_back(item);
+    raw += (raw.empty() ? "" : ", ") + item;
+  }
+  return Candidate{json::value(std::move(list)), raw};
+}
+
+// ---------------------------------------------------------------- goals
+
+std::vector<Candidate> GoalCandidates(const Ctx& c) {
+  std::vector<std::string> goals;
+  static const std::regex kEn = Re(
+      R"((?:\bmy (?:main |big |biggest |current |long-term )?(?:goal|goals|aim|dream|ambition|plan) (?:is|are|would be|right now is)(?: to)?|)"
+      R"(\bi (?:really |also |still )?(?:want|hope|plan|aim|intend|wish|would like|'d like|would love|'d love) to|)"
+      R"(\bi(?:'m| am|m) (?:planning|hoping|trying|aiming|working) (?:to|on|towards?)|)"
+      R"(\bi(?:'m| am|m) saving (?:up )?(?:to|for)|\bgoal:) +)");
+  static const std::regex kNotGoal = Re(
+      R"(^(?:change|update|correct|fix|delete|remove|forget|clear|erase|know|ask|say|tell|talk|be called|)"
+      R"(be contacted|be reached|stop|go\b|add|edit|see|check|skip|pass|hear|get contacted|receive))");
+  ForEach(kEn, c.lower, [&](const std::smatch& m) {
+    const size_t pos = m.position(0) + m.length(0);
+    const std::string phrase = TrimPunct(Clause(c, pos, false, {" but "}));
+    const std::string lp = Lower(phrase);
+    if (phrase.empty() || std::regex_search(lp, kNotGoal) || Contains(lp, "contact") ||
+        Contains(lp, "email me") || Contains(lp, "call me") || Contains(lp, "text me"))
+      return;
+    goals.push_back(phrase);
+  });
+  // Korean: 목표는 마라톤 완주예요 / 스페인어를 배우고 싶어요.
+  static const std::regex kKoGoal = Re(R"((?:목표는|목표가|꿈은) *([^.!?]+))");
+  ForEach(kKoGoal, c.lower, [&](const std::smatch& m) {
+    std::string g = StripKoreanEnding(Trim(m.str(1)));
+    if (!g.empty()) goals.push_back(g);
+  });
+  static const std::regex kKoWant = Re(R"(([^.!?]*?(?:고|기를|기) *(?:싶어|싶습니다|싶다|희망)[^.!?]*))");
+  static const std::regex kKoNot = Re("(바꾸|수정|삭제|지우|변경|연락|잊어)");
+  ForEach(kKoWant, c.lower, [&](const std::smatch& m) {
+    std::string g = TrimPunct(m.str(1));
+    for (std::string_view p : {"저는 ", "전 ", "나는 ", "제 "})
+      if (g.starts_with(p)) g = Trim(g.substr(p.size()));
+    if (!g.empty() && !std::regex_search(g, kKoNot)) goals.push_back(g);
+  });
+  if (goals.empty()) return {};
+  std::string joined;
+  for (const auto& g : goals) joined += (joined.empty() ? "" : "; ") + g;
+  return {{json::value(joined), joined}};
+}
+
+// ---------------------------------------------------------------- enum, boolean
+
+std::string Words(std::string_view field_name) {
+  std::string s = Lower(field_name);
+  std::replace(s.begin(), s.end(), '_', ' ');
+  return s;
+}
+
+bool WordAt(const std::string& lower, size_t pos, size_t len) {
+  const bool ascii = static_cast<unsigned char>(lower[pos]) < 0x80;
+  if (!ascii) return true;  // Korean: particles follow without a space
+  const bool left = pos == 0 || !IsWordByte(static_cast<unsigned char>(lower[pos - 1]));
+  const bool right =
+      pos + len >= lower.size() || !IsWordByte(static_cast<unsigned char>(lower[pos + len]));
+  return left && right;
+}
+
+std::vector<Candidate> EnumCandidates(const Ctx& c, const FieldSpec& f) {
+  const bool asked = c.asked == f.name;
+  // Only a message about this field may set it: "my email is x@y.z" must not
+  // set contact_preference = email.
+  static const std::regex kContactCue = Re(
+      R"(\b(?:contact\w*|reach|prefer|preferred|preference|rather|best way|get in touch|)"
+      R"((?:email|e-mail|text|call|phone|message|mail|ring) me)\b|연락|선호)");
+  bool cue = asked || Contains(c.lower, Words(f.name));
+  if (!cue && Contains(Lower(f.name), "contact")) cue = std::regex_search(c.lower, kContactCue);
+  for (const auto& h : f.hints)
+    if (!h.empty() && Contains(c.lower, Lower(h))) cue = true;
+  if (!cue) return {};
+  // Phrases: the values and the synonyms (lower-case), longest first at a position.
+  std::vector<std::pair<std::string, std::string>> phrases;  // phrase → canonical
+  for (const auto& v : f.enum_values) phrases.emplace_back(Lower(v), v);
+  for (const auto& [syn, v] : f.synonyms) phrases.emplace_back(syn, v);
+  std::sort(phrases.begin(), phrases.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  size_t best_pos = std::string::npos;
+  std::string best, best_raw;
+  for (const auto& [phrase, value] : phrases) {
+    for (size_t at = c.lower.find(phrase); at != std::string::npos;
+         at = c.lower.find(phrase, at + 1)) {
+      if (!WordAt(c.lower, at, phrase.size())) continue;
+      // "my email" / "your phone" talk about another field.
+      if (at >= 3 && c.lower.compare(at - 3, 3, "my ") == 0) continue;
+      if (at >= 5 && c.lower.compare(at - 5, 5, "your ") == 0) continue;
+      // "call me Al" is a name.
+      if (c.lower.compare(at, phrase.size() + 4, phrase + " me ") == 0) {
+        const size_t next = at + phrase.size() + 4;
+        if (next < c.text.size() && IsUpperStart(c.text.substr(next))) continue;
+      }
+      if (at < best_pos) {
+        best_pos = at;
+        best = value;
+        best_raw = c.text.substr(at, phrase.size());
+      }
+      break;
+    }
+  }
+  if (best_pos == std::string::npos) return {};
+  return {{json::value(best), best_raw}};
+}
+
+std::vector<Candidate> BoolCandidates(const Ctx& c, const FieldSpec& f) {
+  static const std::regex kYes = Re(
+      R"(^(?:yes|yeah|yep|yup|sure|of course|correct|true|definitely|absolutely|i do|i am|right|ok|okay)\b|^(?:네|예|응|맞아|그래|물론))");
+  static const std::regex kNo = Re(
+      R"(^(?:no|nope|nah|not really|false|never|i don't|i do not|i'm not|i am not)\b|^(?:아니|아뇨|아님|없어))");
+  std::vector<Candidate> out;
+  const std::string t = TrimPunct(c.lower);
+  if (c.asked == f.name) {
+    if (std::regex_search(t, kNo)) out.push_back({json::value(false), t});
+    else if (std::regex_search(t, kYes)) out.push_back({json::value(true), t});
+  }
+  const std::regex kNamed(Words(f.name) + R"( *(?:is|:|=) *(yes|no|true|false))");
+  std::smatch m;
+  if (std::regex_search(c.lower, m, kNamed)) {
+    const std::string v = m.str(1);
+    out.push_back({json::value(v == "yes" || v == "true"), v});
+  }
+  return out;
+}
+
+// "my height is 180", "score: 7.5".
+std::vector<Candidate> NamedNumber(const Ctx& c, const FieldSpec& f) {
+  std::vector<Candidate> out;
+  const std::regex re(Words(f.name) + R"( *(?:is|:|=|of)? *(-?\d+(?:\.\d+)?))");
+  ForEach(re, c.lower, [&](const std::smatch& m) {
+    const std::string d = m.str(1);
+    if (d.find('.') == std::string::npos && f.type == FieldType::kInteger)
+      out.push_back(IntCandidate(std::stoll(d), d));
+    else
+      out.push_back({json::value(std::stod(d)), d});
+  });
+  return out;
+}
+
+// "my favourite colour is blue" for a field favourite_colour.
+std::vector<Candidate> NamedString(const Ctx& c, const FieldSpec& f) {
+  std::vector<Candidate> out;
+  const std::regex re(Words(f.name) + R"( *(?:is|are|:|=) +)");
+  ForEach(re, c.lower, [&](const std::smatch& m) {
+    const std::string s = TrimPunct(Clause(c, m.position(0) + m.length(0), false, {" and i "}));
+    if (!s.empty()) out.push_back({json::value(s), s});
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- clearing
+
+// English and Korean words that name a field of the default schema.
+std::vector<std::string> FieldAliases(const FieldSpec& f) {
+  std::vector<std::string> out = {Words(f.name), Lower(f.name)};
+  static const std::map<std::string, std::vector<std::string>> kAliases = {
+      {"name", {"name", "이름"}},
+      {"age", {"age", "나이"}},
+      {"email", {"email address", "email", "e-mail", "mail", "이메일", "메일"}},
+      {"phone",
+       {"phone number", "phone", "number", "mobile", "cell", "전화번호", "전화", "번호", "휴대폰"}},
+      {"city", {"city", "location", "hometown", "도시", "사는 곳", "지역"}},
+      {"occupation", {"occupation", "job", "work", "profession", "직업"}},
+      {"interests", {"interests", "hobbies", "hobby", "interest", "취미", "관심사"}},
+      {"goals", {"goals", "goal", "목표"}},
+      {"contact_preference",
+       {"contact preference", "contact method", "preference", "연락 방법", "연락방법"}},
+  };
+  if (auto it = kAliases.find(Lower(f.name)); it != kAliases.end())
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  std::sort(out.begin(), out.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  return out;
+}
+
+std::set<std::string> ClearedFields(const Ctx& c) {
+  std::set<std::string> out;
+  static const std::regex kEn =
+      Re(R"(\b(?:forget|delete|remove|clear|erase|drop|wipe|get rid of) +(?:about +)?(?:my|the|your) +([a-z][a-z -]*))");
+  static const std::regex kKo = Re(
+      R"(([^ ,.!?]+(?: [^ ,.!?]+)?) *(?:을|를|은|는)? *(?:지워|삭제|잊어|지우|없애))");
+  auto match_fields = [&](const std::string& words) {
+    for (const auto& f : c.schema.fields()) {
+      for (const auto& alias : FieldAliases(f)) {
+        if (words.starts_with(alias) || (HasHangul(alias) && Contains(words, alias))) {
+          out.insert(f.name);
+          return;
+        }
+      }
+    }
+  };
+  ForEach(kEn, c.lower, [&](const std::smatch& m) { match_fields(m.str(1)); });
+  ForEach(kKo, c.lower, [&](const std::smatch& m) { match_fields(m.str(1)); });
+  return out;
+}
+
+// ---------------------------------------------------------------- driver
+
+std::vector<Candidate> PatternCandidates(const Ctx& c, const FieldSpec& f,
+                                         const std::string& first_of_type) {
+  const bool asked = c.asked == f.name;
+  switch (Classify(f)) {
+    case Kind::kName: return NameCandidates(c);
+    case Kind::kAge: return AgeCandidates(c);
+    case Kind::kCity: return CityCandidates(c);
+    case Kind::kOccupation: return OccupationCandidates(c);
+    case Kind::kInterests: {
+      auto m = MergeInterests(c, f, InterestItems(c));
+      if (m) return {*m};
+      return {};
+    }
+    case Kind::kGoals: return GoalCandidates(c);
+    case Kind::kGeneric: break;
+  }
+  // Typed extraction, found anywhere: only for the asked field of the type or,
+  // failing that, the first field of the type in schema order.
+  const bool owns_type = asked || first_of_type == f.name;
+  switch (f.type) {
+    case FieldType::kEmail: return owns_type ? EmailCandidates(c, asked) : std::vector<Candidate>{};
+    case FieldType::kPhone: return owns_type ? PhoneCandidates(c, asked) : std::vector<Candidate>{};
+    case FieldType::kDate: return owns_type ? DateCandidates(c) : std::vector<Candidate>{};
+    case FieldType::kEnum: return EnumCandidates(c, f);
+    case FieldType::kBoolean: return BoolCandidates(c, f);
+    case FieldType::kInteger:
+    case FieldType::kNumber: return NamedNumber(c, f);
+    case FieldType::kString:
+    case FieldType::kText: return NamedString(c, f);
+    case FieldType::kStringList: {
+      std::vector<std::string> items;
+      for (const auto& cand : NamedString(c, f))
+        for (auto& item : SplitItems(cand.raw)) items.push_back(item);
+      auto m = MergeInterests(c, f, items);
+      if (m) return {*m};
+      return {};
+    }
+  }
+  return {};
+}
+
+// A bare answer to the asked field: the message (or its first clause) is the value.
+std::vector<Candidate> BareCandidates(const Ctx& c, const FieldSpec& f, std::string_view clause) {
+  if (Contains(clause, "?")) return {};
+  switch (Classify(f)) {
+    case Kind::kName: {
+      auto n = BareName(clause);
+      if (n) return {{json::value(*n), *n}};
+      return {};
+    }
+    case Kind::kAge: return BareNumber(c, true);
+    case Kind::kCity: return BareCity(c, clause);
+    case Kind::kOccupation: return BareOccupation(clause);
+    case Kind::kInterests: {
+      auto items = HasHangul(clause) ? SplitKoreanItems(clause) : SplitItems(clause);
+      auto m = MergeInterests(c, f, items);
+      if (m) return {*m};
+      return {};
+    }
+    case Kind::kGoals: {
+      std::string s = TrimPunct(clause);
+      if (Lower(s).starts_with("to ")) s = s.substr(3);
+      if (s.empty()) return {};
+      return {{json::value(s), s}};
+    }
+    case Kind::kGeneric: break;
+  }
+  switch (f.type) {
+    case FieldType::kInteger: return BareNumber(c, true);
+    case FieldType::kNumber: return BareNumber(c, false);
+    case FieldType::kEmail:
+    case FieldType::kPhone:
+    case FieldType::kDate:
+    case FieldType::kEnum:
+    case FieldType::kBoolean: {
+      // Whatever the user wrote, so that the reply can explain the rejection.
+      const std::string s = TrimPunct(clause);
+      if (s.empty() || CountWords(s) > 4) return {};
+      return {{json::value(s), s}};
+    }
+    case FieldType::kString:
+    case FieldType::kText: {
+      std::string s = TrimPunct(clause);
+      if (HasHangul(s)) s = StripKoreanEnding(s);
+      if (s.empty()) return {};
+      return {{json::value(s), s}};
+    }
+    case FieldType::kStringList: {
+      auto items = HasHangul(clause) ? SplitKoreanItems(clause) : SplitItems(clause);
+      auto m = MergeInterests(c, f, items);
+      if (m) return {*m};
+      return {};
+    }
+  }
+  return {};
+}
+
+// The first clause of the text: up to , . ; ! or " and ".
+std::string FirstClause(std::string_view text) {
+  size_t end = text.size();
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == ',' || text[i] == ';' || text[i] == '!' || text[i] == '\n' ||
+        (text[i] == '.' && (i + 1 == text.size() || text[i + 1] == ' '))) {
+      end = i;
+      break;
+    }
+  }
+  const std::string lower = Lower(text.substr(0, end));
+  const size_t and_at = lower.find(" and ");
+  if (and_at != std::string::npos) end = std::min(end, and_at);
+  return Trim(text.substr(0, end));
+}
+
+}  // namespace
+
+std::optional<int> ParseEnglishNumber(std::string_view words) {
+  return ParseWordNumber(NumberWords(TrimPunct(words)));
+}
+
+std::optional<int> ParseKoreanNativeNumber(std::string_view word) {
+  static constexpr std::pair<std::string_view, int> kTens[] = {
+      {"열", 10}, {"스물", 20}, {"스무", 20}, {"서른", 30}, {"마흔", 40},
+      {"쉰", 50}, {"예순", 60}, {"일흔", 70}, {"여든", 80}, {"아흔", 90}};
+  static constexpr std::pair<std::string_view, int> kUnits[] = {
+      {"하나", 1}, {"한", 1}, {"둘", 2}, {"두", 2}, {"셋", 3}, {"세", 3}, {"넷", 4}, {"네", 4},
+      {"다섯", 5}, {"여섯", 6}, {"일곱", 7}, {"여덟", 8}, {"아홉", 9}};
+  std::string_view w = word;
+  while (!w.empty() && w.back() == ' ') w.remove_suffix(1);
+  int value = 0;
+  for (const auto& [t, v] : kTens) {
+    if (w.starts_with(t)) {
+      value = v;
+      w.remove_prefix(t.size());
+      break;
+    }
+  }
+  if (w.empty()) return value > 0 ? std::optional<int>(value) : std::nullopt;
+  for (const auto& [u, v] : kUnits)
+    if (w == u) return value + v;
+  return std::nullopt;
+}
+
+std::string DetectLanguage(std::string_view text, std::string_view hint) {
+  if (HasHangul(text)) return "ko";
+  const bool ascii_letter = std::any_of(text.begin(), text.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+  });
+  if (!ascii_letter) return hint.empty() ? "en" : std::string(hint);
+  if (hint == "ko" && CountWords(text) == 1) return "ko";
+  return "en";
+}
+
+Extraction ExtractDetailed(const model::Schema& schema, const json::object& profile,
+                           std::string_view text, std::string_view asked_field,
+                           std::string_view lang) {
+  // The rules are regular expressions that can be quadratic in the input, so
+  // only the start of a very long message is read (at a UTF-8 boundary).
+  if (text.size() > kMaxTextBytes) {
+    size_t cut = kMaxTextBytes;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text = text.substr(0, cut);
+  }
+  Ctx c{schema, profile, text, Lower(text), asked_field, lang};
+  Extraction out;
+  if (Trim(text).empty()) return out;
+
+  // The first field of each typed kind owns values of that type found anywhere.
+  std::map<FieldType, std::string> first_of_type;
+  for (const auto& f : schema.fields()) first_of_type.emplace(f.type, f.name);
+
+  const std::set<std::string> cleared = ClearedFields(c);
+  std::map<std::string, json::value> found;  // field → normalised value
+  std::set<std::string> rejected_fields;
+  auto consider = [&](const FieldSpec& f, const std::vector<Candidate>& cands) -> bool {
+    const Candidate* first_bad = nullptr;
+    std::string reason;
+    for (const auto& cand : cands) {
+      auto v = schema.Validate(f.name, cand.value);
+      if (v.ok()) {
+        found[f.name] = *v;
+        return true;
+      }
+      if (!first_bad) {
+        first_bad = &cand;
+        reason = std::string(v.status().message());
+      }
+    }
+    if (first_bad) {
+      std::string raw = first_bad->raw;
+      if (raw.size() > 40) {
+        size_t cut = 40;
+        while (cut > 0 && (static_cast<unsigned char>(raw[cut]) & 0xC0) == 0x80) --cut;
+        raw = raw.substr(0, cut) + "…";
+      }
+      out.rejected.push_back({f.name, std::move(raw), reason});
+      rejected_fields.insert(f.name);
+    }
+    return false;
+  };
+
+  for (const auto& f : schema.fields()) {
+    if (cleared.count(f.name)) continue;
+    consider(f, PatternCandidates(c, f, first_of_type[f.type]));
+  }
+
+  const FieldSpec* asked = asked_field.empty() ? nullptr : schema.Find(asked_field);
+  if (asked && !found.count(asked->name) && !rejected_fields.count(asked->name) &&
+      !cleared.count(asked->name)) {
+    const bool refusal = IsRefusal(c.lower);
+    std::vector<Candidate> bare;
+    if (!refusal) {
+      // With other facts in the message, only its first clause can be the answer.
+      const bool others = !found.empty() || !out.rejected.empty();
+      const std::string clause = others ? FirstClause(text) : Trim(text);
+      bool clause_free = true;
+      if (others) {
+        // The first clause must not itself be one of the facts already found.
+        Ctx sub{schema, profile, clause, Lower(clause), "", lang};
+        for (const auto& f : schema.fields())
+          if (f.name != asked->name && !PatternCandidates(sub, f, first_of_type[f.type]).empty())
+            clause_free = false;
+      }
+      if (clause_free && !clause.empty()) bare = BareCandidates(c, *asked, clause);
+      if (!bare.empty()) consider(*asked, bare);
+    }
+    if (refusal && !found.count(asked->name)) out.declined = true;
+  }
+
+  for (const auto& f : schema.fields()) {
+    if (cleared.count(f.name)) {
+      const json::value* have = Find(profile, f.name);
+      if (have && !have->is_null()) out.changes.push_back({f.name, json::value(nullptr)});
+      continue;
+    }
+    auto it = found.find(f.name);
+    if (it == found.end()) continue;
+    const json::value* have = Find(profile, f.name);
+    if (have && *have == it->second) {
+      out.restated.push_back(f.name);
+    } else {
+      out.changes.push_back({f.name, it->second});
+    }
+  }
+  // A rejection for a field that also got a valid value is moot.
+  std::erase_if(out.rejected, [&](const Rejection& r) { return found.count(r.field) > 0; });
+  return out;
+}
+
+std::vector<ProposedChange> Extract(const model::Schema& schema, const json::object& profile,
+                                    std::string_view text, std::string_view asked_field,
+                                    std::string_view lang) {
+  return ExtractDetailed(schema, profile, text, asked_field, lang).changes;
+}
+
+}  // namespace persona::ai::builtin

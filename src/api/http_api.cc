@@ -1,0 +1,569 @@
+#include "api/http_api.h"
+
+#include <boost/url/params_view.hpp>
+#include <charconv>
+#include <chrono>
+
+#include "api/openapi.inc"    // kOpenApiJson
+#include "api/problem.h"
+#include "api/web_index.inc"  // kWebIndexHtml
+#include "core/ids.h"
+#include "core/logging.h"
+
+namespace persona::api {
+
+namespace http = net::http;
+
+struct HttpApi::Call {
+  net::Request req;
+  std::shared_ptr<net::Exchange> ex;
+  std::string request_id;
+  Route route = kNotFound;
+  std::string session_id;
+  std::string path;
+  std::string query;
+  std::chrono::steady_clock::time_point start;
+};
+
+namespace {
+
+constexpr size_t kMaxTextBytes = 16 << 10;
+constexpr size_t kMaxUserIdBytes = 256;
+
+const char* kRouteNames[] = {"/",
+                             "/healthz",
+                             "/readyz",
+                             "/metrics",
+                             "/openapi.json",
+                             "/v1/sessions",
+                             "/v1/sessions/{id}",
+                             "/v1/sessions/{id}/messages",
+                             "/v1/sessions/{id}/profile",
+                             "/v1/sessions/{id}/events",
+                             "other"};
+
+net::Response Json(http::status status, const json::value& body, unsigned version) {
+  net::Response res(status, version);
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = json::serialize(body);
+  return res;
+}
+
+// Query parameter `name` from a raw query string, or nullopt.
+std::optional<std::string> QueryParam(const std::string& query, std::string_view name) {
+  try {
+    boost::urls::params_view params(query);  // throws on a malformed query
+    for (auto p : params)
+      if (p.key == name) return std::string(p.value);
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+// Parses a non-negative integer query parameter; InvalidArgument if malformed.
+StatusOr<uint64_t> UintParam(const std::string& query, std::string_view name, uint64_t fallback,
+                             uint64_t max) {
+  auto v = QueryParam(query, name);
+  if (!v) return fallback;
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc() || p != v->data() + v->size() || n > max)
+    return absl::InvalidArgumentError("query parameter '" + std::string(name) +
+                                      "' must be an integer between 0 and " + std::to_string(max));
+  return n;
+}
+
+// Accepts "7", "\"7\"" and W/"7"; nullopt for "*" or garbage.
+std::optional<uint64_t> ParseVersionTag(std::string_view tag) {
+  if (tag.starts_with("W/")) tag.remove_prefix(2);
+  if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"') tag = tag.substr(1, tag.size() - 2);
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(tag.data(), tag.data() + tag.size(), n);
+  if (ec != std::errc() || p != tag.data() + tag.size()) return std::nullopt;
+  return n;
+}
+
+bool IsJsonMediaType(std::string_view ct) {
+  const size_t semi = ct.find(';');
+  std::string base(ct.substr(0, semi));
+  while (!base.empty() && base.back() == ' ') base.pop_back();
+  for (auto& c : base) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return base == "application/json" || base == "application/merge-patch+json";
+}
+
+bool ValidHeaderToken(std::string_view s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (unsigned char c : s)
+    if (c < 0x21 || c > 0x7e) return false;
+  return true;
+}
+
+// Frames one event for SSE: id, event type and the JSON on one data line.
+std::string SseFrame(uint64_t seq, std::string_view type, std::string_view json_text) {
+  std::string out;
+  out.reserve(json_text.size() + type.size() + 40);
+  out += "id: ";
+  out += std::to_string(seq);
+  out += "\nevent: ";
+  out += type;
+  out += "\ndata: ";
+  out += json_text;
+  out += "\n\n";
+  return out;
+}
+
+// Reads "seq" and "type" from an event's JSON text (EventToJson writes seq first).
+bool PeekEvent(std::string_view text, uint64_t* seq, std::string* type) {
+  auto v = ParseJson(text);
+  if (!v.ok() || !v->is_object()) return false;
+  auto s = GetInt(v->get_object(), "seq");
+  auto t = GetString(v->get_object(), "type");
+  if (!s || !t) return false;
+  *seq = static_cast<uint64_t>(*s);
+  *type = std::string(*t);
+  return true;
+}
+
+}  // namespace
+
+HttpApi::HttpApi(engine::Engine* engine) : engine_(engine) {
+  auto& reg = metrics::Default();
+  static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
+  for (int r = 0; r < kRouteCount; ++r) {
+    const std::string label = std::string("route=\"") + kRouteNames[r] + "\"";
+    latency_[r] = reg.GetHistogram("persona_http_request_duration_seconds",
+                                   "HTTP request latency by route", label);
+    for (int c = 0; c < 6; ++c)
+      responses_[r][c] = reg.GetCounter("persona_http_responses_total",
+                                        "HTTP responses by route and status class",
+                                        label + ",code=\"" + kClasses[c] + "\"");
+  }
+}
+
+net::Response HttpApi::Refusal(http::status status, std::string_view detail) {
+  responses_[kNotFound][static_cast<int>(status) / 100 - 1]->Inc();
+  return Problem(status, std::string(http::obsolete_reason(status)),
+                 absl::string_view(detail.data(), detail.size()));
+}
+
+void HttpApi::Finish(const std::shared_ptr<Call>& call, net::Response res) {
+  res.set("X-Request-Id", call->request_id);
+  res.keep_alive(call->req.keep_alive());
+  const int cls = res.result_int() / 100;
+  responses_[call->route][cls >= 1 && cls <= 5 ? cls - 1 : 5]->Inc();
+  latency_[call->route]->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - call->start).count());
+  if (cls == 5) {
+    LogWarn("request failed", {{"request_id", call->request_id},
+                               {"route", kRouteNames[call->route]},
+                               {"status", res.result_int()},
+                               {"detail", res.body()}});
+  }
+  call->ex->Respond(std::move(res));
+}
+
+engine::ReplyCallback HttpApi::ReplyTo(std::shared_ptr<Call> call) {
+  return [this, call](StatusOr<engine::Reply> r) {
+    if (!r.ok()) return Finish(call, ProblemFor(r.status(), call->req.version()));
+    if (r->status == 204) {
+      net::Response res(http::status::no_content, call->req.version());
+      return Finish(call, std::move(res));
+    }
+    net::Response res = Json(static_cast<http::status>(r->status), r->body, call->req.version());
+    if (r->replayed) res.set("Idempotent-Replayed", "true");
+    if (const json::value* v = r->body.if_contains("version"); v && v->is_number())
+      res.set(http::field::etag, "\"" + std::to_string(v->to_number<uint64_t>()) + "\"");
+    if (call->route == kSessions) {
+      if (auto sid = GetString(r->body, "session_id"))
+        res.set(http::field::location, "/v1/sessions/" + std::string(*sid));
+    }
+    Finish(call, std::move(res));
+  };
+}
+
+void HttpApi::Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) {
+  auto call = std::make_shared<Call>();
+  call->start = std::chrono::steady_clock::now();
+  call->ex = std::move(exchange);
+  auto rid = req["X-Request-Id"];
+  call->request_id = ValidHeaderToken(rid, 128) ? std::string(rid) : NewId();
+  const std::string target(req.target());
+  call->req = std::move(req);
+  const size_t q = target.find('?');
+  call->path = target.substr(0, q);
+  call->query = q == std::string::npos ? "" : target.substr(q + 1);
+  Dispatch(std::move(call));
+}
+
+void HttpApi::Dispatch(std::shared_ptr<Call> call) {
+  const auto method = call->req.method();
+  const unsigned ver = call->req.version();
+  const std::string& path = call->path;
+  auto method_not_allowed = [&](const char* allow) {
+    net::Response res = Problem(http::status::method_not_allowed, "Method Not Allowed",
+                                "allowed: " + std::string(allow), ver);
+    res.set(http::field::allow, allow);
+    Finish(call, std::move(res));
+  };
+
+  // Static and operational routes.
+  if (path == "/" || path == "/index.html") {
+    call->route = kIndex;
+    if (method != http::verb::get && method != http::verb::head) return method_not_allowed("GET");
+    net::Response res(http::status::ok, ver);
+    res.set(http::field::content_type, "text/html; charset=utf-8");
+    res.body() = std::string(kWebIndexHtml);
+    return Finish(call, std::move(res));
+  }
+  if (path == "/healthz") {
+    call->route = kHealth;
+    return Finish(call, Json(http::status::ok, {{"status", "ok"}}, ver));
+  }
+  if (path == "/readyz") {
+    call->route = kReady;
+    if (draining_ || engine_->draining())
+      return Finish(call, Problem(http::status::service_unavailable, "Service Unavailable",
+                                  "draining", ver));
+    return Finish(call, Json(http::status::ok, {{"status", "ready"}}, ver));
+  }
+  if (path == "/metrics") {
+    call->route = kMetrics;
+    net::Response res(http::status::ok, ver);
+    res.set(http::field::content_type, "text/plain; version=0.0.4");
+    res.body() = metrics::Default().Render();
+    return Finish(call, std::move(res));
+  }
+  if (path == "/openapi.json") {
+    call->route = kOpenApi;
+    net::Response res(http::status::ok, ver);
+    res.set(http::field::content_type, "application/json");
+    res.body() = std::string(kOpenApiJson);
+    return Finish(call, std::move(res));
+  }
+
+  // /v1/sessions[/{id}[/messages|/profile|/events]]
+  constexpr std::string_view kPrefix = "/v1/sessions";
+  if (!path.starts_with(kPrefix)) {
+    return Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
+  }
+  std::string_view rest = std::string_view(path).substr(kPrefix.size());
+  if (rest.empty() || rest == "/") {
+    call->route = kSessions;
+    if (method != http::verb::post) return method_not_allowed("POST");
+    return CreateSession(call);
+  }
+  if (rest.front() != '/') {
+    return Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
+  }
+  rest.remove_prefix(1);
+  const size_t slash = rest.find('/');
+  call->session_id = std::string(rest.substr(0, slash));
+  const std::string_view sub = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+  if (!IsValidId(call->session_id)) {
+    call->route = kSession;
+    return Finish(call, Problem(http::status::not_found, "Not Found", "no such session", ver));
+  }
+  if (sub.empty()) {
+    call->route = kSession;
+    if (method == http::verb::get) {
+      auto s = engine_->GetSession(call->session_id);
+      if (!s.ok()) return Finish(call, ProblemFor(s.status(), ver));
+      net::Response res = Json(http::status::ok, *s, ver);
+      res.set(http::field::etag, "\"" + std::to_string(s->at("version").to_number<uint64_t>()) + "\"");
+      return Finish(call, std::move(res));
+    }
+    if (method == http::verb::delete_) return engine_->DeleteSession(call->session_id, ReplyTo(call));
+    return method_not_allowed("GET, DELETE");
+  }
+  if (sub == "messages") {
+    call->route = kMessages;
+    if (method == http::verb::post) return PostMessage(call);
+    if (method == http::verb::get) return ListMessages(call);
+    return method_not_allowed("GET, POST");
+  }
+  if (sub == "profile") {
+    call->route = kProfile;
+    if (method == http::verb::get) return GetProfile(call);
+    if (method == http::verb::patch) return PatchProfile(call);
+    return method_not_allowed("GET, PATCH");
+  }
+  if (sub == "events") {
+    call->route = kEvents;
+    if (method != http::verb::get) return method_not_allowed("GET");
+    if (call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)
+      return StreamEvents(call);
+    return ListEvents(call);
+  }
+  Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
+}
+
+namespace {
+
+// Checks media type and parses the body as a JSON object. On failure fills
+// `problem` and returns nullopt.
+std::optional<json::object> ParseBody(const net::Request& req, std::optional<net::Response>* problem,
+                                      std::initializer_list<std::string_view> allowed_keys) {
+  const unsigned ver = req.version();
+  if (!IsJsonMediaType(req[http::field::content_type])) {
+    problem->emplace(Problem(http::status::unsupported_media_type, "Unsupported Media Type",
+                             "Content-Type must be application/json", ver));
+    return std::nullopt;
+  }
+  auto v = ParseJson(req.body());
+  if (!v.ok()) {
+    problem->emplace(Problem(http::status::bad_request, "Bad Request", v.status().message(), ver));
+    return std::nullopt;
+  }
+  if (!v->is_object()) {
+    problem->emplace(
+        Problem(http::status::bad_request, "Bad Request", "the body must be a JSON object", ver));
+    return std::nullopt;
+  }
+  for (const auto& kv : v->get_object()) {
+    bool known = false;
+    for (auto k : allowed_keys) known = known || kv.key() == k;
+    if (!known) {
+      problem->emplace(Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                               "unknown member '" + std::string(kv.key()) + "'", ver));
+      return std::nullopt;
+    }
+  }
+  return std::move(v->get_object());
+}
+
+StatusOr<std::string> IdempotencyKey(const net::Request& req) {
+  auto k = req["Idempotency-Key"];
+  if (k.empty()) return std::string();
+  if (!ValidHeaderToken(k, 200))
+    return absl::InvalidArgumentError("Idempotency-Key must be 1–200 visible ASCII characters");
+  return std::string(k);
+}
+
+}  // namespace
+
+void HttpApi::CreateSession(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  std::optional<net::Response> problem;
+  auto body = ParseBody(call->req, &problem, {"user_id", "schema", "metadata"});
+  if (!body) return Finish(call, std::move(*problem));
+  engine::CreateSessionRequest r;
+  auto user = GetString(*body, "user_id");
+  if (!user || user->empty() || user->size() > kMaxUserIdBytes)
+    return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                "'user_id' must be a non-empty string of at most 256 bytes", ver));
+  r.user_id = std::string(*user);
+  if (const json::value* s = Find(*body, "schema")) {
+    if (!s->is_string())
+      return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                  "'schema' must be a string", ver));
+    r.schema = std::string(s->get_string());
+  }
+  if (const json::value* m = Find(*body, "metadata")) {
+    if (!m->is_object())
+      return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                  "'metadata' must be an object", ver));
+    r.metadata = m->get_object();
+  }
+  auto key = IdempotencyKey(call->req);
+  if (!key.ok()) return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                             key.status().message(), ver));
+  r.idempotency_key = *key;
+  engine_->CreateSession(std::move(r), ReplyTo(call));
+}
+
+void HttpApi::PostMessage(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  std::optional<net::Response> problem;
+  auto body = ParseBody(call->req, &problem, {"text"});
+  if (!body) return Finish(call, std::move(*problem));
+  auto text = GetString(*body, "text");
+  if (!text)
+    return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                "'text' is required and must be a string", ver));
+  if (text->find_first_not_of(" \t\r\n") == std::string_view::npos || text->size() > kMaxTextBytes)
+    return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                "'text' must be non-blank and at most 16384 bytes", ver));
+  auto key = IdempotencyKey(call->req);
+  if (!key.ok()) return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                             key.status().message(), ver));
+  engine::MessageRequest r;
+  r.session_id = call->session_id;
+  r.text = std::string(*text);
+  r.idempotency_key = *key;
+  engine_->PostMessage(std::move(r), ReplyTo(call));
+}
+
+void HttpApi::ListMessages(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  auto limit = UintParam(call->query, "limit", 50, 500);
+  auto before = UintParam(call->query, "before", 0, UINT64_MAX);
+  if (!limit.ok() || !before.ok())
+    return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                (!limit.ok() ? limit.status() : before.status()).message(), ver));
+  auto r = engine_->ListMessages(call->session_id, *limit == 0 ? 50 : *limit, *before);
+  if (!r.ok()) return Finish(call, ProblemFor(r.status(), ver));
+  Finish(call, Json(http::status::ok, *r, ver));
+}
+
+void HttpApi::GetProfile(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  auto p = engine_->GetProfileJson(call->session_id);
+  if (!p.ok()) return Finish(call, ProblemFor(p.status(), ver));
+  const std::string etag = "\"" + std::to_string(p->second) + "\"";
+  auto inm = call->req[http::field::if_none_match];
+  if (!inm.empty() && (inm == "*" || ParseVersionTag(inm) == p->second)) {
+    net::Response res(http::status::not_modified, ver);
+    res.set(http::field::etag, etag);
+    return Finish(call, std::move(res));
+  }
+  net::Response res(http::status::ok, ver);
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::etag, etag);
+  res.set(http::field::cache_control, "no-cache");
+  res.body() = std::move(p->first);
+  Finish(call, std::move(res));
+}
+
+void HttpApi::PatchProfile(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  std::optional<net::Response> problem;
+  auto body = ParseBody(call->req, &problem, {"fields"});
+  if (!body) return Finish(call, std::move(*problem));
+  const json::value* fields = Find(*body, "fields");
+  if (fields == nullptr || !fields->is_object())
+    return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                "'fields' is required and must be an object", ver));
+  engine::PatchRequest r;
+  r.session_id = call->session_id;
+  r.fields = fields->get_object();
+  auto if_match = call->req[http::field::if_match];
+  if (!if_match.empty() && if_match != "*") {
+    auto v = ParseVersionTag(if_match);
+    if (!v)
+      return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                  "If-Match must be an entity tag like \"12\"", ver));
+    r.if_match = *v;
+  }
+  auto key = IdempotencyKey(call->req);
+  if (!key.ok()) return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                             key.status().message(), ver));
+  r.idempotency_key = *key;
+  engine_->PatchProfile(std::move(r), ReplyTo(call));
+}
+
+void HttpApi::ListEvents(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  auto after = UintParam(call->query, "after", 0, UINT64_MAX);
+  auto limit = UintParam(call->query, "limit", 100, 1000);
+  if (!after.ok() || !limit.ok())
+    return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                (!after.ok() ? after.status() : limit.status()).message(), ver));
+  auto events = engine_->ListEvents(call->session_id, *after, *limit == 0 ? 100 : *limit);
+  if (!events.ok()) return Finish(call, ProblemFor(events.status(), ver));
+  json::array arr;
+  for (const auto& e : *events) arr.push_back(model::EventToJson(e));
+  json::object o;
+  o["events"] = std::move(arr);
+  if (!events->empty()) o["next_after"] = events->back().seq;
+  Finish(call, Json(http::status::ok, o, ver));
+}
+
+// A live tail: subscribe first, then send the backlog from the store, then
+// switch to live events, skipping any the backlog already covered.
+void HttpApi::StreamEvents(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  auto after = UintParam(call->query, "after", 0, UINT64_MAX);
+  if (!after.ok())
+    return Finish(call, Problem(http::status::bad_request, "Bad Request", after.status().message(), ver));
+  uint64_t from = *after;
+  if (auto last = call->req["Last-Event-ID"]; !last.empty()) {
+    auto v = ParseVersionTag(last);
+    if (!v) return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                        "Last-Event-ID must be an event seq", ver));
+    from = *v;
+  }
+  auto version = engine_->Version(call->session_id);
+  if (!version.ok()) return Finish(call, ProblemFor(version.status(), ver));
+
+  struct Tail {
+    std::mutex mu;
+    bool live = false;
+    uint64_t last_sent = 0;
+    std::vector<std::string> early;  // live events that arrived during the backlog
+    std::shared_ptr<net::EventStream> stream;
+    std::unique_ptr<bus::Subscription> sub;
+  };
+  auto tail = std::make_shared<Tail>();
+  tail->last_sent = from;
+  std::weak_ptr<Tail> weak = tail;
+  auto deliver = [](Tail& t, std::string_view text) {
+    uint64_t seq;
+    std::string type;
+    if (!PeekEvent(text, &seq, &type) || seq <= t.last_sent) return;
+    t.last_sent = seq;
+    t.stream->Send(SseFrame(seq, type, text));
+    if (type == model::kSessionDeleted) t.stream->Close();
+  };
+  tail->sub = engine_->bus()->Subscribe(
+      engine::Engine::EventsTopic(call->session_id), [weak, deliver](const bus::Payload& p) {
+        auto t = weak.lock();
+        if (!t) return;
+        std::lock_guard<std::mutex> l(t->mu);
+        if (!t->stream) return;
+        if (!t->live) {
+          if (t->early.size() >= 4096) return t->stream->Close();
+          t->early.push_back(*p);
+          return;
+        }
+        deliver(*t, *p);
+      });
+
+  net::Response head(http::status::ok, ver);
+  head.set(http::field::content_type, "text/event-stream");
+  head.set(http::field::cache_control, "no-cache");
+  head.set("X-Request-Id", call->request_id);
+  head.set("X-Accel-Buffering", "no");
+  responses_[kEvents][1]->Inc();
+  auto stream = call->ex->StartStream(std::move(head));
+  if (!stream) return;
+  {
+    std::lock_guard<std::mutex> l(tail->mu);
+    tail->stream = stream;
+  }
+  // The stream owns the tail; closing it drops the subscription.
+  stream->OnClose([tail]() mutable {
+    std::unique_ptr<bus::Subscription> sub;
+    {
+      std::lock_guard<std::mutex> l(tail->mu);
+      sub = std::move(tail->sub);
+      tail->stream.reset();
+    }
+  });
+  stream->Send("retry: 1000\n\n");
+  // Backlog, in pages, then go live.
+  uint64_t cursor = from;
+  for (;;) {
+    auto events = engine_->ListEvents(call->session_id, cursor, 1000);
+    if (!events.ok()) {
+      stream->Close();
+      return;
+    }
+    std::lock_guard<std::mutex> l(tail->mu);
+    if (!tail->stream) return;  // client went away
+    for (const auto& e : *events) {
+      if (e.seq <= tail->last_sent) continue;
+      tail->last_sent = e.seq;
+      if (!tail->stream->Send(SseFrame(e.seq, e.type, model::EventToJsonString(e)))) return;
+    }
+    if (events->size() < 1000) {
+      tail->live = true;
+      for (const auto& text : tail->early) deliver(*tail, text);
+      tail->early.clear();
+      return;
+    }
+    cursor = events->back().seq;
+  }
+}
+
+}  // namespace persona::api

@@ -1,0 +1,52 @@
+// HttpApi: the HTTP routes of SPEC §4 on top of the Engine.
+//
+// Parses and validates requests (media type, JSON, field types), calls the
+// engine, and renders JSON or problem+json. Also serves the web UI, the
+// OpenAPI document, health, readiness and metrics. Thread-safe.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <string>
+
+#include "engine/engine.h"
+#include "metrics/metrics.h"
+#include "net/http_server.h"
+
+namespace persona::api {
+
+class HttpApi final : public net::Handler {
+ public:
+  explicit HttpApi(engine::Engine* engine);
+
+  void Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) override;
+  net::Response Refusal(net::http::status status, std::string_view detail) override;
+
+  // /readyz answers 503 once draining starts.
+  void SetDraining() { draining_ = true; }
+
+ private:
+  enum Route : int {
+    kIndex, kHealth, kReady, kMetrics, kOpenApi,
+    kSessions, kSession, kMessages, kProfile, kEvents, kNotFound, kRouteCount
+  };
+  struct Call;  // one request in flight
+
+  void Dispatch(std::shared_ptr<Call> call);
+  void CreateSession(std::shared_ptr<Call> call);
+  void PostMessage(std::shared_ptr<Call> call);
+  void ListMessages(std::shared_ptr<Call> call);
+  void GetProfile(std::shared_ptr<Call> call);
+  void PatchProfile(std::shared_ptr<Call> call);
+  void ListEvents(std::shared_ptr<Call> call);
+  void StreamEvents(std::shared_ptr<Call> call);
+  void Finish(const std::shared_ptr<Call>& call, net::Response res);
+  engine::ReplyCallback ReplyTo(std::shared_ptr<Call> call);
+
+  engine::Engine* engine_;
+  std::atomic<bool> draining_{false};
+  std::array<metrics::Histogram*, kRouteCount> latency_;
+  std::array<std::array<metrics::Counter*, 6>, kRouteCount> responses_;  // by status class
+};
+
+}  // namespace persona::api

@@ -1,0 +1,29 @@
+// The CLI subcommands; main.cc parses flags and calls one of these.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "store/rocksdb/rocksdb_event_store.h"
+
+namespace persona::app {
+
+struct ServeFlags {
+  std::string config_file;
+  std::map<std::string, std::string> overrides;  // key path → value
+};
+
+// The configuration from file, environment and flags.
+StatusOr<config::Config> LoadConfig(const ServeFlags& flags);
+// Opens the RocksDB store under cfg.data_dir (read-only for replay/export).
+StatusOr<std::unique_ptr<store::RocksDbEventStore>> OpenStore(const config::Config& cfg,
+                                                              bool read_only);
+
+int Serve(const ServeFlags& flags);
+int Replay(const ServeFlags& flags, const std::string& session_id);
+int Export(const ServeFlags& flags, const std::string& out_file);
+int Import(const ServeFlags& flags, const std::string& in_file);
+
+}  // namespace persona::app

@@ -1,0 +1,72 @@
+// persona: the composition root. Parses the command line and runs a subcommand.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "app/commands.h"
+#include "config/config.h"
+
+int main(int argc, char** argv) {
+  using persona::app::ServeFlags;
+  CLI::App app{"persona — personalized AI conversations with a live, durable profile"};
+  app.set_version_flag("--version", std::string("persona ") + PERSONA_VERSION);
+  app.require_subcommand(1);
+
+  ServeFlags flags;
+  std::string http_listen, mqtt_listen, data_dir, write_mode, schemas_dir, log_level;
+  std::vector<std::string> sets;
+  auto add_common = [&](CLI::App* cmd) {
+    cmd->add_option("--config", flags.config_file, "YAML configuration file")
+        ->envname("PERSONA_CONFIG");
+    cmd->add_option("--data-dir", data_dir, "data directory (data_dir)");
+    cmd->add_option("--schemas-dir", schemas_dir, "schema directory (schemas_dir)");
+    cmd->add_option("--set", sets, "override any key: --set http.max_body_bytes=2048");
+  };
+
+  CLI::App* serve = app.add_subcommand("serve", "run the server");
+  add_common(serve);
+  serve->add_option("--http-listen", http_listen, "HTTP address (http.listen), port 0 = any");
+  serve->add_option("--mqtt-listen", mqtt_listen, "MQTT address (mqtt.listen)");
+  serve->add_option("--write-mode", write_mode, "sync | async (write_mode)");
+  serve->add_option("--log-level", log_level, "trace|debug|info|warn|error|off (log_level)");
+  serve->footer(persona::config::KeysHelp());
+
+  std::string session_id;
+  CLI::App* replay = app.add_subcommand(
+      "replay", "rebuild a session's profile from its events and compare with the stored one");
+  add_common(replay);
+  replay->add_option("SESSION", session_id, "session id")->required();
+
+  std::string file = "-";
+  CLI::App* exp = app.add_subcommand("export", "write every session and event as JSON lines");
+  add_common(exp);
+  exp->add_option("-o,--output", file, "output file (- for stdout)");
+  CLI::App* imp = app.add_subcommand("import", "read sessions and events from JSON lines");
+  add_common(imp);
+  imp->add_option("-i,--input", file, "input file (- for stdin)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto put = [&](const char* key, const std::string& v) {
+    if (!v.empty()) flags.overrides[key] = v;
+  };
+  put("http.listen", http_listen);
+  put("mqtt.listen", mqtt_listen);
+  put("data_dir", data_dir);
+  put("write_mode", write_mode);
+  put("schemas_dir", schemas_dir);
+  put("log_level", log_level);
+  for (const auto& s : sets) {
+    const size_t eq = s.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "persona: --set expects key=value, got '" << s << "'\n";
+      return 2;
+    }
+    flags.overrides[s.substr(0, eq)] = s.substr(eq + 1);
+  }
+
+  if (serve->parsed()) return persona::app::Serve(flags);
+  if (replay->parsed()) return persona::app::Replay(flags, session_id);
+  if (exp->parsed()) return persona::app::Export(flags, file);
+  if (imp->parsed()) return persona::app::Import(flags, file);
+  return 2;
+}

@@ -1,0 +1,147 @@
+// `persona serve`: wires the embedded defaults together and runs until SIGTERM.
+#include <sys/resource.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "ai/builtin/builtin_provider.h"
+#include "api/http_api.h"
+#include "app/commands.h"
+#include "bus/local/local_bus.h"
+#include "config/config.h"
+#include "core/logging.h"
+#include "engine/engine.h"
+#include "model/schema.h"
+#include "net/http_server.h"
+#include "store/rocksdb/rocksdb_event_store.h"
+
+namespace persona::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Idle connections each hold a descriptor: use all the process may have.
+void RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+StatusOr<config::Config> LoadConfig(const ServeFlags& flags) {
+  return config::Load(flags.config_file, config::PersonaEnvironment(), flags.overrides);
+}
+
+StatusOr<std::unique_ptr<store::RocksDbEventStore>> OpenStore(const config::Config& cfg,
+                                                              bool read_only) {
+  std::error_code ec;
+  if (!read_only) {
+    std::filesystem::create_directories(cfg.data_dir, ec);
+    if (ec)
+      return absl::FailedPreconditionError("data_dir '" + cfg.data_dir + "': " + ec.message());
+  }
+  store::RocksDbOptions opt;
+  opt.path = (std::filesystem::path(cfg.data_dir) / "events").string();
+  opt.read_only = read_only;
+  opt.max_batch = static_cast<size_t>(cfg.store.max_batch);
+  opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
+  opt.idempotency_ttl_ms = static_cast<int64_t>(cfg.idempotency_ttl_s) * 1000;
+  return store::RocksDbEventStore::Open(opt);
+}
+
+int Serve(const ServeFlags& flags) {
+  auto cfg = LoadConfig(flags);
+  if (!cfg.ok()) {
+    std::cerr << "persona: invalid configuration: " << cfg.status().message() << "\n";
+    return 2;
+  }
+  InitLogging(cfg->log_level);
+  std::signal(SIGPIPE, SIG_IGN);
+  RaiseFdLimit();
+
+  auto schemas = model::LoadSchemas(cfg->schemas_dir);
+  if (!schemas.ok()) {
+    LogError("cannot load schemas", {{"error", std::string(schemas.status().message())}});
+    std::cerr << "persona: schemas: " << schemas.status().message() << "\n";
+    return 2;
+  }
+  auto store = OpenStore(*cfg, false);
+  if (!store.ok()) {
+    LogError("cannot open store", {{"error", std::string(store.status().message())}});
+    std::cerr << "persona: " << store.status().message() << "\n";
+    return 2;
+  }
+
+  const int threads = cfg->threads > 0 ? cfg->threads
+                                       : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context ioc(threads);
+  auto work = asio::make_work_guard(ioc);
+
+  bus::LocalBus bus;
+  ai::BuiltinProvider provider(cfg->ai.providers.back().name);
+  engine::EngineOptions eopt;
+  eopt.snapshot_every = static_cast<size_t>(cfg->store.snapshot_every);
+  eopt.max_cached_sessions = static_cast<size_t>(cfg->engine.max_cached_sessions);
+  eopt.max_pending_per_session = static_cast<size_t>(cfg->engine.max_pending_per_session);
+  eopt.history_window = static_cast<size_t>(cfg->engine.history_window);
+  engine::Engine engine(eopt, store->get(), &bus, &provider, *schemas,
+                        [&ioc](std::function<void()> fn) { asio::post(ioc, std::move(fn)); });
+  api::HttpApi api(&engine);
+
+  net::ServerOptions sopt;
+  sopt.max_body_bytes = cfg->http.max_body_bytes;
+  sopt.max_header_bytes = cfg->http.max_header_bytes;
+  sopt.request_timeout_ms = cfg->http.request_timeout_ms;
+  sopt.idle_timeout_ms = cfg->http.idle_timeout_ms;
+  sopt.max_connections = cfg->http.max_connections;
+  net::HttpServer server(ioc, sopt, &api);
+  auto port = server.Listen(cfg->http.listen);
+  if (!port.ok()) {
+    LogError("cannot listen", {{"error", std::string(port.status().message())}});
+    std::cerr << "persona: " << port.status().message() << "\n";
+    return 2;
+  }
+  auto hp = net::SplitHostPort(cfg->http.listen);
+  LogInfo("listening", {{"http", hp->first + ":" + std::to_string(*port)},
+                        {"data_dir", cfg->data_dir},
+                        {"threads", threads},
+                        {"version", PERSONA_VERSION}});
+
+  // Graceful shutdown: stop accepting, finish in-flight steps, flush, exit 0.
+  std::thread stopper;
+  asio::signal_set signals(ioc, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    LogInfo("shutting down", {{"signal", sig}});
+    stopper = std::thread([&] {
+      api.SetDraining();
+      server.StopAccepting();
+      const bool drained = engine.Drain(cfg->shutdown_grace_ms);
+      // Let the last responses reach their sockets.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      (*store)->Close();
+      LogInfo("stopped", {{"drained", drained}});
+      work.reset();
+      ioc.stop();
+    });
+  });
+
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+  if (stopper.joinable()) stopper.join();
+  return 0;
+}
+
+}  // namespace persona::app

@@ -1,0 +1,37 @@
+// Publish/subscribe between the engine and everything that watches sessions
+// (SSE streams now, MQTT and other nodes later).
+//
+// Topics are exact strings ("session/{id}/events"). Publish() calls every
+// handler subscribed to the topic on the publishing thread, outside any bus
+// lock, in the order publishes were made by that thread. Handlers must not
+// block: they hand the payload to their own bounded queue. Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace persona::bus {
+
+using Payload = std::shared_ptr<const std::string>;
+
+class Subscription {
+ public:
+  virtual ~Subscription() = default;  // unsubscribes
+};
+
+class Bus {
+ public:
+  using Handler = std::function<void(const Payload&)>;
+  virtual ~Bus() = default;
+
+  // The handler stays subscribed until the returned object is destroyed. It
+  // may still be running on another thread while the destructor returns, so
+  // it must only touch state it owns (or holds weakly).
+  virtual std::unique_ptr<Subscription> Subscribe(const std::string& topic, Handler handler) = 0;
+  virtual void Publish(const std::string& topic, Payload payload) = 0;
+  // Number of handlers on `topic` (cheap: lets publishers skip building payloads).
+  virtual size_t SubscriberCount(const std::string& topic) const = 0;
+};
+
+}  // namespace persona::bus

@@ -1,0 +1,268 @@
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+
+extern char** environ;
+
+namespace persona::config {
+namespace {
+
+// A setter decodes one scalar key into the Config; it returns an error
+// message (without the key) or "".
+using Setter = std::function<std::string(Config&, const YAML::Node&)>;
+
+template <typename T>
+std::string Decode(const YAML::Node& n, T* out, const char* what) {
+  try {
+    *out = n.as<T>();
+    return "";
+  } catch (const YAML::Exception&) {
+    return std::string("expected ") + what;
+  }
+}
+
+Setter Str(std::string Config::*m) {
+  return [m](Config& c, const YAML::Node& n) { return Decode(n, &(c.*m), "a string"); };
+}
+template <typename S>
+Setter SubStr(S Config::*s, std::string S::*m) {
+  return [s, m](Config& c, const YAML::Node& n) { return Decode(n, &((c.*s).*m), "a string"); };
+}
+template <typename S, typename I>
+Setter SubInt(S Config::*s, I S::*m, int64_t lo, int64_t hi) {
+  return [s, m, lo, hi](Config& c, const YAML::Node& n) -> std::string {
+    int64_t v;
+    if (auto err = Decode(n, &v, "an integer"); !err.empty()) return err;
+    if (v < lo || v > hi) return absl::StrCat("must be between ", lo, " and ", hi);
+    (c.*s).*m = static_cast<I>(v);
+    return "";
+  };
+}
+Setter Int(int Config::*m, int64_t lo, int64_t hi) {
+  return [m, lo, hi](Config& c, const YAML::Node& n) -> std::string {
+    int64_t v;
+    if (auto err = Decode(n, &v, "an integer"); !err.empty()) return err;
+    if (v < lo || v > hi) return absl::StrCat("must be between ", lo, " and ", hi);
+    c.*m = static_cast<int>(v);
+    return "";
+  };
+}
+Setter OneOf(Setter inner, std::function<std::string(const Config&)> get, std::set<std::string> allowed) {
+  return [inner, get, allowed](Config& c, const YAML::Node& n) -> std::string {
+    if (auto err = inner(c, n); !err.empty()) return err;
+    if (!allowed.count(get(c))) {
+      std::string list;
+      for (const auto& a : allowed) absl::StrAppend(&list, list.empty() ? "" : " | ", a);
+      return "must be one of " + list;
+    }
+    return "";
+  };
+}
+
+struct Key {
+  const char* path;
+  const char* default_text;
+  Setter set;
+};
+
+const std::vector<Key>& Keys() {
+  static const std::vector<Key> keys = {
+      {"http.listen", "127.0.0.1:8080", SubStr(&Config::http, &Config::Http::listen)},
+      {"http.max_body_bytes", "1048576",
+       SubInt(&Config::http, &Config::Http::max_body_bytes, 1, int64_t{1} << 30)},
+      {"http.max_header_bytes", "16384",
+       SubInt(&Config::http, &Config::Http::max_header_bytes, 1024, 1 << 20)},
+      {"http.request_timeout_ms", "15000",
+       SubInt(&Config::http, &Config::Http::request_timeout_ms, 100, 3600000)},
+      {"http.idle_timeout_ms", "60000",
+       SubInt(&Config::http, &Config::Http::idle_timeout_ms, 100, 3600000)},
+      {"http.max_connections", "20000",
+       SubInt(&Config::http, &Config::Http::max_connections, 1, 1000000)},
+      {"mqtt.listen", "127.0.0.1:1883", SubStr(&Config::mqtt, &Config::Mqtt::listen)},
+      {"mqtt.websocket_path", "/mqtt", SubStr(&Config::mqtt, &Config::Mqtt::websocket_path)},
+      {"data_dir", "./persona-data", Str(&Config::data_dir)},
+      {"write_mode", "sync",
+       OneOf(Str(&Config::write_mode), [](const Config& c) { return c.write_mode; },
+             {"sync", "async"})},
+      {"schemas_dir", "./schemas", Str(&Config::schemas_dir)},
+      {"store.backend", "rocksdb",
+       OneOf(SubStr(&Config::store, &Config::Store::backend),
+             [](const Config& c) { return c.store.backend; }, {"rocksdb", "postgres"})},
+      {"store.url", "", SubStr(&Config::store, &Config::Store::url)},
+      {"store.snapshot_every", "64",
+       SubInt(&Config::store, &Config::Store::snapshot_every, 1, 1000000)},
+      {"store.max_batch", "1024", SubInt(&Config::store, &Config::Store::max_batch, 1, 100000)},
+      {"store.queue_limit", "8192",
+       SubInt(&Config::store, &Config::Store::queue_limit, 1, 10000000)},
+      {"cache.backend", "memory",
+       OneOf(SubStr(&Config::cache, &Config::Cache::backend),
+             [](const Config& c) { return c.cache.backend; }, {"memory", "redis"})},
+      {"cache.url", "", SubStr(&Config::cache, &Config::Cache::url)},
+      {"cache.ttl_s", "3600", SubInt(&Config::cache, &Config::Cache::ttl_s, 1, 100000000)},
+      {"bus.backend", "local",
+       OneOf(SubStr(&Config::bus, &Config::Bus::backend),
+             [](const Config& c) { return c.bus.backend; }, {"local", "redis"})},
+      {"bus.url", "", SubStr(&Config::bus, &Config::Bus::url)},
+      {"ai.deadline_ms", "10000", SubInt(&Config::ai, &Config::Ai::deadline_ms, 1, 600000)},
+      {"auth.enabled", "false",
+       [](Config& c, const YAML::Node& n) { return Decode(n, &c.auth.enabled, "true or false"); }},
+      {"engine.max_cached_sessions", "100000",
+       SubInt(&Config::engine, &Config::Engine::max_cached_sessions, 1, 100000000)},
+      {"engine.max_pending_per_session", "32",
+       SubInt(&Config::engine, &Config::Engine::max_pending_per_session, 1, 100000)},
+      {"engine.history_window", "12",
+       SubInt(&Config::engine, &Config::Engine::history_window, 0, 1000)},
+      {"threads", "0 (one per core)", Int(&Config::threads, 0, 1024)},
+      {"log_level", "info",
+       OneOf(Str(&Config::log_level), [](const Config& c) { return c.log_level; },
+             {"trace", "debug", "info", "warn", "error", "off"})},
+      {"idempotency_ttl_s", "172800", Int(&Config::idempotency_ttl_s, 86400, 365 * 86400)},
+      {"shutdown_grace_ms", "10000", Int(&Config::shutdown_grace_ms, 0, 600000)},
+  };
+  return keys;
+}
+
+std::string DecodeProviders(Config& c, const YAML::Node& n) {
+  if (!n.IsSequence() || n.size() == 0) return "expected a non-empty list of providers";
+  std::vector<AiProviderConfig> out;
+  for (size_t i = 0; i < n.size(); ++i) {
+    const YAML::Node p = n[i];
+    const std::string at = absl::StrCat("[", i, "].");
+    if (!p.IsMap()) return at + ": expected a mapping";
+    AiProviderConfig pc;
+    try {
+      pc.name = p["name"].as<std::string>("");
+      pc.kind = p["kind"].as<std::string>("");
+      pc.base_url = p["base_url"].as<std::string>("");
+      pc.model = p["model"].as<std::string>("");
+      pc.api_key_env = p["api_key_env"].as<std::string>("");
+      pc.region = p["region"].as<std::string>("");
+      pc.endpoint_url = p["endpoint_url"].as<std::string>("");
+      pc.timeout_ms = p["timeout_ms"].as<int>(8000);
+      pc.price_in_per_mtok = p["price_in_per_mtok"].as<double>(0);
+      pc.price_out_per_mtok = p["price_out_per_mtok"].as<double>(0);
+    } catch (const YAML::Exception& e) {
+      return at + ": " + e.what();
+    }
+    if (pc.kind != "builtin" && pc.kind != "openai" && pc.kind != "bedrock")
+      return at + "kind: must be one of builtin | openai | bedrock";
+    if (pc.name.empty()) pc.name = pc.kind;
+    out.push_back(std::move(pc));
+  }
+  c.ai.providers = std::move(out);
+  return "";
+}
+
+// Walks `node` and applies every scalar leaf; unknown keys are errors.
+Status Apply(Config& c, const YAML::Node& node, const std::string& prefix) {
+  if (!node.IsMap()) return absl::InvalidArgumentError((prefix.empty() ? "config" : prefix) + ": expected a mapping");
+  for (const auto& kv : node) {
+    const std::string key = prefix.empty() ? kv.first.as<std::string>()
+                                           : prefix + "." + kv.first.as<std::string>();
+    if (key == "ai.providers") {
+      if (auto err = DecodeProviders(c, kv.second); !err.empty())
+        return absl::InvalidArgumentError(key + err);
+      continue;
+    }
+    if (kv.second.IsMap()) {
+      if (auto st = Apply(c, kv.second, key); !st.ok()) return st;
+      continue;
+    }
+    const Key* found = nullptr;
+    for (const auto& k : Keys())
+      if (key == k.path) found = &k;
+    if (found == nullptr) return absl::InvalidArgumentError(key + ": unknown configuration key");
+    if (auto err = found->set(c, kv.second); !err.empty())
+      return absl::InvalidArgumentError(key + ": " + err);
+  }
+  return absl::OkStatus();
+}
+
+// Sets root[a][b]… = value for the dotted path.
+void SetPath(YAML::Node root, const std::string& path, const std::string& value) {
+  std::vector<std::string> parts = absl::StrSplit(path, '.');
+  YAML::Node n = root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (!n[parts[i]] || !n[parts[i]].IsMap()) n[parts[i]] = YAML::Node(YAML::NodeType::Map);
+    n.reset(n[parts[i]]);
+  }
+  if (path == "ai.providers" || (!value.empty() && (value[0] == '[' || value[0] == '{'))) {
+    n[parts.back()] = YAML::Load(value);
+  } else {
+    n[parts.back()] = value;
+  }
+}
+
+}  // namespace
+
+StatusOr<Config> Load(const std::string& config_file, const std::map<std::string, std::string>& env,
+                      const std::map<std::string, std::string>& overrides) {
+  YAML::Node root(YAML::NodeType::Map);
+  if (!config_file.empty()) {
+    try {
+      root = YAML::LoadFile(config_file);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(config_file + ": " + e.what());
+    }
+    if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  }
+  try {
+    for (const auto& [name, value] : env) {
+      if (!name.starts_with("PERSONA_")) continue;
+      std::string path = absl::AsciiStrToLower(name.substr(8));
+      if (path == "config") continue;  // PERSONA_CONFIG names the file itself
+      path = absl::StrReplaceAll(path, {{"__", "."}});
+      SetPath(root, path, value);
+    }
+    for (const auto& [path, value] : overrides) SetPath(root, path, value);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(std::string("override: ") + e.what());
+  }
+  Config c;
+  if (auto st = Apply(c, root, ""); !st.ok()) return st;
+  if (c.store.backend == "postgres" && c.store.url.empty())
+    return absl::InvalidArgumentError("store.url: required when store.backend is postgres");
+  if (c.store.backend == "postgres")
+    return absl::InvalidArgumentError("store.backend: postgres is not built yet (use rocksdb)");
+  if (c.cache.backend == "redis")
+    return absl::InvalidArgumentError("cache.backend: redis is not built yet (use memory)");
+  if (c.bus.backend == "redis")
+    return absl::InvalidArgumentError("bus.backend: redis is not built yet (use local)");
+  if (c.write_mode == "async")
+    return absl::InvalidArgumentError("write_mode: async is not built yet (use sync)");
+  for (size_t i = 0; i < c.ai.providers.size(); ++i)
+    if (c.ai.providers[i].kind != "builtin")
+      return absl::InvalidArgumentError(absl::StrCat("ai.providers[", i, "].kind: ",
+                                                     c.ai.providers[i].kind,
+                                                     " is not built yet (use builtin)"));
+  return c;
+}
+
+std::map<std::string, std::string> PersonaEnvironment() {
+  std::map<std::string, std::string> out;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    if (!kv.starts_with("PERSONA_")) continue;
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    out[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string KeysHelp() {
+  std::string out = "Configuration keys (YAML path; env PERSONA_<PATH with __ for dots>; --set key=value):\n";
+  for (const auto& k : Keys()) absl::StrAppend(&out, "  ", k.path, " (default ", k.default_text, ")\n");
+  absl::StrAppend(&out, "  ai.providers (default [{name: offline, kind: builtin}])\n");
+  return out;
+}
+
+}  // namespace persona::config

@@ -1,0 +1,91 @@
+// The typed configuration (SPEC §7a) and its loading: YAML file, then
+// PERSONA_* environment variables, then command-line overrides.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace persona::config {
+
+struct AiProviderConfig {
+  std::string name;
+  std::string kind;  // builtin | openai | bedrock
+  std::string base_url;
+  std::string model;
+  std::string api_key_env;
+  std::string region;
+  std::string endpoint_url;
+  int timeout_ms = 8000;
+  double price_in_per_mtok = 0;
+  double price_out_per_mtok = 0;
+};
+
+struct Config {
+  struct Http {
+    std::string listen = "127.0.0.1:8080";
+    uint64_t max_body_bytes = 1 << 20;
+    uint64_t max_header_bytes = 16 << 10;
+    int request_timeout_ms = 15000;  // whole request (headers and body) must arrive within this
+    int idle_timeout_ms = 60000;     // keep-alive connection with no request
+    int max_connections = 20000;
+  } http;
+  struct Mqtt {
+    std::string listen = "127.0.0.1:1883";
+    std::string websocket_path = "/mqtt";
+  } mqtt;
+  std::string data_dir = "./persona-data";
+  std::string write_mode = "sync";  // sync | async
+  std::string schemas_dir = "./schemas";
+  struct Store {
+    std::string backend = "rocksdb";  // rocksdb | postgres
+    std::string url;
+    int snapshot_every = 64;      // events between profile snapshots
+    int max_batch = 1024;         // steps per group commit at most
+    int queue_limit = 8192;       // pending commits before 503
+  } store;
+  struct Cache {
+    std::string backend = "memory";
+    std::string url;
+    int ttl_s = 3600;
+  } cache;
+  struct Bus {
+    std::string backend = "local";
+    std::string url;
+  } bus;
+  struct Ai {
+    int deadline_ms = 10000;
+    std::vector<AiProviderConfig> providers{{.name = "offline", .kind = "builtin"}};
+  } ai;
+  struct Auth {
+    bool enabled = false;
+  } auth;
+  struct Engine {
+    int max_cached_sessions = 100000;
+    int max_pending_per_session = 32;
+    int history_window = 12;
+  } engine;
+  int threads = 0;  // I/O threads; 0 = one per core
+  std::string log_level = "info";
+  int idempotency_ttl_s = 48 * 3600;
+  int shutdown_grace_ms = 10000;
+};
+
+// Builds the configuration: defaults, then the YAML file (if `config_file`
+// is non-empty), then environment variables from `env` (PERSONA_HTTP__LISTEN
+// → http.listen), then `overrides` ("http.listen" → "127.0.0.1:0").
+// InvalidArgument names the offending key, e.g. "http.max_body_bytes: expected
+// a positive integer".
+StatusOr<Config> Load(const std::string& config_file, const std::map<std::string, std::string>& env,
+                      const std::map<std::string, std::string>& overrides);
+
+// The environment as a map (PERSONA_* only).
+std::map<std::string, std::string> PersonaEnvironment();
+
+// One line per configuration key with its default, for --help.
+std::string KeysHelp();
+
+}  // namespace persona::config

@@ -1,0 +1,74 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "core/clock.h"
+#include "core/ids.h"
+#include "core/json.h"
+
+namespace persona {
+namespace {
+
+TEST(Ids, AreUrlSafeUniqueAnd22Chars) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 10000; ++i) {
+    std::string id = NewId();
+    ASSERT_EQ(id.size(), 22u);
+    ASSERT_TRUE(IsValidId(id)) << id;
+    ASSERT_TRUE(seen.insert(id).second);
+  }
+}
+
+TEST(Ids, ValidationRejectsSeparatorsAndControlChars) {
+  EXPECT_FALSE(IsValidId(""));
+  EXPECT_FALSE(IsValidId("a:b"));
+  EXPECT_FALSE(IsValidId("a/b"));
+  EXPECT_FALSE(IsValidId(std::string("a\0b", 3)));
+  EXPECT_FALSE(IsValidId(std::string(129, 'a')));
+  EXPECT_TRUE(IsValidId("abc-DEF_123.x~"));
+}
+
+int64_t fixed_ms = 1000;
+int64_t FixedNow() { return fixed_ms; }
+
+TEST(HybridClock, IsMonotonicWhenWallClockStallsOrGoesBack) {
+  HybridClock clock(&FixedNow);
+  fixed_ms = 1000;
+  Hlc a = clock.Now();
+  Hlc b = clock.Now();
+  EXPECT_GT(b, a);
+  EXPECT_EQ(HlcMillis(b), 1000);
+  fixed_ms = 900;  // wall clock stepped back
+  Hlc c = clock.Now();
+  EXPECT_GT(c, b);
+  clock.Observe(MakeHlc(5000, 7));
+  Hlc d = clock.Now();
+  EXPECT_GT(d, MakeHlc(5000, 7));
+  Hlc parsed = 0;
+  ASSERT_TRUE(ParseHlc(HlcToString(d), &parsed));
+  EXPECT_EQ(parsed, d);
+  EXPECT_FALSE(ParseHlc("12x", &parsed));
+}
+
+TEST(Clock, FormatsRfc3339) {
+  EXPECT_EQ(FormatRfc3339Millis(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339Millis(1732697054123), "2024-11-27T08:44:14.123Z");
+}
+
+TEST(Json, ParseRejectsGarbageAndInvalidUtf8AndDeepNesting) {
+  EXPECT_TRUE(ParseJson(R"({"a":[1,2,"x"]})").ok());
+  EXPECT_FALSE(ParseJson("{").ok());
+  EXPECT_FALSE(ParseJson("{} x").ok());
+  EXPECT_FALSE(ParseJson("\"\xff\"").ok());
+  EXPECT_FALSE(ParseJson(std::string(100, '[') + std::string(100, ']')).ok());
+}
+
+TEST(Json, Utf8Validation) {
+  EXPECT_TRUE(IsValidUtf8("héllo 서울"));
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));          // truncated
+}
+
+}  // namespace
+}  // namespace persona

@@ -1,0 +1,709 @@
+#include "engine/engine.h"
+
+#include <chrono>
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "core/ids.h"
+#include "core/logging.h"
+
+namespace persona::engine {
+
+struct Engine::Actor {
+  std::mutex mu;
+  std::optional<SessionState> state ABSL_GUARDED_BY(mu);  // nullopt until loaded
+  bool deleted ABSL_GUARDED_BY(mu) = false;  // erased, or never existed
+  bool evicted ABSL_GUARDED_BY(mu) = false;  // removed from the map; re-fetch
+  bool running ABSL_GUARDED_BY(mu) = false;
+  std::deque<std::function<void()>> queue ABSL_GUARDED_BY(mu);
+  std::string id;
+};
+
+namespace {
+
+std::string Greeting(const model::Schema& schema, const std::string& lang, std::string* asks) {
+  for (const auto& f : schema.fields()) {
+    auto it = f.questions.find(lang);
+    if (it == f.questions.end()) it = f.questions.find("en");
+    if (it != f.questions.end() && !it->second.empty()) {
+      *asks = f.name;
+      return it->second.front();
+    }
+  }
+  *asks = schema.fields().empty() ? "" : schema.fields().front().name;
+  return "Hi! Tell me a little about yourself.";
+}
+
+}  // namespace
+
+Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
+               ai::Provider* provider,
+               std::map<std::string, std::shared_ptr<const model::Schema>> schemas,
+               Executor executor)
+    : options_(std::move(options)),
+      store_(store),
+      bus_(bus),
+      provider_(provider),
+      schemas_(std::move(schemas)),
+      executor_(std::move(executor)) {
+  auto& reg = metrics::Default();
+  step_seconds_ = reg.GetHistogram("persona_step_seconds",
+                                   "Chat step latency from receipt to durable reply");
+  steps_ = reg.GetCounter("persona_steps_total", "Chat steps completed");
+  field_changes_ = reg.GetCounter("persona_profile_changes_total", "Profile fields set or cleared");
+  inflight_gauge_ = reg.GetGauge("persona_concurrent_users", "Sessions with an operation in flight now");
+  inflight_peak_ = reg.GetGauge("persona_concurrent_users_peak", "Peak of persona_concurrent_users");
+  cached_gauge_ = reg.GetGauge("persona_sessions_cached", "Sessions held in memory");
+  ai_calls_ = reg.GetCounter("persona_ai_calls_total", "AI provider calls", "provider=\"all\"");
+  ai_tokens_in_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"in\"");
+  ai_tokens_out_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"out\"");
+}
+
+Engine::~Engine() = default;
+
+std::string Engine::EventsTopic(const std::string& session_id) {
+  return "session/" + session_id + "/events";
+}
+std::string Engine::ProfileTopic(const std::string& session_id) {
+  return "session/" + session_id + "/profile";
+}
+
+void Engine::BeginOp() {
+  std::lock_guard<std::mutex> l(inflight_mu_);
+  ++inflight_;
+  inflight_gauge_->Set(inflight_);
+  inflight_peak_->SetMax(inflight_);
+}
+
+void Engine::EndOp() {
+  std::lock_guard<std::mutex> l(inflight_mu_);
+  --inflight_;
+  inflight_gauge_->Set(inflight_);
+  if (inflight_ == 0) inflight_cv_.notify_all();
+}
+
+bool Engine::Drain(int timeout_ms) {
+  draining_ = true;
+  std::unique_lock<std::mutex> l(inflight_mu_);
+  return inflight_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms),
+                               [&] { return inflight_ == 0; });
+}
+
+StatusOr<std::shared_ptr<const model::Schema>> Engine::SchemaFor(const std::string& name) const {
+  auto it = schemas_.find(name);
+  if (it == schemas_.end()) return absl::InvalidArgumentError("unknown schema '" + name + "'");
+  return it->second;
+}
+
+std::shared_ptr<Engine::Actor> Engine::GetActor(const std::string& session_id, bool create) {
+  Shard& shard = shards_[std::hash<std::string>()(session_id) % kShards];
+  std::lock_guard<std::mutex> l(shard.mu);
+  auto it = shard.actors.find(session_id);
+  if (it != shard.actors.end()) return it->second;
+  if (!create) return nullptr;
+  // Bound memory: evict idle sessions from this shard when over capacity.
+  if (cached_.load() >= options_.max_cached_sessions) {
+    for (auto e = shard.actors.begin(); e != shard.actors.end();) {
+      std::unique_lock<std::mutex> al(e->second->mu, std::try_to_lock);
+      if (al.owns_lock() && !e->second->running && e->second->queue.empty()) {
+        e->second->evicted = true;
+        al.unlock();
+        e = shard.actors.erase(e);
+        cached_.fetch_sub(1);
+        if (cached_.load() < options_.max_cached_sessions * 9 / 10) break;
+      } else {
+        ++e;
+      }
+    }
+  }
+  auto a = std::make_shared<Actor>();
+  a->id = session_id;
+  shard.actors.emplace(session_id, a);
+  cached_gauge_->Set(static_cast<int64_t>(cached_.fetch_add(1) + 1));
+  return a;
+}
+
+void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject) {
+  for (;;) {
+    std::shared_ptr<Actor> a = GetActor(session_id, true);
+    std::function<void()> run;
+    {
+      std::lock_guard<std::mutex> l(a->mu);
+      if (a->evicted) continue;  // lost a race with eviction: fetch the new actor
+      if (a->queue.size() >= options_.max_pending_per_session) {
+        reject(absl::ResourceExhaustedError("too many requests pending for this session"));
+        return;
+      }
+      BeginOp();
+      auto task = [this, a, op = std::move(op)]() mutable {
+        auto release = [this, a] {
+          std::function<void()> next;
+          {
+            std::lock_guard<std::mutex> l(a->mu);
+            if (a->queue.empty()) {
+              a->running = false;
+            } else {
+              next = std::move(a->queue.front());
+              a->queue.pop_front();
+            }
+          }
+          EndOp();
+          if (next) executor_(std::move(next));
+        };
+        op(a, std::move(release));
+      };
+      if (a->running) {
+        a->queue.push_back(std::move(task));
+        return;
+      }
+      a->running = true;
+      run = std::move(task);
+    }
+    run();
+    return;
+  }
+}
+
+Status Engine::EnsureLoaded(Actor& a) {
+  {
+    std::lock_guard<std::mutex> l(a.mu);
+    if (a.deleted) return absl::NotFoundError("no such session");
+    if (a.state) return absl::OkStatus();
+  }
+  auto loaded = store_->Load(a.id);
+  if (!loaded.ok()) {
+    if (absl::IsNotFound(loaded.status())) {
+      std::lock_guard<std::mutex> l(a.mu);
+      a.deleted = true;
+    }
+    return loaded.status();
+  }
+  auto schema = SchemaFor(loaded->meta.schema);
+  if (!schema.ok()) return absl::FailedPreconditionError("session uses an unknown schema");
+  auto state = Project(*loaded, *schema, options_.history_window);
+  if (!state.ok()) return state.status();
+  std::lock_guard<std::mutex> l(a.mu);
+  a.state = std::move(*state);
+  return absl::OkStatus();
+}
+
+model::Event Engine::NewEvent(std::string_view type, std::string_view origin, json::object data) {
+  model::Event e;
+  e.id = NewId();
+  e.type = std::string(type);
+  e.hlc = clock_.Now();
+  e.at_ms = HlcMillis(e.hlc);
+  e.origin = std::string(origin);
+  e.data = std::move(data);
+  return e;
+}
+
+json::object Engine::ProfileBody(const SessionState& s) const {
+  json::object o;
+  o["profile"] = s.profile.ValuesJson(s.schema.get());
+  o["meta"] = s.profile.MetaJson();
+  o["version"] = s.meta.version;
+  return o;
+}
+
+std::string Engine::IdempotencyScopeKey(std::string_view route, std::string_view key) const {
+  return std::string(route) + " " + std::string(key);
+}
+
+void Engine::Publish(const SessionState& s, const std::vector<model::Event>& events) {
+  const std::string topic = EventsTopic(s.meta.session_id);
+  if (bus_->SubscriberCount(topic) > 0) {
+    for (const auto& e : events)
+      bus_->Publish(topic, std::make_shared<const std::string>(model::EventToJsonString(e)));
+  }
+  const std::string ptopic = ProfileTopic(s.meta.session_id);
+  if (bus_->SubscriberCount(ptopic) > 0) {
+    json::object o;
+    o["profile"] = s.profile.ValuesJson(s.schema.get());
+    o["version"] = s.meta.version;
+    bus_->Publish(ptopic, std::make_shared<const std::string>(json::serialize(o)));
+  }
+}
+
+void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
+                    std::vector<model::Event> events, Reply reply, std::string idempotency_key,
+                    ReplyCallback done) {
+  store::AppendRequest req;
+  req.session_id = next.meta.session_id;
+  req.expected_version = next.meta.version;
+  for (auto& e : events) {
+    e.seq = ++next.meta.version;
+    next.Apply(e, options_.history_window);
+    if (e.type == model::kMessageUser || e.type == model::kMessageAssistant)
+      ++next.meta.message_count;
+  }
+  req.meta = next.meta;
+  req.events = events;
+  // Snapshot whenever the version crosses a multiple of snapshot_every, so a
+  // load replays fewer than snapshot_every + (events per request) events.
+  if (next.meta.version / options_.snapshot_every != req.expected_version / options_.snapshot_every)
+    req.snapshot = store::Snapshot{next.meta.version, next.ToSnapshot()};
+  // The reply carries the post-commit profile and version.
+  reply.body["version"] = next.meta.version;
+  if (reply.body.contains("profile")) reply.body["profile"] = next.profile.ValuesJson(next.schema.get());
+  if (!idempotency_key.empty()) {
+    json::object rec;
+    rec["status"] = reply.status;
+    rec["body"] = reply.body;
+    req.idempotency = store::AppendRequest::Idempotency{
+        req.expected_version == 0 ? "_" : req.session_id, idempotency_key, json::serialize(rec)};
+  }
+  auto shared = std::make_shared<std::tuple<SessionState, std::vector<model::Event>, Reply>>(
+      std::move(next), std::move(events), std::move(reply));
+  store_->Append(std::move(req), [this, a, release = std::move(release), shared,
+                                  done = std::move(done)](Status st) mutable {
+    // Continue on the executor: the commit thread only commits.
+    executor_([this, a, release = std::move(release), shared, done = std::move(done),
+               st = std::move(st)]() mutable {
+      if (!st.ok()) {
+        done(st);
+        release();
+        return;
+      }
+      auto& [state, events, reply] = *shared;
+      for (const auto& e : events)
+        if (e.type == model::kFieldSet || e.type == model::kFieldCleared) field_changes_->Inc();
+      {
+        std::lock_guard<std::mutex> l(a->mu);
+        a->state = state;
+      }
+      Publish(state, events);
+      done(std::move(reply));
+      release();
+    });
+  });
+}
+
+void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
+  if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  auto schema = SchemaFor(req.schema);
+  if (!schema.ok()) return done(absl::InvalidArgumentError(schema.status().message()));
+  std::string idem;
+  if (!req.idempotency_key.empty()) {
+    idem = IdempotencyScopeKey("create", req.idempotency_key);
+    {
+      std::lock_guard<std::mutex> l(create_mu_);
+      if (!creating_keys_.insert(idem).second)
+        return done(absl::AlreadyExistsError("a request with this Idempotency-Key is in progress"));
+    }
+    auto prior = store_->GetIdempotent("_", idem);
+    if (!prior.ok() || prior->has_value()) {
+      {
+        std::lock_guard<std::mutex> l(create_mu_);
+        creating_keys_.erase(idem);
+      }
+      if (!prior.ok()) return done(prior.status());
+      auto rec = ParseJson(**prior);
+      if (!rec.ok() || !rec->is_object()) return done(absl::DataLossError("bad idempotency record"));
+      Reply r;
+      r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
+      if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
+        r.body = b->get_object();
+      r.replayed = true;
+      return done(std::move(r));
+    }
+    done = [this, idem, done = std::move(done)](StatusOr<Reply> r) {
+      {
+        std::lock_guard<std::mutex> l(create_mu_);
+        creating_keys_.erase(idem);
+      }
+      done(std::move(r));
+    };
+  }
+  const std::string sid = NewId();
+  Submit(
+      sid, true,
+      [this, sid, req = std::move(req), schema = *schema, idem, done](
+          std::shared_ptr<Actor> a, std::function<void()> release) mutable {
+        SessionState s;
+        s.schema = schema;
+        s.meta.session_id = sid;
+        s.meta.user_id = req.user_id;
+        s.meta.schema = req.schema;
+        s.meta.metadata = req.metadata;
+        std::string asks;
+        const std::string greeting = Greeting(*schema, "en", &asks);
+        std::vector<model::Event> events;
+        json::object created;
+        created["user_id"] = req.user_id;
+        created["schema"] = req.schema;
+        created["metadata"] = req.metadata;
+        events.push_back(NewEvent(model::kSessionCreated, "system", std::move(created)));
+        s.meta.created_at_ms = events.back().at_ms;
+        json::object msg;
+        msg["message_id"] = NewId();
+        msg["text"] = greeting;
+        msg["asks"] = asks;
+        msg["lang"] = "en";
+        msg["source"] = "builtin";
+        events.push_back(NewEvent(model::kMessageAssistant, "ai", msg));
+        Reply reply;
+        reply.status = 201;
+        reply.body["session_id"] = sid;
+        reply.body["user_id"] = req.user_id;
+        reply.body["schema"] = schema->ToJson();
+        reply.body["profile"] = json::object();
+        reply.body["version"] = 0;
+        json::object r;
+        r["text"] = greeting;
+        r["message_id"] = msg["message_id"];
+        reply.body["reply"] = std::move(r);
+        Commit(std::move(a), std::move(release), std::move(s), std::move(events), std::move(reply),
+               idem, std::move(done));
+      },
+      done);
+}
+
+void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
+  if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  const auto start = std::chrono::steady_clock::now();
+  const std::string sid = req.session_id;
+  Submit(
+      sid, true,
+      [this, req = std::move(req), done, start](std::shared_ptr<Actor> a,
+                                                std::function<void()> release) mutable {
+        if (auto st = EnsureLoaded(*a); !st.ok()) {
+          done(st);
+          return release();
+        }
+        std::string idem;
+        if (!req.idempotency_key.empty()) {
+          idem = IdempotencyScopeKey("message", req.idempotency_key);
+          auto prior = store_->GetIdempotent(req.session_id, idem);
+          if (!prior.ok()) {
+            done(prior.status());
+            return release();
+          }
+          if (prior->has_value()) {
+            auto rec = ParseJson(**prior);
+            Reply r;
+            if (rec.ok() && rec->is_object()) {
+              r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
+              if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
+                r.body = b->get_object();
+            }
+            r.replayed = true;
+            done(std::move(r));
+            return release();
+          }
+        }
+        SessionState s;
+        {
+          std::lock_guard<std::mutex> l(a->mu);
+          s = *a->state;
+        }
+        ai::AiRequest ai_req;
+        ai_req.schema = s.schema;
+        ai_req.profile = s.profile.values();
+        ai_req.text = req.text;
+        ai_req.asked_field = s.asked_field;
+        ai_req.language_hint = s.language;
+        ai_req.history.assign(s.history.begin(), s.history.end());
+        ai_calls_->Inc();
+        provider_->Respond(
+            std::move(ai_req),
+            [this, a, release = std::move(release), s = std::move(s), req = std::move(req),
+             idem = std::move(idem), done = std::move(done),
+             start](StatusOr<ai::AiReply> ai_reply) mutable {
+              if (!ai_reply.ok()) {
+                done(absl::UnavailableError("AI provider failed: " +
+                                            std::string(ai_reply.status().message())));
+                return release();
+              }
+              ai_tokens_in_->Inc(ai_reply->tokens_in);
+              ai_tokens_out_->Inc(ai_reply->tokens_out);
+              std::vector<model::Event> events;
+              json::object user_msg;
+              const std::string message_id = NewId();
+              user_msg["message_id"] = message_id;
+              user_msg["text"] = req.text;
+              user_msg["lang"] = ai_reply->language;
+              events.push_back(NewEvent(model::kMessageUser, req.origin, std::move(user_msg)));
+              json::array changes;
+              for (const auto& c : ai_reply->changes) {
+                const json::value* prev = s.profile.Get(c.field);
+                json::object data;
+                data["field"] = c.field;
+                if (c.value.is_null()) {
+                  if (prev == nullptr || s.schema->Find(c.field) == nullptr) continue;
+                  data["previous"] = *prev;
+                  data["source"] = "ai";
+                  json::object ch;
+                  ch["field"] = c.field;
+                  ch["value"] = nullptr;
+                  ch["previous"] = *prev;
+                  changes.push_back(std::move(ch));
+                  events.push_back(NewEvent(model::kFieldCleared, "ai", std::move(data)));
+                  continue;
+                }
+                // The provider cannot write fields the schema lacks or invalid values.
+                auto valid = s.schema->Validate(c.field, c.value);
+                if (!valid.ok()) continue;
+                if (prev != nullptr && *prev == *valid) continue;
+                data["value"] = *valid;
+                data["previous"] = prev ? *prev : json::value(nullptr);
+                data["source"] = "ai";
+                data["provider"] = ai_reply->provider;
+                data["model"] = ai_reply->model;
+                json::object ch;
+                ch["field"] = c.field;
+                ch["value"] = *valid;
+                ch["previous"] = prev ? *prev : json::value(nullptr);
+                changes.push_back(std::move(ch));
+                events.push_back(NewEvent(model::kFieldSet, "ai", std::move(data)));
+              }
+              json::object bot;
+              const std::string reply_id = NewId();
+              bot["message_id"] = reply_id;
+              bot["text"] = ai_reply->text;
+              bot["asks"] = ai_reply->asks;
+              bot["lang"] = ai_reply->language;
+              bot["reply_to"] = message_id;
+              bot["source"] = "builtin";
+              bot["provider"] = ai_reply->provider;
+              bot["model"] = ai_reply->model;
+              events.push_back(NewEvent(model::kMessageAssistant, "ai", std::move(bot)));
+              Reply reply;
+              reply.body["message_id"] = message_id;
+              json::object r;
+              r["text"] = ai_reply->text;
+              r["message_id"] = reply_id;
+              reply.body["reply"] = std::move(r);
+              reply.body["changes"] = std::move(changes);
+              reply.body["profile"] = json::object();
+              reply.body["version"] = 0;
+              reply.body["source"] = "builtin";
+              auto timed = [this, start, done = std::move(done)](StatusOr<Reply> r) {
+                if (r.ok()) {
+                  steps_->Inc();
+                  step_seconds_->Observe(std::chrono::duration<double>(
+                                             std::chrono::steady_clock::now() - start)
+                                             .count());
+                }
+                done(std::move(r));
+              };
+              Commit(std::move(a), std::move(release), std::move(s), std::move(events),
+                     std::move(reply), idem, std::move(timed));
+            });
+      },
+      done);
+}
+
+void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
+  if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  const std::string sid = req.session_id;
+  Submit(
+      sid, true,
+      [this, req = std::move(req), done](std::shared_ptr<Actor> a,
+                                         std::function<void()> release) mutable {
+        if (auto st = EnsureLoaded(*a); !st.ok()) {
+          done(st);
+          return release();
+        }
+        std::string idem;
+        if (!req.idempotency_key.empty()) {
+          idem = IdempotencyScopeKey("patch", req.idempotency_key);
+          auto prior = store_->GetIdempotent(req.session_id, idem);
+          if (!prior.ok()) {
+            done(prior.status());
+            return release();
+          }
+          if (prior->has_value()) {
+            auto rec = ParseJson(**prior);
+            Reply r;
+            if (rec.ok() && rec->is_object()) {
+              r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
+              if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
+                r.body = b->get_object();
+            }
+            r.replayed = true;
+            done(std::move(r));
+            return release();
+          }
+        }
+        SessionState s;
+        {
+          std::lock_guard<std::mutex> l(a->mu);
+          s = *a->state;
+        }
+        if (req.if_match && *req.if_match != s.meta.version) {
+          done(absl::FailedPreconditionError(absl::StrCat(
+              "profile is at version ", s.meta.version, ", not ", *req.if_match)));
+          return release();
+        }
+        // Validate every field first: a PATCH is all or nothing.
+        std::vector<std::pair<std::string, json::value>> accepted;
+        for (const auto& kv : req.fields) {
+          const std::string field(kv.key());
+          if (s.schema->Find(field) == nullptr) {
+            done(absl::InvalidArgumentError("schema '" + s.schema->name() + "' has no field '" +
+                                            field + "'"));
+            return release();
+          }
+          if (kv.value().is_null()) {
+            accepted.emplace_back(field, nullptr);
+            continue;
+          }
+          auto valid = s.schema->Validate(field, kv.value());
+          if (!valid.ok()) {
+            done(absl::InvalidArgumentError(valid.status().message()));
+            return release();
+          }
+          accepted.emplace_back(field, std::move(*valid));
+        }
+        std::vector<model::Event> events;
+        json::array changes;
+        for (auto& [field, value] : accepted) {
+          const json::value* prev = s.profile.Get(field);
+          if (value.is_null() && prev == nullptr) continue;
+          if (prev != nullptr && *prev == value) continue;
+          json::object data;
+          data["field"] = field;
+          if (!value.is_null()) data["value"] = value;
+          data["previous"] = prev ? *prev : json::value(nullptr);
+          data["source"] = req.source;
+          model::Event e = NewEvent(value.is_null() ? model::kFieldCleared : model::kFieldSet,
+                                    req.source, std::move(data));
+          // A device edit based on an older HLC than the field's current
+          // stamp loses (last writer wins): it is not appended.
+          if (req.base_hlc) {
+            auto m = s.profile.meta().find(field);
+            if (m != s.profile.meta().end() && m->second.hlc > *req.base_hlc) continue;
+          }
+          json::object ch;
+          ch["field"] = field;
+          ch["value"] = value;
+          ch["previous"] = prev ? *prev : json::value(nullptr);
+          changes.push_back(std::move(ch));
+          events.push_back(std::move(e));
+        }
+        Reply reply;
+        reply.body["changes"] = std::move(changes);
+        reply.body["profile"] = json::object();
+        reply.body["version"] = s.meta.version;
+        if (events.empty()) {
+          reply.body["profile"] = s.profile.ValuesJson(s.schema.get());
+          done(std::move(reply));
+          return release();
+        }
+        Commit(std::move(a), std::move(release), std::move(s), std::move(events), std::move(reply),
+               idem, std::move(done));
+      },
+      done);
+}
+
+void Engine::DeleteSession(std::string session_id, ReplyCallback done) {
+  if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  Submit(
+      session_id, true,
+      [this, done](std::shared_ptr<Actor> a, std::function<void()> release) mutable {
+        if (auto st = EnsureLoaded(*a); !st.ok()) {
+          done(st);
+          return release();
+        }
+        store::AppendRequest req;
+        req.session_id = a->id;
+        req.erase = true;
+        store_->Append(std::move(req), [this, a, done = std::move(done),
+                                        release = std::move(release)](Status st) mutable {
+          executor_([this, a, st, done = std::move(done), release = std::move(release)]() mutable {
+            if (st.ok()) {
+              uint64_t version = 0;
+              {
+                std::lock_guard<std::mutex> l(a->mu);
+                version = a->state ? a->state->meta.version : 0;
+                a->state.reset();
+                a->deleted = true;
+              }
+              model::Event e = NewEvent(model::kSessionDeleted, "system", {});
+              e.seq = version + 1;
+              bus_->Publish(EventsTopic(a->id),
+                            std::make_shared<const std::string>(model::EventToJsonString(e)));
+              Reply r;
+              r.status = 204;
+              done(std::move(r));
+            } else {
+              done(st);
+            }
+            release();
+          });
+        });
+      },
+      done);
+}
+
+StatusOr<json::object> Engine::GetSession(const std::string& session_id) {
+  auto a = GetActor(session_id, true);
+  if (auto st = EnsureLoaded(*a); !st.ok()) return st;
+  std::lock_guard<std::mutex> l(a->mu);
+  if (!a->state) return absl::NotFoundError("no such session");
+  const SessionState& s = *a->state;
+  json::object o = ProfileBody(s);
+  o["session_id"] = s.meta.session_id;
+  o["user_id"] = s.meta.user_id;
+  o["schema"] = s.schema->ToJson();
+  o["metadata"] = s.meta.metadata;
+  o["created_at"] = FormatRfc3339Millis(s.meta.created_at_ms);
+  json::object counts;
+  counts["events"] = s.meta.version;
+  counts["messages"] = s.meta.message_count;
+  o["counts"] = std::move(counts);
+  return o;
+}
+
+StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const std::string& session_id) {
+  auto a = GetActor(session_id, true);
+  if (auto st = EnsureLoaded(*a); !st.ok()) return st;
+  std::lock_guard<std::mutex> l(a->mu);
+  if (!a->state) return absl::NotFoundError("no such session");
+  return std::make_pair(json::serialize(ProfileBody(*a->state)), a->state->meta.version);
+}
+
+StatusOr<uint64_t> Engine::Version(const std::string& session_id) {
+  auto a = GetActor(session_id, true);
+  if (auto st = EnsureLoaded(*a); !st.ok()) return st;
+  std::lock_guard<std::mutex> l(a->mu);
+  if (!a->state) return absl::NotFoundError("no such session");
+  return a->state->meta.version;
+}
+
+StatusOr<json::object> Engine::ListMessages(const std::string& session_id, size_t limit,
+                                            uint64_t before) {
+  auto version = Version(session_id);
+  if (!version.ok()) return version.status();
+  if (before == 0 || before > *version + 1) before = *version + 1;
+  auto events = store_->ReadEventsBackward(session_id, before, limit + 1,
+                                           {model::kMessageUser, model::kMessageAssistant});
+  if (!events.ok()) return events.status();
+  const bool more = events->size() > limit;
+  if (more) events->pop_back();
+  json::array msgs;
+  for (auto it = events->rbegin(); it != events->rend(); ++it) {
+    json::object m;
+    m["id"] = GetString(it->data, "message_id").value_or(it->id);
+    m["seq"] = it->seq;
+    m["role"] = it->type == model::kMessageUser ? "user" : "assistant";
+    m["text"] = GetString(it->data, "text").value_or("");
+    m["at"] = FormatRfc3339Millis(it->at_ms);
+    msgs.push_back(std::move(m));
+  }
+  json::object o;
+  o["messages"] = std::move(msgs);
+  if (more && !events->empty()) o["next_before"] = events->back().seq;
+  o["version"] = *version;
+  return o;
+}
+
+StatusOr<std::vector<model::Event>> Engine::ListEvents(const std::string& session_id,
+                                                       uint64_t after, size_t limit) {
+  auto version = Version(session_id);
+  if (!version.ok()) return version.status();
+  return store_->ReadEvents(session_id, after, limit);
+}
+
+}  // namespace persona::engine

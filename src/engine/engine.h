@@ -1,0 +1,178 @@
+// Engine: the step pipeline.
+//
+//   message → AI provider → validation against the schema → events appended
+//   atomically (group-committed, durable) → in-memory projection updated →
+//   events published on the bus → reply.
+//
+// Every session is an actor: its operations run one at a time, in arrival
+// order, and own the session's state from the moment they start until their
+// events are durable. Different sessions run concurrently and share fsyncs
+// in the store. A reply is produced only after its events are durable, and
+// in-memory state only ever reflects durable events, so reads never return
+// anything that could be lost.
+//
+// Mutating calls are asynchronous: the callback runs exactly once, on an
+// executor thread. Read calls are synchronous. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "absl/base/thread_annotations.h"
+#include "ai/provider.h"
+#include "bus/bus.h"
+#include "core/clock.h"
+#include "engine/session_state.h"
+#include "metrics/metrics.h"
+#include "model/schema.h"
+#include "store/event_store.h"
+
+namespace persona::engine {
+
+struct EngineOptions {
+  size_t snapshot_every = 64;
+  size_t max_cached_sessions = 100000;
+  size_t max_pending_per_session = 32;
+  size_t history_window = 12;
+  std::string node_id = "n1";  // origin of server-generated events
+};
+
+// The JSON body of a successful mutation and the HTTP status it maps to.
+struct Reply {
+  int status = 200;
+  json::object body;
+  bool replayed = false;  // answered from an idempotency record
+};
+using ReplyCallback = std::function<void(StatusOr<Reply>)>;
+
+// Runs a task on an executor thread (the I/O pool).
+using Executor = std::function<void(std::function<void()>)>;
+
+struct CreateSessionRequest {
+  std::string user_id;
+  std::string schema = "default";
+  json::object metadata;
+  std::string idempotency_key;  // "" if none
+};
+
+struct PatchRequest {
+  std::string session_id;
+  json::object fields;            // field → value, or null to clear
+  std::optional<uint64_t> if_match;
+  std::optional<Hlc> base_hlc;    // device edits: the HLC the device saw (LWW)
+  std::string source = "user";    // user | device
+  std::string idempotency_key;
+};
+
+struct MessageRequest {
+  std::string session_id;
+  std::string text;
+  std::string idempotency_key;
+  std::string origin = "user";
+};
+
+class Engine {
+ public:
+  Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus, ai::Provider* provider,
+         std::map<std::string, std::shared_ptr<const model::Schema>> schemas, Executor executor);
+  ~Engine();
+
+  void CreateSession(CreateSessionRequest req, ReplyCallback done);
+  void PostMessage(MessageRequest req, ReplyCallback done);
+  void PatchProfile(PatchRequest req, ReplyCallback done);
+  void DeleteSession(std::string session_id, ReplyCallback done);
+
+  // Reads. NotFound for unknown sessions.
+  StatusOr<json::object> GetSession(const std::string& session_id);
+  // {"profile", "meta", "version"}; `version` is also returned separately for ETags.
+  StatusOr<std::pair<std::string, uint64_t>> GetProfileJson(const std::string& session_id);
+  StatusOr<json::object> ListMessages(const std::string& session_id, size_t limit,
+                                      uint64_t before);
+  StatusOr<std::vector<model::Event>> ListEvents(const std::string& session_id, uint64_t after,
+                                                 size_t limit);
+  // The session's current version (after loading it); NotFound if unknown.
+  StatusOr<uint64_t> Version(const std::string& session_id);
+
+  // Topic carrying every event of a session, as event JSON, in seq order.
+  static std::string EventsTopic(const std::string& session_id);
+  // Topic carrying the profile snapshot {"profile", "version"} after each change.
+  static std::string ProfileTopic(const std::string& session_id);
+
+  bus::Bus* bus() const { return bus_; }
+  const std::map<std::string, std::shared_ptr<const model::Schema>>& schemas() const {
+    return schemas_;
+  }
+
+  // Refuses new mutations (Unavailable) and waits up to `timeout_ms` for
+  // in-flight ones to finish. Returns true if everything finished.
+  bool Drain(int timeout_ms);
+  bool draining() const { return draining_.load(); }
+
+ private:
+  struct Actor;
+  using Op = std::function<void(std::shared_ptr<Actor>, std::function<void()> release)>;
+
+  std::shared_ptr<Actor> GetActor(const std::string& session_id, bool create);
+  // Runs `op` exclusively on the session; `reject` gets the status if the
+  // session's queue is full.
+  void Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject);
+  // Loads the session state into the actor if needed (called inside an op).
+  Status EnsureLoaded(Actor& a);
+  StatusOr<std::shared_ptr<const model::Schema>> SchemaFor(const std::string& name) const;
+
+  // Appends `events` for the actor's session and, once durable, applies them,
+  // publishes them and calls `done` with `reply`.
+  void Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
+              std::vector<model::Event> events, Reply reply, std::string idempotency_key,
+              ReplyCallback done);
+  model::Event NewEvent(std::string_view type, std::string_view origin, json::object data);
+  void Publish(const SessionState& s, const std::vector<model::Event>& events);
+  json::object ProfileBody(const SessionState& s) const;
+  std::string IdempotencyScopeKey(std::string_view route, std::string_view key) const;
+  void BeginOp();
+  void EndOp();
+
+  EngineOptions options_;
+  store::EventStore* store_;
+  bus::Bus* bus_;
+  ai::Provider* provider_;
+  std::map<std::string, std::shared_ptr<const model::Schema>> schemas_;
+  Executor executor_;
+  HybridClock clock_;
+
+  static constexpr size_t kShards = 64;
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<std::string, std::shared_ptr<Actor>> actors ABSL_GUARDED_BY(mu);
+  };
+  std::array<Shard, kShards> shards_;
+  std::atomic<size_t> cached_{0};
+
+  std::mutex create_mu_;
+  std::unordered_set<std::string> creating_keys_ ABSL_GUARDED_BY(create_mu_);
+
+  std::atomic<bool> draining_{false};
+  std::mutex inflight_mu_;
+  std::condition_variable inflight_cv_;
+  int64_t inflight_ ABSL_GUARDED_BY(inflight_mu_) = 0;
+
+  metrics::Histogram* step_seconds_;
+  metrics::Counter* steps_;
+  metrics::Counter* field_changes_;
+  metrics::Gauge* inflight_gauge_;
+  metrics::Gauge* inflight_peak_;
+  metrics::Gauge* cached_gauge_;
+  metrics::Counter* ai_calls_;
+  metrics::Counter* ai_tokens_in_;
+  metrics::Counter* ai_tokens_out_;
+};
+
+}  // namespace persona::engine

@@ -1,0 +1,422 @@
+#include "net/http_server.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <deque>
+
+#include "core/logging.h"
+#include "metrics/metrics.h"
+
+namespace persona::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= host_port.size())
+    return absl::InvalidArgumentError("expected host:port, got '" + host_port + "'");
+  std::string host = host_port.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  const std::string p = host_port.substr(colon + 1);
+  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  if (ec != std::errc() || ptr != p.data() + p.size() || port > 65535)
+    return absl::InvalidArgumentError("bad port in '" + host_port + "'");
+  if (host.empty()) host = "0.0.0.0";
+  return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
+namespace {
+
+struct NetMetrics {
+  metrics::Gauge* connections;
+  metrics::Counter* accepted;
+  metrics::Counter* refused;
+  metrics::Gauge* streams;
+  metrics::Counter* stream_overflows;
+  static NetMetrics& Get() {
+    static NetMetrics m = [] {
+      auto& r = metrics::Default();
+      return NetMetrics{
+          r.GetGauge("persona_http_connections", "Open HTTP connections"),
+          r.GetCounter("persona_http_connections_accepted_total", "Accepted HTTP connections"),
+          r.GetCounter("persona_http_connections_refused_total",
+                       "Connections closed at once because http.max_connections was reached"),
+          r.GetGauge("persona_http_event_streams", "Open server-sent event streams"),
+          r.GetCounter("persona_http_event_stream_overflows_total",
+                       "Event streams closed because the client could not keep up"),
+      };
+    }();
+    return m;
+  }
+};
+
+class Session;
+
+class StreamImpl final : public EventStream, public std::enable_shared_from_this<StreamImpl> {
+ public:
+  StreamImpl(std::shared_ptr<Session> session, size_t limit)
+      : session_(std::move(session)), limit_(limit) {}
+  bool Send(std::string data) override;
+  void Close() override;
+  void OnClose(std::function<void()> fn) override;
+
+  // Called on the session strand.
+  void Closed();
+
+  std::shared_ptr<Session> session_;
+  size_t limit_;
+  std::mutex mu_;
+  std::function<void()> on_close_;
+  bool closed_ = false;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, const ServerOptions& options, Handler* handler,
+          std::shared_ptr<std::atomic<int>> live)
+      : stream_(std::move(socket)), options_(options), handler_(handler), live_(std::move(live)) {
+    boost::system::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    NetMetrics::Get().connections->Add(1);
+  }
+  ~Session() {
+    live_->fetch_sub(1);
+    NetMetrics::Get().connections->Add(-1);
+  }
+
+  void Start() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->WaitForRequest(); });
+  }
+
+  // --- called from any thread --------------------------------------------
+  void Respond(Response res) {
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this(), res = std::move(res)]() mutable {
+                 self->Write(std::move(res));
+               });
+  }
+
+  std::shared_ptr<EventStream> StartStream(Response head) {
+    auto s = std::make_shared<StreamImpl>(shared_from_this(), options_.stream_queue_limit);
+    asio::post(stream_.get_executor(), [self = shared_from_this(), s, head = std::move(head)] {
+      self->BeginStream(s, head);
+    });
+    return s;
+  }
+
+  // Queues stream data; false if the queue is full. Called via StreamImpl.
+  bool QueueStream(std::string data) {
+    {
+      std::lock_guard<std::mutex> l(out_mu_);
+      if (stream_closed_) return false;
+      if (out_.size() >= options_.stream_queue_limit) return false;
+      out_.push_back(std::move(data));
+    }
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->FlushStream(); });
+    return true;
+  }
+
+  void CloseStream() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->EndStream(); });
+  }
+
+  const std::string& remote() const { return remote_; }
+
+ private:
+  // --- on the strand ------------------------------------------------------
+  void WaitForRequest() {
+    if (buffer_.size() > 0) return ReadRequest();  // pipelined bytes already here
+    stream_.expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) return self->Shutdown();
+                              self->buffer_.commit(n);
+                              self->ReadRequest();
+                            });
+  }
+
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->body_limit(options_.max_body_bytes);
+    parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
+    // The whole request must arrive within the timeout: slow-drip clients are cut off.
+    stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::connection_reset || ec == asio::error::eof) {
+      return Shutdown();
+    }
+    if (ec) {
+      http::status status = http::status::bad_request;
+      std::string detail = "malformed HTTP request: " + ec.message();
+      if (ec == http::error::body_limit) {
+        status = http::status::payload_too_large;
+        detail = "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes";
+      } else if (ec == http::error::header_limit) {
+        status = http::status::request_header_fields_too_large;
+        detail = "request headers exceed " + std::to_string(options_.max_header_bytes) + " bytes";
+      } else if (ec == asio::error::operation_aborted) {
+        return Shutdown();
+      }
+      Response res = handler_->Refusal(status, detail);
+      res.keep_alive(false);
+      return Write(std::move(res));
+    }
+    Request req = parser_->release();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    stream_.expires_never();  // the handler may take a while (AI, fsync)
+    handler_->Handle(std::move(req), MakeExchange());
+  }
+
+  std::shared_ptr<Exchange> MakeExchange();
+
+  void Write(Response res) {
+    res.version(version_);
+    if (!keep_alive_) res.keep_alive(false);
+    res.prepare_payload();
+    const bool close = !res.keep_alive();
+    auto sp = std::make_shared<Response>(std::move(res));
+    stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
+    http::async_write(stream_, *sp,
+                      [self = shared_from_this(), sp, close](beast::error_code ec, size_t) {
+                        if (ec || close) return self->Shutdown();
+                        self->WaitForRequest();
+                      });
+  }
+
+  void BeginStream(std::shared_ptr<StreamImpl> s, const Response& head) {
+    stream_obj_ = s;
+    NetMetrics::Get().streams->Add(1);
+    std::string h = "HTTP/1.1 " + std::to_string(head.result_int()) + " " +
+                    std::string(head.reason().empty() ? http::obsolete_reason(head.result())
+                                                      : head.reason()) +
+                    "\r\n";
+    for (const auto& f : head) {
+      h += std::string(f.name_string()) + ": " + std::string(f.value()) + "\r\n";
+    }
+    h += "Connection: close\r\n\r\n";
+    {
+      std::lock_guard<std::mutex> l(out_mu_);
+      out_.push_front(std::move(h));
+    }
+    stream_.expires_never();
+    // A read completes only when the peer closes (or misbehaves): end the stream then.
+    stream_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code, size_t) {
+                              self->EndStream();
+                            });
+    FlushStream();
+  }
+
+  void FlushStream() {
+    if (writing_ || stream_closed_) return;
+    {
+      std::lock_guard<std::mutex> l(out_mu_);
+      if (out_.empty()) return;
+      writing_buf_.clear();
+      // Coalesce everything queued into one write.
+      while (!out_.empty()) {
+        writing_buf_ += out_.front();
+        out_.pop_front();
+      }
+    }
+    writing_ = true;
+    stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
+    asio::async_write(stream_, asio::buffer(writing_buf_),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        if (ec) return self->EndStream();
+                        self->stream_.expires_never();
+                        self->FlushStream();
+                      });
+  }
+
+  void EndStream() {
+    if (stream_closed_) return;
+    {
+      std::lock_guard<std::mutex> l(out_mu_);
+      stream_closed_ = true;
+      out_.clear();
+    }
+    NetMetrics::Get().streams->Add(-1);
+    if (auto s = stream_obj_) {
+      stream_obj_.reset();
+      s->Closed();
+    }
+    Shutdown();
+  }
+
+  void Shutdown() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+  beast::tcp_stream stream_;
+  const ServerOptions options_;
+  Handler* handler_;
+  std::shared_ptr<std::atomic<int>> live_;
+  beast::flat_buffer buffer_{static_cast<size_t>(64 << 10) + (2 << 20)};
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+  std::string remote_;
+
+  // Event-stream state.
+  std::shared_ptr<StreamImpl> stream_obj_;
+  std::mutex out_mu_;
+  std::deque<std::string> out_;
+  bool stream_closed_ = false;
+  bool writing_ = false;
+  std::string writing_buf_;
+  char drain_[512];
+};
+
+class ExchangeImpl final : public Exchange {
+ public:
+  explicit ExchangeImpl(std::shared_ptr<Session> s) : session_(std::move(s)) {}
+  void Respond(Response res) override {
+    if (done_.exchange(true)) return;
+    session_->Respond(std::move(res));
+  }
+  std::shared_ptr<EventStream> StartStream(Response head) override {
+    if (done_.exchange(true)) return nullptr;
+    return session_->StartStream(std::move(head));
+  }
+  const std::string& remote_address() const override { return session_->remote(); }
+
+ private:
+  std::shared_ptr<Session> session_;
+  std::atomic<bool> done_{false};
+};
+
+std::shared_ptr<Exchange> Session::MakeExchange() {
+  return std::make_shared<ExchangeImpl>(shared_from_this());
+}
+
+bool StreamImpl::Send(std::string data) {
+  if (session_->QueueStream(std::move(data))) return true;
+  NetMetrics::Get().stream_overflows->Inc();
+  Close();
+  return false;
+}
+
+void StreamImpl::Close() { session_->CloseStream(); }
+
+void StreamImpl::OnClose(std::function<void()> fn) {
+  bool run_now;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    run_now = closed_;
+    if (!run_now) on_close_ = std::move(fn);
+  }
+  if (run_now) fn();
+}
+
+void StreamImpl::Closed() {
+  std::function<void()> fn;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    closed_ = true;
+    fn = std::move(on_close_);
+  }
+  if (fn) fn();
+  session_.reset();  // break the Session ↔ StreamImpl cycle
+}
+
+}  // namespace
+
+class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
+ public:
+  Impl(asio::io_context& ioc, ServerOptions options, Handler* handler)
+      : ioc_(ioc), acceptor_(asio::make_strand(ioc)), options_(options), handler_(handler) {}
+
+  StatusOr<uint16_t> Listen(const std::string& host_port) {
+    auto hp = SplitHostPort(host_port);
+    if (!hp.ok()) return hp.status();
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(hp->first, ec);
+    if (ec) return absl::InvalidArgumentError("bad listen address '" + hp->first + "'");
+    tcp::endpoint ep(addr, hp->second);
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+      acceptor_.bind(ep, ec);
+    }
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return absl::UnavailableError("cannot listen on " + host_port + ": " + ec.message());
+    DoAccept();
+    return acceptor_.local_endpoint().port();
+  }
+
+  void StopAccepting() {
+    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      boost::system::error_code ec;
+      self->acceptor_.close(ec);
+    });
+  }
+
+ private:
+  void DoAccept() {
+    acceptor_.async_accept(asio::make_strand(ioc_), [self = shared_from_this()](
+                                                        boost::system::error_code ec,
+                                                        tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+      if (!ec) {
+        if (self->live_->load() >= self->options_.max_connections) {
+          NetMetrics::Get().refused->Inc();
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        } else {
+          self->live_->fetch_add(1);
+          NetMetrics::Get().accepted->Inc();
+          std::make_shared<Session>(std::move(socket), self->options_, self->handler_,
+                                    self->live_)
+              ->Start();
+        }
+      } else if (ec == asio::error::no_descriptors) {
+        // Out of file descriptors: back off briefly instead of spinning.
+        LogWarn("accept: out of file descriptors");
+        auto t = std::make_shared<asio::steady_timer>(self->ioc_, std::chrono::milliseconds(50));
+        t->async_wait([self, t](boost::system::error_code) { self->DoAccept(); });
+        return;
+      }
+      self->DoAccept();
+    });
+  }
+
+  asio::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  ServerOptions options_;
+  Handler* handler_;
+  std::shared_ptr<std::atomic<int>> live_ = std::make_shared<std::atomic<int>>(0);
+};
+
+HttpServer::HttpServer(asio::io_context& ioc, ServerOptions options, Handler* handler)
+    : impl_(std::make_shared<Impl>(ioc, options, handler)) {}
+HttpServer::~HttpServer() = default;
+
+StatusOr<uint16_t> HttpServer::Listen(const std::string& host_port) {
+  return impl_->Listen(host_port);
+}
+void HttpServer::StopAccepting() { impl_->StopAccepting(); }
+
+}  // namespace persona::net

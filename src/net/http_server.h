@@ -1,0 +1,89 @@
+// HttpServer: HTTP/1.1 over Boost.Beast.
+//
+// One strand per connection; keep-alive; one request in flight per
+// connection (pipelined requests wait in a bounded read buffer); limits on
+// header size, body size and connection count; a whole-request read timeout
+// (slow senders are cut off) and an idle keep-alive timeout. Requests are
+// handed to a Handler together with an Exchange through which the handler
+// answers, at once or later from any thread, or switches the connection to a
+// server-sent-events stream.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+
+namespace persona::net {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+// A server-sent stream on one connection. Thread-safe.
+class EventStream {
+ public:
+  virtual ~EventStream() = default;
+  // Queues `data` (already framed, e.g. "id: 3\ndata: …\n\n"). Returns false
+  // if the stream is closed or its bounded queue is full, in which case the
+  // stream is closed: a client that cannot keep up is cut off, never waited for.
+  virtual bool Send(std::string data) = 0;
+  virtual void Close() = 0;
+  // Called once when the stream ends (peer closed, error, or Close()).
+  virtual void OnClose(std::function<void()> fn) = 0;
+};
+
+// The reply channel of one request. Exactly one of Respond or StartStream
+// must be called, once, from any thread.
+class Exchange {
+ public:
+  virtual ~Exchange() = default;
+  virtual void Respond(Response res) = 0;
+  // Sends `head` (status and headers; its body is ignored) and keeps the
+  // connection open for streaming.
+  virtual std::shared_ptr<EventStream> StartStream(Response head) = 0;
+  virtual const std::string& remote_address() const = 0;
+};
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual void Handle(Request req, std::shared_ptr<Exchange> exchange) = 0;
+  // Answers a request the server refused before handing it over (malformed,
+  // too large): status and a one-line reason.
+  virtual Response Refusal(http::status status, std::string_view detail) = 0;
+};
+
+struct ServerOptions {
+  uint64_t max_body_bytes = 1 << 20;
+  uint64_t max_header_bytes = 16 << 10;
+  int request_timeout_ms = 15000;
+  int idle_timeout_ms = 60000;
+  int max_connections = 20000;
+  size_t stream_queue_limit = 1024;  // queued messages per event stream
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& ioc, ServerOptions options, Handler* handler);
+  ~HttpServer();
+
+  // Binds "host:port" (port 0 picks a free one) with SO_REUSEADDR and
+  // SO_REUSEPORT, and starts accepting. Returns the bound port.
+  StatusOr<uint16_t> Listen(const std::string& host_port);
+  // Stops accepting new connections; open ones finish their current request.
+  void StopAccepting();
+
+ private:
+  class Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Splits "host:port" ("[::1]:80" for IPv6). InvalidArgument if malformed.
+StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& host_port);
+
+}  // namespace persona::net

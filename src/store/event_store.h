@@ -1,0 +1,103 @@
+// EventStore: durable, ordered storage of session events.
+//
+// Each session has a gapless sequence of events (seq 1, 2, 3 …), a small
+// metadata record and, from time to time, a snapshot of the projection so
+// that loading never replays more than a bounded number of events. Appends
+// are atomic (all events of one request or none) and checked against the
+// expected version; implementations group-commit concurrent appends so many
+// requests share one fsync. All methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/json.h"
+#include "core/status.h"
+#include "model/event.h"
+
+namespace persona::store {
+
+struct SessionMeta {
+  std::string session_id;
+  std::string user_id;
+  std::string schema;
+  int64_t created_at_ms = 0;
+  json::object metadata;      // client-supplied, opaque
+  uint64_t version = 0;       // seq of the last event
+  uint64_t message_count = 0; // message.user + message.assistant events
+};
+
+json::object SessionMetaToJson(const SessionMeta& m);
+StatusOr<SessionMeta> SessionMetaFromJson(const json::value& v);
+
+struct Snapshot {
+  uint64_t seq = 0;     // the state includes every event up to and including seq
+  json::object state;   // opaque to the store (the engine's projection)
+};
+
+struct LoadedSession {
+  SessionMeta meta;
+  std::optional<Snapshot> snapshot;
+  std::vector<model::Event> tail;  // events after the snapshot (or all), in seq order
+};
+
+struct AppendRequest {
+  std::string session_id;
+  // The session's version before this append; 0 creates the session. A
+  // mismatch fails the append with Aborted and writes nothing.
+  uint64_t expected_version = 0;
+  SessionMeta meta;                  // stored as the new metadata (meta.version = last seq)
+  std::vector<model::Event> events;  // seqs expected_version+1, +2, …
+  std::optional<Snapshot> snapshot;
+  // Idempotency record, written atomically with the events.
+  struct Idempotency {
+    std::string scope;     // the session id, or "_" for requests that create one
+    std::string key;       // the client's Idempotency-Key (with the route)
+    std::string response;  // returned verbatim to retries
+  };
+  std::optional<Idempotency> idempotency;
+  // Erase the session instead: every key of the session is deleted
+  // (events, meta, snapshot, its idempotency records).
+  bool erase = false;
+};
+
+class EventStore {
+ public:
+  using Done = std::function<void(Status)>;
+  virtual ~EventStore() = default;
+
+  // Queues `req` for the next group commit. `done` runs exactly once, on the
+  // store's commit thread (or on the caller's thread for an immediate
+  // refusal), after the append is durable or has failed. Errors: Aborted
+  // (version conflict), ResourceExhausted (commit queue full), Unavailable
+  // (storage failing, e.g. disk full), Internal.
+  virtual void Append(AppendRequest req, Done done) = 0;
+
+  // NotFound if the session does not exist (or was erased).
+  virtual StatusOr<LoadedSession> Load(std::string_view session_id) = 0;
+
+  // Up to `limit` events with seq > after, oldest first.
+  virtual StatusOr<std::vector<model::Event>> ReadEvents(std::string_view session_id,
+                                                         uint64_t after, size_t limit) = 0;
+  // Up to `limit` events with seq < before whose type is in `types` (all
+  // types if empty), newest first.
+  virtual StatusOr<std::vector<model::Event>> ReadEventsBackward(
+      std::string_view session_id, uint64_t before, size_t limit,
+      const std::vector<std::string_view>& types) = 0;
+
+  // The response stored under an idempotency key, if any and not expired.
+  virtual StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
+                                                             std::string_view key) = 0;
+
+  // Calls `fn` for every session's metadata until it returns false.
+  virtual Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) = 0;
+
+  // Flushes and stops the commit thread after draining queued appends.
+  virtual void Close() = 0;
+};
+
+}  // namespace persona::store

@@ -1,0 +1,383 @@
+#include "store/rocksdb/rocksdb_event_store.h"
+
+#include <chrono>
+#include <unordered_map>
+
+#include "core/clock.h"
+#include "core/logging.h"
+#include "rocksdb/compaction_filter.h"
+#include "rocksdb/table.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/utilities/options_util.h"
+
+namespace persona::store {
+namespace {
+
+void PutBigEndian64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((v >> (i * 8)) & 0xff));
+}
+
+uint64_t GetBigEndian64(std::string_view s) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8 && i < static_cast<int>(s.size()); ++i)
+    v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return v;
+}
+
+std::string MetaKey(std::string_view sid) { return "m:" + std::string(sid); }
+std::string VersionKey(std::string_view sid) { return "v:" + std::string(sid); }
+std::string SnapshotKey(std::string_view sid) { return "s:" + std::string(sid); }
+std::string EventPrefix(std::string_view sid) { return "e:" + std::string(sid) + ":"; }
+std::string EventKey(std::string_view sid, uint64_t seq) {
+  std::string k = EventPrefix(sid);
+  PutBigEndian64(&k, seq);
+  return k;
+}
+std::string IdemPrefix(std::string_view scope) { return "i:" + std::string(scope) + ":"; }
+// The key just past every key with `prefix` (prefixes end in ':', and ';' follows it).
+std::string PrefixEnd(std::string prefix) {
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = std::string(what) + ": " + s.ToString();
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNoSpace() || s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain())
+    return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+// Drops idempotency records older than the TTL during compaction.
+class IdempotencyTtlFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit IdempotencyTtlFilter(int64_t ttl_ms) : ttl_ms_(ttl_ms) {}
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*,
+              bool*) const override {
+    if (!key.starts_with("i:") || value.size() < 8) return false;
+    const int64_t at = static_cast<int64_t>(GetBigEndian64(std::string_view(value.data(), 8)));
+    return NowMillis() - at > ttl_ms_;
+  }
+  const char* Name() const override { return "persona.IdempotencyTtlFilter"; }
+
+ private:
+  int64_t ttl_ms_;
+};
+
+}  // namespace
+
+RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options) : options_(options) {
+  auto& reg = metrics::Default();
+  commit_seconds_ = reg.GetHistogram("persona_store_commit_seconds",
+                                     "Time to write and fsync one group commit");
+  batch_size_ = reg.GetHistogram("persona_store_batch_size", "Appends per group commit", "",
+                                 metrics::SizeBuckets());
+  fsyncs_ = reg.GetCounter("persona_store_fsyncs_total", "Group commits written with fsync");
+  appends_ = reg.GetCounter("persona_store_appends_total", "Appends committed");
+  commit_errors_ = reg.GetCounter("persona_store_commit_errors_total", "Failed group commits");
+  queue_depth_ = reg.GetGauge("persona_store_queue_depth", "Appends waiting for a group commit");
+}
+
+StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(const RocksDbOptions& options) {
+  std::unique_ptr<RocksDbEventStore> store(new RocksDbEventStore(options));
+  rocksdb::Options opt;
+  opt.create_if_missing = !options.read_only;
+  opt.paranoid_checks = true;
+  opt.IncreaseParallelism(2);
+  opt.max_open_files = 512;
+  opt.keep_log_file_num = 4;
+  opt.max_total_wal_size = 256 << 20;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  opt.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  auto filter = std::make_shared<IdempotencyTtlFilter>(options.idempotency_ttl_ms);
+  opt.compaction_filter = filter.get();
+  store->filter_ = filter;
+
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = options.read_only ? rocksdb::DB::OpenForReadOnly(opt, options.path, &db)
+                                        : rocksdb::DB::Open(opt, options.path, &db);
+  if (!s.ok()) {
+    return absl::FailedPreconditionError("cannot open the RocksDB store at '" + options.path +
+                                         "': " + s.ToString());
+  }
+  store->db_.reset(db);
+  if (!options.read_only) store->committer_ = std::thread([p = store.get()] { p->CommitLoop(); });
+  return store;
+}
+
+RocksDbEventStore::~RocksDbEventStore() { Close(); }
+
+void RocksDbEventStore::Close() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+  if (db_) {
+    if (!options_.read_only) db_->FlushWAL(true).PermitUncheckedError();
+    db_->Close().PermitUncheckedError();
+  }
+}
+
+void RocksDbEventStore::Append(AppendRequest req, Done done) {
+  if (options_.read_only) {
+    done(absl::FailedPreconditionError("store opened read-only"));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) {
+      // Outside the lock would be nicer, but done must not race Close().
+    } else if (queue_.size() >= options_.queue_limit) {
+    } else {
+      queue_.push_back({std::move(req), std::move(done)});
+      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+      cv_.notify_one();
+      return;
+    }
+  }
+  // Refused: answer on the caller's thread, outside the lock.
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping = stopping_;
+  }
+  done(stopping ? absl::UnavailableError("store is shutting down")
+                : absl::ResourceExhaustedError("commit queue is full"));
+}
+
+StatusOr<uint64_t> RocksDbEventStore::StoredVersion(const std::string& sid) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), VersionKey(sid), &v);
+  if (s.IsNotFound()) return uint64_t{0};
+  if (!s.ok()) return FromRocks(s, "read version");
+  return GetBigEndian64(v);
+}
+
+Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
+                                std::unordered_map<std::string, uint64_t>* versions) {
+  const AppendRequest& r = p.req;
+  auto it = versions->find(r.session_id);
+  uint64_t current;
+  if (it != versions->end()) {
+    current = it->second;
+  } else {
+    auto v = StoredVersion(r.session_id);
+    if (!v.ok()) return v.status();
+    current = *v;
+  }
+  if (r.erase) {
+    batch->Delete(MetaKey(r.session_id));
+    batch->Delete(VersionKey(r.session_id));
+    batch->Delete(SnapshotKey(r.session_id));
+    const std::string ep = EventPrefix(r.session_id);
+    batch->DeleteRange(ep, PrefixEnd(ep));
+    const std::string ip = IdemPrefix(r.session_id);
+    batch->DeleteRange(ip, PrefixEnd(ip));
+    (*versions)[r.session_id] = 0;
+    return absl::OkStatus();
+  }
+  if (current != r.expected_version) {
+    return absl::AbortedError("version conflict: expected " + std::to_string(r.expected_version) +
+                              ", stored " + std::to_string(current));
+  }
+  uint64_t seq = current;
+  for (const auto& e : r.events) {
+    if (e.seq != seq + 1) return absl::InternalError("append: events are not contiguous");
+    seq = e.seq;
+    batch->Put(EventKey(r.session_id, e.seq), model::EventToJsonString(e));
+  }
+  std::string vbytes;
+  PutBigEndian64(&vbytes, seq);
+  batch->Put(VersionKey(r.session_id), vbytes);
+  batch->Put(MetaKey(r.session_id), json::serialize(SessionMetaToJson(r.meta)));
+  if (r.snapshot) {
+    json::object snap;
+    snap["seq"] = r.snapshot->seq;
+    snap["state"] = r.snapshot->state;
+    batch->Put(SnapshotKey(r.session_id), json::serialize(snap));
+  }
+  if (r.idempotency) {
+    std::string v;
+    PutBigEndian64(&v, static_cast<uint64_t>(NowMillis()));
+    v += r.idempotency->response;
+    batch->Put(IdemPrefix(r.idempotency->scope) + r.idempotency->key, v);
+  }
+  (*versions)[r.session_id] = seq;
+  return absl::OkStatus();
+}
+
+void RocksDbEventStore::CommitLoop() {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  for (;;) {
+    std::vector<Pending> batch;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      const size_t n = std::min(queue_.size(), options_.max_batch);
+      batch.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    rocksdb::WriteBatch wb;
+    std::unordered_map<std::string, uint64_t> versions;
+    std::vector<Status> results;
+    results.reserve(batch.size());
+    for (const auto& p : batch) {
+      // A refused append is rolled back so it leaves nothing behind.
+      wb.SetSavePoint();
+      auto saved = versions;
+      Status st = Stage(p, &wb, &versions);
+      if (st.ok()) {
+        wb.PopSavePoint().PermitUncheckedError();
+      } else {
+        wb.RollbackToSavePoint().PermitUncheckedError();
+        versions = std::move(saved);
+      }
+      results.push_back(std::move(st));
+    }
+    Status write_status = absl::OkStatus();
+    if (wb.Count() > 0) {
+      rocksdb::Status s = db_->Write(wo, &wb);
+      if (!s.ok()) {
+        write_status = FromRocks(s, "commit");
+        commit_errors_->Inc();
+        LogError("store commit failed", {{"error", s.ToString()}, {"batch", batch.size()}});
+        // A background error (e.g. disk full) makes RocksDB refuse writes until resumed.
+        db_->Resume().PermitUncheckedError();
+      } else {
+        fsyncs_->Inc();
+      }
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    commit_seconds_->Observe(secs);
+    batch_size_->Observe(static_cast<double>(batch.size()));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Status st = results[i].ok() ? write_status : results[i];
+      if (st.ok()) appends_->Inc();
+      batch[i].done(std::move(st));
+    }
+  }
+}
+
+StatusOr<LoadedSession> RocksDbEventStore::Load(std::string_view session_id) {
+  LoadedSession out;
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MetaKey(session_id), &v);
+  if (s.IsNotFound()) return absl::NotFoundError("no such session");
+  if (!s.ok()) return FromRocks(s, "read session");
+  auto parsed = ParseJson(v);
+  if (!parsed.ok()) return absl::DataLossError("session meta is corrupt");
+  auto meta = SessionMetaFromJson(*parsed);
+  if (!meta.ok()) return meta.status();
+  out.meta = std::move(*meta);
+  uint64_t after = 0;
+  s = db_->Get(rocksdb::ReadOptions(), SnapshotKey(session_id), &v);
+  if (s.ok()) {
+    auto snap = ParseJson(v);
+    if (!snap.ok() || !snap->is_object()) return absl::DataLossError("snapshot is corrupt");
+    Snapshot sn;
+    sn.seq = static_cast<uint64_t>(GetInt(snap->get_object(), "seq").value_or(0));
+    const json::value* st = Find(snap->get_object(), "state");
+    if (st == nullptr || !st->is_object()) return absl::DataLossError("snapshot is corrupt");
+    sn.state = st->get_object();
+    after = sn.seq;
+    out.snapshot = std::move(sn);
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read snapshot");
+  }
+  auto tail = ReadEvents(session_id, after, SIZE_MAX);
+  if (!tail.ok()) return tail.status();
+  out.tail = std::move(*tail);
+  const uint64_t last = out.tail.empty() ? after : out.tail.back().seq;
+  if (last != out.meta.version) {
+    return absl::DataLossError("session " + std::string(session_id) + ": events end at " +
+                               std::to_string(last) + " but version is " +
+                               std::to_string(out.meta.version));
+  }
+  return out;
+}
+
+StatusOr<std::vector<model::Event>> RocksDbEventStore::ReadEvents(std::string_view session_id,
+                                                                  uint64_t after, size_t limit) {
+  std::vector<model::Event> out;
+  const std::string prefix = EventPrefix(session_id);
+  const std::string end = PrefixEnd(prefix);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(EventKey(session_id, after + 1)); it->Valid() && out.size() < limit; it->Next()) {
+    auto e = model::EventFromJsonString(std::string_view(it->value().data(), it->value().size()));
+    if (!e.ok()) return absl::DataLossError("corrupt event: " + std::string(e.status().message()));
+    out.push_back(std::move(*e));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "read events");
+  return out;
+}
+
+StatusOr<std::vector<model::Event>> RocksDbEventStore::ReadEventsBackward(
+    std::string_view session_id, uint64_t before, size_t limit,
+    const std::vector<std::string_view>& types) {
+  std::vector<model::Event> out;
+  const std::string prefix = EventPrefix(session_id);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice lower(prefix);
+  ro.iterate_lower_bound = &lower;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  if (before == 0) return out;
+  for (it->SeekForPrev(EventKey(session_id, before - 1)); it->Valid() && out.size() < limit;
+       it->Prev()) {
+    if (!it->key().starts_with(prefix)) break;
+    auto e = model::EventFromJsonString(std::string_view(it->value().data(), it->value().size()));
+    if (!e.ok()) return absl::DataLossError("corrupt event: " + std::string(e.status().message()));
+    bool wanted = types.empty();
+    for (auto t : types) wanted = wanted || e->type == t;
+    if (wanted) out.push_back(std::move(*e));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "read events");
+  return out;
+}
+
+StatusOr<std::optional<std::string>> RocksDbEventStore::GetIdempotent(std::string_view session_scope,
+                                                                      std::string_view key) {
+  std::string v;
+  const std::string k = IdemPrefix(session_scope) + std::string(key);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), k, &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "read idempotency key");
+  if (v.size() < 8) return absl::DataLossError("corrupt idempotency record");
+  const int64_t at = static_cast<int64_t>(GetBigEndian64(v));
+  if (NowMillis() - at > options_.idempotency_ttl_ms) return std::optional<std::string>();
+  return std::optional<std::string>(v.substr(8));
+}
+
+Status RocksDbEventStore::ForEachSession(const std::function<bool(const SessionMeta&)>& fn) {
+  rocksdb::ReadOptions ro;
+  const std::string end = "m;";
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek("m:"); it->Valid(); it->Next()) {
+    auto parsed = ParseJson(std::string_view(it->value().data(), it->value().size()));
+    if (!parsed.ok()) return absl::DataLossError("corrupt session meta");
+    auto meta = SessionMetaFromJson(*parsed);
+    if (!meta.ok()) return meta.status();
+    if (!fn(*meta)) break;
+  }
+  return FromRocks(it->status(), "scan sessions");
+}
+
+}  // namespace persona::store
