@@ -1,0 +1,56 @@
+# persona — the two commands a newcomer needs: `make run` and `make test`.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+GENERATOR := Ninja
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test unit integration e2e bench asan tsan clean format
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/build.ninja: CMakeLists.txt
+	@cmake -S . -B $(BUILD) -G $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Starts the server on embedded defaults: web UI at http://127.0.0.1:8080.
+run: build
+	./$(BUILD)/src/persona serve
+
+# Unit, integration and browser end-to-end tests.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 1
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+e2e: build
+	cd $(BUILD) && ctest --output-on-failure -L e2e
+
+bench: build
+	./bench/run_steps.sh
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DPERSONA_WITH_ASAN=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 1 -LE e2e
+
+tsan: deps
+	@cmake -S . -B build-tsan -G $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERSONA_WITH_TSAN=ON >/dev/null
+	@cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && ctest --output-on-failure -j 1 -LE e2e
+
+format:
+	@clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-tsan
