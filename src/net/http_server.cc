@@ -175,6 +175,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       Response res = handler_->Refusal(status, detail);
       res.keep_alive(false);
+      linger_ = true;
       return Write(std::move(res));
     }
     Request req = parser_->release();
@@ -195,6 +196,7 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
     http::async_write(stream_, *sp,
                       [self = shared_from_this(), sp, close](beast::error_code ec, size_t) {
+                        if (!ec && close && self->linger_) return self->Linger(0);
                         if (ec || close) return self->Shutdown();
                         self->WaitForRequest();
                       });
@@ -262,6 +264,23 @@ class Session : public std::enable_shared_from_this<Session> {
     Shutdown();
   }
 
+  // After refusing a request whose body is still arriving, stop sending and
+  // discard input for a while, so the client reads the refusal instead of a
+  // connection reset. Bounded in time and bytes.
+  void Linger(size_t discarded) {
+    if (discarded == 0) {
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+      stream_.expires_after(std::chrono::seconds(2));
+    }
+    if (discarded > (8u << 20)) return Shutdown();
+    stream_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this(), discarded](beast::error_code ec, size_t n) {
+                              if (ec) return self->Shutdown();
+                              self->Linger(discarded + n);
+                            });
+  }
+
   void Shutdown() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -275,6 +294,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_{static_cast<size_t>(64 << 10) + (2 << 20)};
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
+  bool linger_ = false;
   unsigned version_ = 11;
   std::string remote_;
 
@@ -285,7 +305,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool stream_closed_ = false;
   bool writing_ = false;
   std::string writing_buf_;
-  char drain_[512];
+  char drain_[4096];
 };
 
 class ExchangeImpl final : public Exchange {

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
-#include <regex>
+#include <boost/regex.hpp>
 #include <set>
 #include <utility>
 
@@ -61,13 +61,13 @@ struct Ctx {
 };
 
 // Calls fn(match) for every match of `re` in `s`.
-void ForEach(const std::regex& re, const std::string& s,
-             const std::function<void(const std::smatch&)>& fn) {
-  for (auto it = std::sregex_iterator(s.begin(), s.end(), re); it != std::sregex_iterator(); ++it)
+void ForEach(const boost::regex& re, const std::string& s,
+             const std::function<void(const boost::smatch&)>& fn) {
+  for (auto it = boost::sregex_iterator(s.begin(), s.end(), re); it != boost::sregex_iterator(); ++it)
     fn(*it);
 }
 
-std::regex Re(const char* pattern) { return std::regex(pattern, std::regex::ECMAScript); }
+boost::regex Re(const char* pattern) { return boost::regex(pattern, boost::regex::ECMAScript); }
 
 bool IsSentenceEnd(char c) { return c == '.' || c == '!' || c == '?' || c == ';' || c == '\n'; }
 
@@ -157,12 +157,12 @@ std::string StripParticle(std::string w, bool* conj) {
 }
 
 bool IsRefusal(const std::string& lower) {
-  static const std::regex kEn = Re(
+  static const boost::regex kEn = Re(
       R"(\b(skip|pass|rather not|prefer not|don't want to (say|tell|share|answer)|not telling|)"
       R"(no comment|none of your business|next question|i don't know|dunno|not sure|)"
       R"(private|no thanks|nothing|not much|none)\b)");
-  static const std::regex kKo = Re("(건너|넘어가|말하고 싶지 않|말하기 싫|비밀|모르겠|패스|다음 질문)");
-  return std::regex_search(lower, kEn) || std::regex_search(lower, kKo);
+  static const boost::regex kKo = Re("(건너|넘어가|말하고 싶지 않|말하기 싫|비밀|모르겠|패스|다음 질문)");
+  return boost::regex_search(lower, kEn) || boost::regex_search(lower, kKo);
 }
 
 // ---------------------------------------------------------------- names
@@ -233,37 +233,37 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
   auto add = [&](const std::optional<std::string>& n) {
     if (n && !n->empty()) out.push_back({json::value(*n), *n});
   };
-  static const std::regex kStrong = Re(
+  static const boost::regex kStrong = Re(
       R"((?:\bmy name(?:'s| is)|^name(?:'s| is|:)|\bi go by|\bi'm called|\bi am called|)"
       R"(\bpeople call me|\byou can call me|\bjust call me) +)");
-  ForEach(kStrong, c.lower, [&](const std::smatch& m) {
-    add(NameAt(c, m.position(0) + m.length(0), true));
+  ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
+    add(NameAt(c, m.position() + m.length(), true));
   });
-  static const std::regex kCallMe = Re(R"(\bcall me +)");
-  ForEach(kCallMe, c.lower, [&](const std::smatch& m) {
-    add(NameAt(c, m.position(0) + m.length(0), c.asked == "name"));
+  static const boost::regex kCallMe = Re(R"(\bcall me +)");
+  ForEach(kCallMe, c.lower, [&](const boost::smatch& m) {
+    add(NameAt(c, m.position() + m.length(), c.asked == "name"));
   });
-  static const std::regex kWeak = Re(R"((?:\bi'm|\bi am|\bim|\bthis is|^it's|^it is) +)");
-  ForEach(kWeak, c.lower, [&](const std::smatch& m) {
-    add(NameAt(c, m.position(0) + m.length(0), false));
+  static const boost::regex kWeak = Re(R"((?:\bi'm|\bi am|\bim|\bthis is|^it's|^it is) +)");
+  ForEach(kWeak, c.lower, [&](const boost::smatch& m) {
+    add(NameAt(c, m.position() + m.length(), false));
   });
   // Korean: 제 이름은 김민수예요 / 저는 김민수입니다 / 민수라고 불러 주세요.
-  static const std::regex kKoName = Re(R"((?:이름은|이름이) *([^ ,.!?]+))");
-  ForEach(kKoName, c.lower, [&](const std::smatch& m) {
+  static const boost::regex kKoName = Re(R"((?:이름은|이름이) *([^ ,.!?]+))");
+  ForEach(kKoName, c.lower, [&](const boost::smatch& m) {
     const std::string n = StripKoreanEnding(m.str(1));
     if (!n.empty() && !HasDigit(n)) add(TitleCaseIfLower(n));
   });
-  static const std::regex kKoIam =
+  static const boost::regex kKoIam =
       Re(R"((?:^|[ ,])(?:저는|전|나는|난) *([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이야|야|이고|라고 합니다|이라고 합니다|라고 해요|이라고 해요)(?:[ ,.!?]|$))");
-  ForEach(kKoIam, c.lower, [&](const std::smatch& m) {
+  ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
     const std::string n = m.str(1);
     if (HasDigit(n) || IsKoreanOccupation(n) || FindCity(n) != nullptr) return;
     if (n.ends_with("살") || n.ends_with("세")) return;
     if (HasHangul(n) && (n.size() < 6 || n.size() > 15)) return;  // 2..5 syllables
     add(TitleCaseIfLower(n));
   });
-  static const std::regex kKoCall = Re(R"(([^ ,.!?]+?)(?:이)?라고 불러)");
-  ForEach(kKoCall, c.lower, [&](const std::smatch& m) { add(TitleCaseIfLower(m.str(1))); });
+  static const boost::regex kKoCall = Re(R"(([^ ,.!?]+?)(?:이)?라고 불러)");
+  ForEach(kKoCall, c.lower, [&](const boost::smatch& m) { add(TitleCaseIfLower(m.str(1))); });
   return out;
 }
 
@@ -273,8 +273,8 @@ std::optional<std::string> BareName(std::string_view clause) {
   if (s.empty() || HasDigit(s) || Contains(s, "@") || Contains(s, "?")) return std::nullopt;
   if (HasHangul(s)) {
     s = StripKoreanEnding(s);
-    static const std::regex kNo = Re("(뭐|왜|싫|몰라|안녕|아니)");
-    if (std::regex_search(s, kNo) || CountWords(s) > 2) return std::nullopt;
+    static const boost::regex kNo = Re("(뭐|왜|싫|몰라|안녕|아니)");
+    if (boost::regex_search(s, kNo) || CountWords(s) > 2) return std::nullopt;
     return s;
   }
   const std::vector<std::string> words = SplitWords(s);
@@ -363,11 +363,11 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
   auto add_digits = [&](const std::string& d) {
     if (d.size() <= 6) out.push_back(IntCandidate(std::stoll(d), d));
   };
-  static const std::regex kDigits = Re(
+  static const boost::regex kDigits = Re(
       R"((\d{1,6}) *(?:years?|yrs?|y/o|yo)(?: old| of age)?\b|\bage(?:d|s)?(?: is| of|:| =)? *(\d{1,6})\b|)"
-      R"(\bi(?:'m| am|m) (?:now |only |just |actually |already |turning )?(\d{1,6})(?![\d.,:%'"]| ?(?:kg|cm|lbs?|km|m\b|pounds|feet|ft|min|hours?|am\b|pm\b|o'clock|percent|st\b|nd\b|rd\b|th\b))|)"
+      R"(\bi(?:'m| am|m) (?:now |only |just |actually |already |turning )?(\d{1,6})(?!\d|[.,:]\d|[%'"]| ?(?:kg|cm|lbs?|km|m\b|pounds|feet|ft|min|hours?|am\b|pm\b|o'clock|percent|st\b|nd\b|rd\b|th\b))|)"
       R"(\bturn(?:ed|ing|s)? (\d{1,6})\b)");
-  ForEach(kDigits, l, [&](const std::smatch& m) {
+  ForEach(kDigits, l, [&](const boost::smatch& m) {
     for (int g = 1; g <= 4; ++g) {
       if (m[g].matched) {
         // "5 years" alone is a duration; only "5 years old" or an asked age is an age.
@@ -378,22 +378,22 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
       }
     }
   });
-  static const std::regex kBorn =
+  static const boost::regex kBorn =
       Re(R"(\bborn (?:in |on )?(?:[a-z]+ )?(?:\d{1,2}(?:st|nd|rd|th)?,? )?(\d{4})\b|(\d{4}) *년(?:생| *에 *태어))");
-  ForEach(kBorn, l, [&](const std::smatch& m) {
+  ForEach(kBorn, l, [&](const boost::smatch& m) {
     const int year = std::stoi(m[1].matched ? m.str(1) : m.str(2));
     out.push_back(IntCandidate(CurrentYear() - year, m.str(0)));
   });
-  static const std::regex kShortBorn = Re(R"((?:^|[^\d])(\d{2}) *년생)");
-  ForEach(kShortBorn, l, [&](const std::smatch& m) {
+  static const boost::regex kShortBorn = Re(R"((?:^|[^\d])(\d{2}) *년생)");
+  ForEach(kShortBorn, l, [&](const boost::smatch& m) {
     const int yy = std::stoi(m.str(1));
     const int now = CurrentYear();
     const int year = (2000 + yy <= now ? 2000 : 1900) + yy;
     out.push_back(IntCandidate(now - year, m.str(1) + "년생"));
   });
   // Korean: 34살, 34 살, 34세, 나이는 34.
-  static const std::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *(\d{1,6}))");
-  ForEach(kKo, l, [&](const std::smatch& m) { add_digits(m[1].matched ? m.str(1) : m.str(2)); });
+  static const boost::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *(\d{1,6}))");
+  ForEach(kKo, l, [&](const boost::smatch& m) { add_digits(m[1].matched ? m.str(1) : m.str(2)); });
   // Korean native numbers: 서른네 살, 스무살.
   for (size_t at = l.find("살"); at != std::string::npos; at = l.find("살", at + 3)) {
     size_t end = at;
@@ -406,13 +406,13 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
     }
   }
   // English words: "I'm thirty-four", "thirty four years old", "aged forty".
-  static const std::regex kWordCue = Re(R"((?:\bi'm|\bi am|\bim|\baged?|\bturned|\bage is) +)");
-  ForEach(kWordCue, l, [&](const std::smatch& m) {
-    if (auto n = NumberWordsAt(l, m.position(0) + m.length(0)))
+  static const boost::regex kWordCue = Re(R"((?:\bi'm|\bi am|\bim|\baged?|\bturned|\bage is) +)");
+  ForEach(kWordCue, l, [&](const boost::smatch& m) {
+    if (auto n = NumberWordsAt(l, m.position() + m.length()))
       out.push_back(IntCandidate(n->first, n->second));
   });
-  static const std::regex kWordOld = Re(R"(([a-z][a-z -]*?) +years? old)");
-  ForEach(kWordOld, l, [&](const std::smatch& m) {
+  static const boost::regex kWordOld = Re(R"(([a-z][a-z -]*?) +years? old)");
+  ForEach(kWordOld, l, [&](const boost::smatch& m) {
     // The longest number-word suffix of the captured words.
     const std::vector<std::string> words = SplitWords(m.str(1));
     for (size_t from = 0; from < words.size(); ++from) {
@@ -430,9 +430,9 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
 // A bare answer to "How old are you?": "34", "about 34", "thirty-four", "서른넷".
 std::vector<Candidate> BareNumber(const Ctx& c, bool integer) {
   std::vector<Candidate> out;
-  static const std::regex kNum = Re(R"((^|[^\d.])(-?\d{1,9}(?:\.\d+)?)(?![\d@]))");
-  std::smatch m;
-  if (std::regex_search(c.lower, m, kNum)) {
+  static const boost::regex kNum = Re(R"((^|[^\d.])(-?\d{1,9}(?:\.\d+)?)(?![\d@]))");
+  boost::smatch m;
+  if (boost::regex_search(c.lower, m, kNum)) {
     const std::string d = m.str(2);
     if (d.find('.') != std::string::npos) {
       if (!integer) out.push_back({json::value(std::stod(d)), d});
@@ -462,15 +462,15 @@ std::vector<Candidate> BareNumber(const Ctx& c, bool integer) {
 
 // ---------------------------------------------------------------- email, phone, date
 
-const std::regex& EmailRe() {
-  static const std::regex re =
+const boost::regex& EmailRe() {
+  static const boost::regex re =
       Re(R"([a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,})");
   return re;
 }
 
 std::vector<Candidate> EmailCandidates(const Ctx& c, bool asked) {
   std::vector<Candidate> out;
-  ForEach(EmailRe(), c.lower, [&](const std::smatch& m) {
+  ForEach(EmailRe(), c.lower, [&](const boost::smatch& m) {
     out.push_back({json::value(m.str(0)), m.str(0)});
   });
   if (out.empty() && asked) {
@@ -482,17 +482,17 @@ std::vector<Candidate> EmailCandidates(const Ctx& c, bool asked) {
 }
 
 std::string MaskEmails(const std::string& lower) {
-  return std::regex_replace(lower, EmailRe(), " ");
+  return boost::regex_replace(lower, EmailRe(), " ");
 }
 
 std::vector<Candidate> PhoneCandidates(const Ctx& c, bool asked) {
   std::vector<Candidate> out;
   const std::string masked = MaskEmails(c.lower);
-  static const std::regex kPhone = Re(R"((?:^|[^\d\w])(\+?\(?\d[\d\-. ()]{4,20}\d))");
-  static const std::regex kDate = Re(R"(^\d{4}[-./]\d{1,2}[-./]\d{1,2}$)");
-  ForEach(kPhone, masked, [&](const std::smatch& m) {
+  static const boost::regex kPhone = Re(R"((?:^|[^\d\w])(\+?\(?\d[\d\-. ()]{4,20}\d))");
+  static const boost::regex kDate = Re(R"(^\d{4}[-./]\d{1,2}[-./]\d{1,2}$)");
+  ForEach(kPhone, masked, [&](const boost::smatch& m) {
     const std::string raw = Trim(m.str(1));
-    if (std::regex_match(raw, kDate)) return;
+    if (boost::regex_match(raw, kDate)) return;
     const auto digits = std::count_if(raw.begin(), raw.end(), [](char ch) {
       return ch >= '0' && ch <= '9';
     });
@@ -503,9 +503,9 @@ std::vector<Candidate> PhoneCandidates(const Ctx& c, bool asked) {
 
 std::vector<Candidate> DateCandidates(const Ctx& c) {
   std::vector<Candidate> out;
-  static const std::regex kDate =
+  static const boost::regex kDate =
       Re(R"((\d{4}) *(?:[-./]|년) *(\d{1,2}) *(?:[-./]|월) *(\d{1,2}) *(?:일)?)");
-  ForEach(kDate, c.lower, [&](const std::smatch& m) {
+  ForEach(kDate, c.lower, [&](const boost::smatch& m) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", std::stoi(m.str(1)) % 10000,
                   std::stoi(m.str(2)) % 100, std::stoi(m.str(3)) % 100);
@@ -549,19 +549,19 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
   auto append = [](std::vector<Candidate>* to, std::vector<Candidate> more) {
     for (auto& m : more) to->push_back(std::move(m));
   };
-  static const std::regex kLive = Re(
+  static const boost::regex kLive = Re(
       R"((?:\b(?:i|we) (?:currently |now |still |actually |also )?(?:live|reside|stay) in|)"
       R"(\b(?:i'm|i am|im|we're|we are) (?:currently |now |still |actually )?(?:living|staying|based|residing) (?:in|out of)|)"
       R"(\bliving in|\bbased (?:in|out of)|\b(?:just |recently |)moved to|\brelocated to|)"
       R"(\bmy (?:city|hometown|home town|location) is|\bcity:) +)");
-  ForEach(kLive, c.lower, [&](const std::smatch& m) {
-    append(&out, CityAt(c, m.position(0) + m.length(0), Contains(m.str(0), "is") ||
+  ForEach(kLive, c.lower, [&](const boost::smatch& m) {
+    append(&out, CityAt(c, m.position() + m.length(), Contains(m.str(0), "is") ||
                                                            Contains(m.str(0), "city:")));
   });
-  static const std::regex kFrom =
+  static const boost::regex kFrom =
       Re(R"((?:\b(?:i'm|i am|im) (?:originally )?from|\bi come from|\bi'm in|\bi am in) +)");
-  ForEach(kFrom, c.lower, [&](const std::smatch& m) {
-    auto found = CityAt(c, m.position(0) + m.length(0), false);
+  ForEach(kFrom, c.lower, [&](const boost::smatch& m) {
+    auto found = CityAt(c, m.position() + m.length(), false);
     // "I'm in love" is not a place: "I'm in X" needs a known city.
     if (Contains(m.str(0), " in") && !found.empty() &&
         FindCity(found[0].value.get_string().c_str()) == nullptr)
@@ -569,10 +569,10 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
     append(&from, std::move(found));
   });
   // Korean: 서울에 살아요, 부산에서 살고 있어요, 대구 출신이에요, 인천으로 이사했어요.
-  static const std::regex kKo = Re(
+  static const boost::regex kKo = Re(
       R"((?:^|[ ,])([^ ,.!?]+?)(?:에서|에) *(?:살아|살고|삽니다|살아요|거주|지내|살며|살 )|)"
       R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *이사|(?:사는 곳은|도시는|사는 도시는) *([^ ,.!?]+))");
-  ForEach(kKo, c.lower, [&](const std::smatch& m) {
+  ForEach(kKo, c.lower, [&](const boost::smatch& m) {
     std::string raw = m[1].matched ? m.str(1) : m[2].matched ? m.str(2) : m.str(3);
     raw = StripKoreanEnding(raw);
     if (raw.empty() || HasDigit(raw)) return;
@@ -581,8 +581,8 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
     else
       out.push_back({json::value(TitleCaseIfLower(raw)), raw});
   });
-  static const std::regex kKoFrom = Re(R"((?:^|[ ,])([^ ,.!?]+?) *(?:출신|에서 왔|사람이에요|사람입니다))");
-  ForEach(kKoFrom, c.lower, [&](const std::smatch& m) {
+  static const boost::regex kKoFrom = Re(R"((?:^|[ ,])([^ ,.!?]+?) *(?:출신|에서 왔|사람이에요|사람입니다))");
+  ForEach(kKoFrom, c.lower, [&](const boost::smatch& m) {
     if (const City* city = FindCity(m.str(1)))
       from.push_back({json::value(std::string(city->en)), m.str(1)});
   });
@@ -668,50 +668,50 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
   auto add = [&](const std::optional<std::string>& p) {
     if (p) out.push_back({json::value(*p), *p});
   };
-  static const std::regex kStrong = Re(
+  static const boost::regex kStrong = Re(
       R"((?:\bi (?:currently |now |still |actually )?work(?:ed)? as|\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) as|)"
       R"(\bmy (?:job|occupation|profession|role|position|job title) is(?: as)?|\boccupation:|\bi work in|)"
       R"(\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) in|\bwork(?:ing)? (?:at|for) [^,.;!?]{1,40}? as) +)");
-  ForEach(kStrong, c.lower, [&](const std::smatch& m) {
-    add(JobPhrase(c, m.position(0) + m.length(0), false));
+  ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
+    add(JobPhrase(c, m.position() + m.length(), false));
   });
-  static const std::regex kIam = Re(
+  static const boost::regex kIam = Re(
       R"(\bi(?:'m| am|m) (?:currently |now |actually |also |still )?(?:a|an) +)");
-  ForEach(kIam, c.lower, [&](const std::smatch& m) {
-    add(JobPhrase(c, m.position(0) + m.length(0), true));
+  ForEach(kIam, c.lower, [&](const boost::smatch& m) {
+    add(JobPhrase(c, m.position() + m.length(), true));
   });
-  static const std::regex kStatus =
+  static const boost::regex kStatus =
       Re(R"(\bi(?:'m| am|m) (?:currently |now )?(retired|unemployed|self-employed|between jobs|a student|a freelancer)\b)");
-  ForEach(kStatus, c.lower, [&](const std::smatch& m) {
+  ForEach(kStatus, c.lower, [&](const boost::smatch& m) {
     std::string s = m.str(1);
     if (s.starts_with("a ")) s = s.substr(2);
     add(s);
   });
-  static const std::regex kTeach = Re(R"(\bi teach +)");
-  ForEach(kTeach, c.lower, [&](const std::smatch& m) {
-    auto p = JobPhrase(c, m.position(0) + m.length(0), false);
+  static const boost::regex kTeach = Re(R"(\bi teach +)");
+  ForEach(kTeach, c.lower, [&](const boost::smatch& m) {
+    auto p = JobPhrase(c, m.position() + m.length(), false);
     if (p) add(*p + " teacher");
   });
-  static const std::regex kLiving = Re(R"(\bi do (.{2,40}?) for a living)");
-  ForEach(kLiving, c.lower, [&](const std::smatch& m) {
+  static const boost::regex kLiving = Re(R"(\bi do (.{2,40}?) for a living)");
+  ForEach(kLiving, c.lower, [&](const boost::smatch& m) {
     add(Trim(c.text.substr(m.position(1), m.length(1))));
   });
   // Korean: 직업은 교사입니다, 개발자로 일해요, 마케팅 일을 해요, 저는 개발자예요.
-  static const std::regex kKoJob = Re(R"(직업(?:은|이) *([^,.!?]+))");
-  ForEach(kKoJob, c.lower, [&](const std::smatch& m) {
+  static const boost::regex kKoJob = Re(R"(직업(?:은|이) *([^,.!?]+))");
+  ForEach(kKoJob, c.lower, [&](const boost::smatch& m) {
     std::string s = StripKoreanEnding(Trim(m.str(1)));
     if (!s.empty() && CountWords(s) <= 4) add(s);
   });
-  static const std::regex kKoWork =
+  static const boost::regex kKoWork =
       Re(R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *(?:일하|일해|근무|재직|활동))");
-  ForEach(kKoWork, c.lower, [&](const std::smatch& m) {
+  ForEach(kKoWork, c.lower, [&](const boost::smatch& m) {
     if (FindCity(m.str(1)) == nullptr) add(m.str(1));
   });
-  static const std::regex kKoDo = Re(R"((?:^|[ ,])([^ ,.!?]+) +일을 *(?:하고|해요|합니다|해))");
-  ForEach(kKoDo, c.lower, [&](const std::smatch& m) { add(m.str(1)); });
-  static const std::regex kKoIam = Re(
+  static const boost::regex kKoDo = Re(R"((?:^|[ ,])([^ ,.!?]+) +일을 *(?:하고|해요|합니다|해))");
+  ForEach(kKoDo, c.lower, [&](const boost::smatch& m) { add(m.str(1)); });
+  static const boost::regex kKoIam = Re(
       R"((?:^|[ ,])([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이고|이야|야)(?:[ ,.!?]|$))");
-  ForEach(kKoIam, c.lower, [&](const std::smatch& m) {
+  ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
     if (IsKoreanOccupation(m.str(1))) add(m.str(1));
   });
   return out;
@@ -750,15 +750,15 @@ std::string CleanItem(std::string item) {
 // "hiking, jazz and cooking" → {hiking, jazz, cooking}.
 std::vector<std::string> SplitItems(std::string_view phrase) {
   std::string s(phrase);
-  static const std::regex kSep = Re(R"( *(?:,|;| and | & | or |/| as well as | plus ) *)");
+  static const boost::regex kSep = Re(R"( *(?:,|;| and | & | or |/| as well as | plus ) *)");
   std::vector<std::string> out;
   size_t start = 0;
   // Separators are found on a lower-case copy (" AND "); byte positions agree.
   std::vector<std::pair<size_t, size_t>> cuts;
   const std::string lower = Lower(s);
-  for (auto it = std::sregex_iterator(lower.begin(), lower.end(), kSep);
-       it != std::sregex_iterator(); ++it)
-    cuts.emplace_back(it->position(0), it->length(0));
+  for (auto it = boost::sregex_iterator(lower.begin(), lower.end(), kSep);
+       it != boost::sregex_iterator(); ++it)
+    cuts.emplace_back(it->position(), it->length());
   for (const auto& [pos, len] : cuts) {
     out.push_back(s.substr(start, pos - start));
     start = pos + len;
@@ -815,15 +815,15 @@ bool Negated(const std::string& lower, size_t pos) {
 
 std::vector<std::string> InterestItems(const Ctx& c) {
   std::vector<std::string> items;
-  static const std::regex kEn = Re(
+  static const boost::regex kEn = Re(
       R"((?:\bi (?:really |also |just |only |absolutely |especially |do |very much |totally |still )*(?:like|love|enjoy|adore)|)"
       R"(\bi(?:'m| am|m) (?:really |also |very |quite |totally )*(?:into|interested in|passionate about|a (?:big |huge )?fan of|fond of|keen on)|)"
       R"(\bmy (?:hobbies|hobby|interests|interest|passions?) (?:is|are|include)|\bhobbies:|\binterests:|)"
       R"(\bin my (?:free|spare) time,? i(?: like to| love to| enjoy)?) +)");
-  ForEach(kEn, c.lower, [&](const std::smatch& m) {
-    if (Negated(c.lower, m.position(0))) return;
+  ForEach(kEn, c.lower, [&](const boost::smatch& m) {
+    if (Negated(c.lower, m.position())) return;
     const std::string phrase =
-        Clause(c, m.position(0) + m.length(0), false,
+        Clause(c, m.position() + m.length(), false,
                {" and i ", " and i'm ", " and my ", " but ", " because ", " so ", " when ",
                 " and im ", " which ", " since ", " i like", " i love", " i enjoy", " i'm "});
     // "I like to think that…" / "I'd like to" are not interests; "I like to cook" is.
@@ -831,15 +831,15 @@ std::vector<std::string> InterestItems(const Ctx& c) {
     for (auto& item : SplitItems(phrase)) items.push_back(item);
   });
   // Korean: 등산과 요리를 좋아해요 / 취미는 독서예요.
-  static const std::regex kKoLike =
+  static const boost::regex kKoLike =
       Re(R"(([^.!?]*?) *(?:을|를)? *(?:좋아해|좋아합|좋아하|즐겨|즐기|즐깁|관심이 있|관심 있|관심있))");
-  ForEach(kKoLike, c.lower, [&](const std::smatch& m) {
+  ForEach(kKoLike, c.lower, [&](const boost::smatch& m) {
     std::string phrase = m.str(1);
     if (Contains(phrase, "안 ") || Contains(phrase, "싫")) return;
     for (auto& item : SplitKoreanItems(phrase)) items.push_back(item);
   });
-  static const std::regex kKoHobby = Re(R"((?:취미는|취미가|관심사는) *([^.!?]+))");
-  ForEach(kKoHobby, c.lower, [&](const std::smatch& m) {
+  static const boost::regex kKoHobby = Re(R"((?:취미는|취미가|관심사는) *([^.!?]+))");
+  ForEach(kKoHobby, c.lower, [&](const boost::smatch& m) {
     std::string phrase = StripKoreanEnding(Trim(m.str(1)));
     for (std::string_view tail : {"이에요", "예요", "입니다", "이고", "에요"})
       if (phrase.ends_with(tail)) phrase.resize(phrase.size() - tail.size());
@@ -852,10 +852,10 @@ std::vector<std::string> InterestItems(const Ctx& c) {
 std::optional<Candidate> MergeInterests(const Ctx& c, const FieldSpec& f,
                                         const std::vector<std::string>& items) {
   if (items.empty()) return std::nullopt;
-  static const std::regex kOnly = Re(R"(\b(?:only|just)\b|만 좋아)");
+  static const boost::regex kOnly = Re(R"(\b(?:only|just)\b|만 좋아)");
   json::array list;
   const json::value* have = Find(c.profile, f.name);
-  if (have && have->is_array() && !std::regex_search(c.lower, kOnly)) {
+  if (have && have->is_array() && !boost::regex_search(c.lower, kOnly)) {
     for (const auto& v : have->get_array())
       if (v.is_string()) list.push_back(v);
   }
@@ -871,36 +871,36 @@ std::optional<Candidate> MergeInterests(const Ctx& c, const FieldSpec& f,
 
 std::vector<Candidate> GoalCandidates(const Ctx& c) {
   std::vector<std::string> goals;
-  static const std::regex kEn = Re(
+  static const boost::regex kEn = Re(
       R"((?:\bmy (?:main |big |biggest |current |long-term )?(?:goal|goals|aim|dream|ambition|plan) (?:is|are|would be|right now is)(?: to)?|)"
       R"(\bi (?:really |also |still )?(?:want|hope|plan|aim|intend|wish|would like|'d like|would love|'d love) to|)"
       R"(\bi(?:'m| am|m) (?:planning|hoping|trying|aiming|working) (?:to|on|towards?)|)"
       R"(\bi(?:'m| am|m) saving (?:up )?(?:to|for)|\bgoal:) +)");
-  static const std::regex kNotGoal = Re(
+  static const boost::regex kNotGoal = Re(
       R"(^(?:change|update|correct|fix|delete|remove|forget|clear|erase|know|ask|say|tell|talk|be called|)"
       R"(be contacted|be reached|stop|go\b|add|edit|see|check|skip|pass|hear|get contacted|receive))");
-  ForEach(kEn, c.lower, [&](const std::smatch& m) {
-    const size_t pos = m.position(0) + m.length(0);
+  ForEach(kEn, c.lower, [&](const boost::smatch& m) {
+    const size_t pos = m.position() + m.length();
     const std::string phrase = TrimPunct(Clause(c, pos, false, {" but "}));
     const std::string lp = Lower(phrase);
-    if (phrase.empty() || std::regex_search(lp, kNotGoal) || Contains(lp, "contact") ||
+    if (phrase.empty() || boost::regex_search(lp, kNotGoal) || Contains(lp, "contact") ||
         Contains(lp, "email me") || Contains(lp, "call me") || Contains(lp, "text me"))
       return;
     goals.push_back(phrase);
   });
   // Korean: 목표는 마라톤 완주예요 / 스페인어를 배우고 싶어요.
-  static const std::regex kKoGoal = Re(R"((?:목표는|목표가|꿈은) *([^.!?]+))");
-  ForEach(kKoGoal, c.lower, [&](const std::smatch& m) {
+  static const boost::regex kKoGoal = Re(R"((?:목표는|목표가|꿈은) *([^.!?]+))");
+  ForEach(kKoGoal, c.lower, [&](const boost::smatch& m) {
     std::string g = StripKoreanEnding(Trim(m.str(1)));
     if (!g.empty()) goals.push_back(g);
   });
-  static const std::regex kKoWant = Re(R"(([^.!?]*?(?:고|기를|기) *(?:싶어|싶습니다|싶다|희망)[^.!?]*))");
-  static const std::regex kKoNot = Re("(바꾸|수정|삭제|지우|변경|연락|잊어)");
-  ForEach(kKoWant, c.lower, [&](const std::smatch& m) {
+  static const boost::regex kKoWant = Re(R"(([^.!?]*?(?:고|기를|기) *(?:싶어|싶습니다|싶다|희망)[^.!?]*))");
+  static const boost::regex kKoNot = Re("(바꾸|수정|삭제|지우|변경|연락|잊어)");
+  ForEach(kKoWant, c.lower, [&](const boost::smatch& m) {
     std::string g = TrimPunct(m.str(1));
     for (std::string_view p : {"저는 ", "전 ", "나는 ", "제 "})
       if (g.starts_with(p)) g = Trim(g.substr(p.size()));
-    if (!g.empty() && !std::regex_search(g, kKoNot)) goals.push_back(g);
+    if (!g.empty() && !boost::regex_search(g, kKoNot)) goals.push_back(g);
   });
   if (goals.empty()) return {};
   std::string joined;
@@ -929,11 +929,11 @@ std::vector<Candidate> EnumCandidates(const Ctx& c, const FieldSpec& f) {
   const bool asked = c.asked == f.name;
   // Only a message about this field may set it: "my email is x@y.z" must not
   // set contact_preference = email.
-  static const std::regex kContactCue = Re(
+  static const boost::regex kContactCue = Re(
       R"(\b(?:contact\w*|reach|prefer|preferred|preference|rather|best way|get in touch|)"
       R"((?:email|e-mail|text|call|phone|message|mail|ring) me)\b|연락|선호)");
   bool cue = asked || Contains(c.lower, Words(f.name));
-  if (!cue && Contains(Lower(f.name), "contact")) cue = std::regex_search(c.lower, kContactCue);
+  if (!cue && Contains(Lower(f.name), "contact")) cue = boost::regex_search(c.lower, kContactCue);
   for (const auto& h : f.hints)
     if (!h.empty() && Contains(c.lower, Lower(h))) cue = true;
   if (!cue) return {};
@@ -970,19 +970,19 @@ std::vector<Candidate> EnumCandidates(const Ctx& c, const FieldSpec& f) {
 }
 
 std::vector<Candidate> BoolCandidates(const Ctx& c, const FieldSpec& f) {
-  static const std::regex kYes = Re(
+  static const boost::regex kYes = Re(
       R"(^(?:yes|yeah|yep|yup|sure|of course|correct|true|definitely|absolutely|i do|i am|right|ok|okay)\b|^(?:네|예|응|맞아|그래|물론))");
-  static const std::regex kNo = Re(
+  static const boost::regex kNo = Re(
       R"(^(?:no|nope|nah|not really|false|never|i don't|i do not|i'm not|i am not)\b|^(?:아니|아뇨|아님|없어))");
   std::vector<Candidate> out;
   const std::string t = TrimPunct(c.lower);
   if (c.asked == f.name) {
-    if (std::regex_search(t, kNo)) out.push_back({json::value(false), t});
-    else if (std::regex_search(t, kYes)) out.push_back({json::value(true), t});
+    if (boost::regex_search(t, kNo)) out.push_back({json::value(false), t});
+    else if (boost::regex_search(t, kYes)) out.push_back({json::value(true), t});
   }
-  const std::regex kNamed(Words(f.name) + R"( *(?:is|:|=) *(yes|no|true|false))");
-  std::smatch m;
-  if (std::regex_search(c.lower, m, kNamed)) {
+  const boost::regex kNamed(Words(f.name) + R"( *(?:is|:|=) *(yes|no|true|false))");
+  boost::smatch m;
+  if (boost::regex_search(c.lower, m, kNamed)) {
     const std::string v = m.str(1);
     out.push_back({json::value(v == "yes" || v == "true"), v});
   }
@@ -992,8 +992,8 @@ std::vector<Candidate> BoolCandidates(const Ctx& c, const FieldSpec& f) {
 // "my height is 180", "score: 7.5".
 std::vector<Candidate> NamedNumber(const Ctx& c, const FieldSpec& f) {
   std::vector<Candidate> out;
-  const std::regex re(Words(f.name) + R"( *(?:is|:|=|of)? *(-?\d+(?:\.\d+)?))");
-  ForEach(re, c.lower, [&](const std::smatch& m) {
+  const boost::regex re(Words(f.name) + R"( *(?:is|:|=|of)? *(-?\d+(?:\.\d+)?))");
+  ForEach(re, c.lower, [&](const boost::smatch& m) {
     const std::string d = m.str(1);
     if (d.find('.') == std::string::npos && f.type == FieldType::kInteger)
       out.push_back(IntCandidate(std::stoll(d), d));
@@ -1006,9 +1006,9 @@ std::vector<Candidate> NamedNumber(const Ctx& c, const FieldSpec& f) {
 // "my favourite colour is blue" for a field favourite_colour.
 std::vector<Candidate> NamedString(const Ctx& c, const FieldSpec& f) {
   std::vector<Candidate> out;
-  const std::regex re(Words(f.name) + R"( *(?:is|are|:|=) +)");
-  ForEach(re, c.lower, [&](const std::smatch& m) {
-    const std::string s = TrimPunct(Clause(c, m.position(0) + m.length(0), false, {" and i "}));
+  const boost::regex re(Words(f.name) + R"( *(?:is|are|:|=) +)");
+  ForEach(re, c.lower, [&](const boost::smatch& m) {
+    const std::string s = TrimPunct(Clause(c, m.position() + m.length(), false, {" and i "}));
     if (!s.empty()) out.push_back({json::value(s), s});
   });
   return out;
@@ -1041,9 +1041,9 @@ std::vector<std::string> FieldAliases(const FieldSpec& f) {
 
 std::set<std::string> ClearedFields(const Ctx& c) {
   std::set<std::string> out;
-  static const std::regex kEn =
+  static const boost::regex kEn =
       Re(R"(\b(?:forget|delete|remove|clear|erase|drop|wipe|get rid of) +(?:about +)?(?:my|the|your) +([a-z][a-z -]*))");
-  static const std::regex kKo = Re(
+  static const boost::regex kKo = Re(
       R"(([^ ,.!?]+(?: [^ ,.!?]+)?) *(?:을|를|은|는)? *(?:지워|삭제|잊어|지우|없애))");
   auto match_fields = [&](const std::string& words) {
     for (const auto& f : c.schema.fields()) {
@@ -1055,8 +1055,8 @@ std::set<std::string> ClearedFields(const Ctx& c) {
       }
     }
   };
-  ForEach(kEn, c.lower, [&](const std::smatch& m) { match_fields(m.str(1)); });
-  ForEach(kKo, c.lower, [&](const std::smatch& m) { match_fields(m.str(1)); });
+  ForEach(kEn, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
+  ForEach(kKo, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
   return out;
 }
 

@@ -335,6 +335,8 @@ TEST_F(ExtractTest, Corrections) {
   profile["age"] = 34;
   profile["city"] = "Seoul";
   EXPECT_EQ(Get("actually I'm 35", "age", "", profile), "35");
+  EXPECT_EQ(Get("actually I'm 35, and I live in Busan", "age", "", profile), "35");
+  EXPECT_EQ(Get("I'm 5,000 miles away", "age", "", profile), "<none>");
   EXPECT_EQ(Get("no, I live in Busan now", "city", "", profile), "\"Busan\"");
   EXPECT_EQ(Get("sorry, my name is Bob", "name", "", profile), "\"Bob\"");
   // The same value again is not a change.
