@@ -1,0 +1,196 @@
+"""Start-up, restart, shutdown, the CLI tools and hostile connections."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from persona_server import BIN, ROOT, Server
+
+
+def steps(server, sid, texts):
+    for t in texts:
+        st, _, b = server.request("POST", "/v1/sessions/%s/messages" % sid, {"text": t})
+        assert st == 200, b
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_profile_survives_restart_and_replay_export_import_agree(self):
+        s = Server().start()
+        try:
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u1"})
+            sid = b["session_id"]
+            # Enough events to cross several snapshots (every 64 events).
+            for i in range(40):
+                steps(s, sid, ["I'm %d" % (20 + i % 50), "I like hobby%d" % i])
+            st, _, before = s.request("GET", "/v1/sessions/%s/profile" % sid)
+            self.assertEqual(s.stop(), 0)
+            s.start()
+            st, _, after = s.request("GET", "/v1/sessions/%s/profile" % sid)
+            self.assertEqual(before, after)
+            self.assertGreater(after["version"], 128)
+            s.stop()
+
+            r = s.cli("replay", sid)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            report = json.loads(r.stdout)
+            self.assertTrue(report["equal"])
+            self.assertGreater(report["snapshot_seq"], 0)
+            self.assertEqual(report["replayed"]["profile"], after["profile"])
+
+            exp = s.cli("export")
+            self.assertEqual(exp.returncode, 0, exp.stderr)
+            lines = [json.loads(l) for l in exp.stdout.splitlines()]
+            self.assertEqual(lines[0]["kind"], "session")
+            self.assertEqual(sum(l["kind"] == "event" for l in lines), after["version"])
+
+            other = Server()
+            imp = other.cli("import", input_text=exp.stdout)
+            self.assertEqual(imp.returncode, 0, imp.stderr)
+            other.start()
+            st, _, imported = other.request("GET", "/v1/sessions/%s/profile" % sid)
+            self.assertEqual(imported, after)
+            # Importing the same session again is refused, not duplicated.
+            other.stop()
+            again = other.cli("import", input_text=exp.stdout)
+            self.assertNotEqual(again.returncode, 0)
+            other.cleanup()
+        finally:
+            s.cleanup()
+
+    def test_sigterm_drains_in_flight_steps_and_exits_zero(self):
+        s = Server().start()
+        try:
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u"})
+            sid = b["session_id"]
+            steps(s, sid, ["I'm Zoe"])
+            self.assertEqual(s.stop(), 0)
+            self.assertTrue(any('"msg":"stopped"' in l for l in s.log), s.log[-5:])
+        finally:
+            s.cleanup()
+
+    def test_invalid_configuration_names_the_key(self):
+        r = subprocess.run([BIN, "serve", "--set", "http.max_body_bytes=-5"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("http.max_body_bytes", r.stderr)
+        r = subprocess.run([BIN, "serve", "--set", "htp.listen=x"], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("htp.listen", r.stderr)
+        env = dict(os.environ, PERSONA_WRITE_MODE="sometimes")
+        r = subprocess.run([BIN, "serve"], capture_output=True, text=True, timeout=20, env=env)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("write_mode", r.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("http:\n  listen: [1, 2]\n")
+        r = subprocess.run([BIN, "serve", "--config", f.name], capture_output=True, text=True,
+                           timeout=20)
+        os.unlink(f.name)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("http.listen", r.stderr)
+        r = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0)
+        for key in ("--http-listen", "--data-dir", "--write-mode", "http.max_body_bytes",
+                    "store.snapshot_every"):
+            self.assertIn(key, r.stdout)
+        r = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("persona", r.stdout)
+
+    def test_environment_overrides_file_and_flags_override_environment(self):
+        d = tempfile.mkdtemp()
+        try:
+            cfg = os.path.join(d, "persona.yaml")
+            with open(cfg, "w") as f:
+                f.write("http:\n  max_body_bytes: 100\n")
+            s = Server(extra_args=["--config", cfg], env={"PERSONA_HTTP__MAX_BODY_BYTES": "200"})
+            s.start()
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u" * 150})
+            self.assertEqual(st, 201, b)  # 150 < 200 (env wins over the file)
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u" * 250})
+            self.assertEqual(st, 413, b)
+            s.cleanup()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_corrupt_store_refuses_to_start_with_a_clear_message(self):
+        s = Server().start()
+        s.stop()
+        current = os.path.join(s.data_dir, "data", "events", "CURRENT")
+        with open(current, "w") as f:
+            f.write("MANIFEST-424242\n")
+        try:
+            with self.assertRaises(RuntimeError) as ctx:
+                s.start(timeout=10)
+            self.assertIn("cannot open the RocksDB store", str(ctx.exception))
+            self.assertEqual(s.proc.wait(timeout=10), 2)
+        finally:
+            s.proc = None
+            s.cleanup()
+
+    def test_slow_drip_client_is_cut_off_and_others_are_served(self):
+        s = Server(extra_args=["--set", "http.request_timeout_ms=500"]).start()
+        try:
+            slow = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            start = time.time()
+            self.assertEqual(s.request("GET", "/healthz")[0], 200)
+            closed = False
+            while time.time() - start < 5:
+                try:
+                    slow.sendall(b"X-Drip: 1\r\n")
+                    if slow.recv(1) == b"":
+                        closed = True
+                        break
+                except (BrokenPipeError, ConnectionResetError, socket.timeout):
+                    closed = True
+                    break
+            self.assertTrue(closed, "slow client was not cut off")
+            self.assertLess(time.time() - start, 4)
+        finally:
+            s.cleanup()
+
+    def test_many_idle_connections_do_not_stop_service(self):
+        s = Server().start()
+        socks = []
+        try:
+            for _ in range(2000):
+                socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u"})
+            self.assertEqual(st, 201)
+            st, _, text = s.request("GET", "/metrics")
+            line = [l for l in text.splitlines() if l.startswith("persona_http_connections ")][0]
+            self.assertGreaterEqual(int(line.split()[1]), 2000)
+        finally:
+            for c in socks:
+                c.close()
+            s.cleanup()
+
+    def test_connection_limit_refuses_extra_connections(self):
+        s = Server(extra_args=["--set", "http.max_connections=5"]).start()
+        socks = []
+        try:
+            for _ in range(5):
+                socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+            time.sleep(0.2)
+            extra = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = extra.recv(100)
+            except ConnectionResetError:
+                data = b""
+            self.assertEqual(data, b"")
+            for c in socks:
+                c.close()
+            time.sleep(0.2)
+            self.assertEqual(s.request("GET", "/healthz")[0], 200)
+        finally:
+            s.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
