@@ -3,6 +3,9 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 GENERATOR := Ninja
 JOBS ?= $(shell nproc)
+# Lets ccache reuse objects across checkouts in different folders.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 CMAKE_FLAGS ?=
 
 .PHONY: all deps build run test unit integration e2e bench asan tsan clean format
