@@ -66,6 +66,8 @@ int Serve(const ServeFlags& flags) {
     return 2;
   }
   InitLogging(cfg->log_level);
+  for (const auto& name : cfg->ignored_env)
+    LogWarn("ignoring environment variable that names no configuration key", {{"name", name}});
   std::signal(SIGPIPE, SIG_IGN);
   RaiseFdLimit();
 

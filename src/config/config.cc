@@ -214,12 +214,19 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     }
     if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   }
+  std::vector<std::string> ignored_env;
   try {
     for (const auto& [name, value] : env) {
       if (!name.starts_with("PERSONA_")) continue;
       std::string path = absl::AsciiStrToLower(name.substr(8));
       if (path == "config") continue;  // PERSONA_CONFIG names the file itself
       path = absl::StrReplaceAll(path, {{"__", "."}});
+      bool known = path == "ai.providers";
+      for (const auto& k : Keys()) known = known || path == k.path;
+      if (!known) {
+        ignored_env.push_back(name);
+        continue;
+      }
       SetPath(root, path, value);
     }
     for (const auto& [path, value] : overrides) SetPath(root, path, value);
@@ -227,6 +234,7 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     return absl::InvalidArgumentError(std::string("override: ") + e.what());
   }
   Config c;
+  c.ignored_env = std::move(ignored_env);
   if (auto st = Apply(c, root, ""); !st.ok()) return st;
   if (c.store.backend == "postgres" && c.store.url.empty())
     return absl::InvalidArgumentError("store.url: required when store.backend is postgres");

@@ -72,6 +72,10 @@ struct Config {
   std::string log_level = "info";
   int idempotency_ttl_s = 48 * 3600;
   int shutdown_grace_ms = 10000;
+
+  // PERSONA_* environment variables that name no key (ignored, not fatal:
+  // the environment is shared with other tools). Serve logs them.
+  std::vector<std::string> ignored_env;
 };
 
 // Builds the configuration: defaults, then the YAML file (if `config_file`

@@ -15,6 +15,7 @@ TEST(Ids, AreUrlSafeUniqueAnd22Chars) {
     std::string id = NewId();
     ASSERT_EQ(id.size(), 22u);
     ASSERT_TRUE(IsValidId(id)) << id;
+    ASSERT_NE(id[0], '-') << id;
     ASSERT_TRUE(seen.insert(id).second);
   }
 }

@@ -33,6 +33,9 @@ std::string NewId() {
     for (int s = 18; s >= 0; s -= 6) out.push_back(kAlphabet[(v >> s) & 0x3f]);
   }
   out.resize(22);  // 128 bits need 22 digits; the rest is padding
+  // An id that starts with '-' reads as a flag on command lines (persona
+  // replay ID); '-' and '_' both map to '_' in the first digit.
+  if (out[0] == '-') out[0] = '_';
   return out;
 }
 

@@ -7,7 +7,7 @@
 
 namespace persona {
 
-// Returns a new random id (22 chars, [A-Za-z0-9_-]).
+// Returns a new random id (22 chars, [A-Za-z0-9_-], never starting with '-').
 std::string NewId();
 
 // True if `id` is a non-empty URL-safe token of at most 128 characters
