@@ -682,7 +682,7 @@ class ClosedWorker {
     if (r.ec) {
       if (now <= w_.end) stats.error_seen(r.ec);
       // Back off a little so a dead server is not hammered in a hot loop.
-      c.timer.expires_after(std::chrono::milliseconds(10));
+      c.timer.expires_after(std::chrono::milliseconds(50));
       c.timer.async_wait([this, cp = &c](const error_code& ec) {
         if (!ec) issue(*cp);
       });
@@ -843,6 +843,7 @@ class OpenLoop {
         client_.close(*c);
       }
       for (auto& p : queue_) censor(p.t);
+      unsent_at_deadline = queue_.size();
       if (stats.timeouts && stats.first_error.empty())
         stats.first_error = "timeout (no response before the drain deadline)";
       queue_.clear();
@@ -855,6 +856,8 @@ class OpenLoop {
   Stats stats;
   MetricsSample m_begin, m_end;
   uint64_t issued = 0;
+  uint64_t unsent_at_deadline = 0;  // of the timeouts: still queued here, never sent
+  uint64_t ok_completed_in_window = 0;  // 2xx answers that arrived inside the window
   size_t max_queue = 0;
 
  private:
@@ -921,6 +924,7 @@ class OpenLoop {
       stats.status_seen(r.status);
       bool ok = r.status / 100 == 2;
       if (!ok) ++stats.non_2xx;
+      if (ok && now >= w_.warm_end && now <= w_.end) ++ok_completed_in_window;
       if (in_window) {
         ++stats.requests;
         if (ok) {
@@ -1143,7 +1147,10 @@ int main(int argc, char** argv) {
                       ",\"rate_per_user\":" + fmt(o.rate_per_user, 3) +
                       ",\"offered_rps\":" + fmt(o.users * o.rate_per_user, 1) +
                       ",\"arrival\":" + jstr(o.arrival) + ",\"issued\":" + std::to_string(ol.issued) +
-                      ",\"max_queue\":" + std::to_string(ol.max_queue);
+                      ",\"max_queue\":" + std::to_string(ol.max_queue) +
+                      ",\"timeouts_unsent\":" + std::to_string(ol.unsent_at_deadline) +
+                      ",\"throughput_rps\":" +
+                      fmt(static_cast<double>(ol.ok_completed_in_window) / o.duration, 1);
   print_result(o, ol.stats, setup_s, nsessions, ol.m_begin, ol.m_end, extra, "", &w);
   return 0;
 }

@@ -214,7 +214,7 @@ mkdir -p "$(dirname "$OUT")"
 WALL=$(( $(date +%s) - T0 ))
 PERSONA_VERSION=$("$PERSONA_BIN" --version 2>/dev/null | head -1 || true)
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)
-GIT_DIRTY=$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1 | wc -l || true)
+GIT_DIRTY=$(git --no-optional-locks -C "$ROOT" status --porcelain 2>/dev/null | head -1 | wc -l || true)
 export WORK OUT RUNS START_TS WALL PERSONA_VERSION GIT_REV GIT_DIRTY CONNECTIONS OPEN_USERS OPEN_RATE \
   DURATION WARMUP OPEN_DURATION REDIS_REQUESTS
 python3 - <<'EOF'
@@ -291,9 +291,11 @@ m = {
     "open_p50_ms": openr.get("p50_ms"),
     "open_p99_ms": openr.get("p99_ms"),
     "open_errors": (openr.get("errors") or 0) + (openr.get("non_2xx") or 0) if openr else None,
-    "open_achieved_rps": openr.get("rps"),
+    "open_throughput_rps": openr.get("throughput_rps"),
     "open_steps_per_fsync": openr.get("appends_per_fsync"),
 }
+
+m = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in m.items()}
 
 def check(v, op, t):
     if v is None:
@@ -389,9 +391,11 @@ print()
 o = openr
 print(f"Open loop: {os.environ['OPEN_USERS']} users × {os.environ['OPEN_RATE']} steps/s "
       f"({f(o.get('offered_rps'))} offered, {o.get('arrival', '?')}), pool {o.get('connections', '?')}: "
-      f"achieved {f(o.get('rps'))}/s, p50 {f(o.get('p50_ms'), 2)} ms, p90 {f(o.get('p90_ms'), 2)} ms, "
+      f"answered {f(o.get('throughput_rps'))}/s in the window, p50 {f(o.get('p50_ms'), 2)} ms, p90 {f(o.get('p90_ms'), 2)} ms, "
       f"p99 {f(o.get('p99_ms'), 2)} ms, p99.9 {f(o.get('p999_ms'), 2)} ms, max {f(o.get('max_ms'), 2)} ms, "
-      f"errors {o.get('errors', 'n/a')} (timeouts {o.get('timeouts', 'n/a')}), non-2xx {o.get('non_2xx', 'n/a')}, "
+      f"errors {o.get('errors', 'n/a')} (timeouts {o.get('timeouts', 'n/a')}, of which never sent for want of a "
+      f"free connection {o.get('timeouts_unsent', 'n/a')}), max queued {o.get('max_queue', 'n/a')}, "
+      f"non-2xx {o.get('non_2xx', 'n/a')}, "
       f"steps/fsync {f(o.get('appends_per_fsync'), 2)}" + (f" — FATAL: {o['fatal']}" if o.get("fatal") else ""))
 print()
 print("| target (TARGETS.md) | measured | target | pass |")
