@@ -270,9 +270,11 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
         if (e.type == model::kFieldSet || e.type == model::kFieldCleared) field_changes_->Inc();
       {
         std::lock_guard<std::mutex> l(a->mu);
-        a->state = state;
+        a->state = std::move(state);
       }
-      Publish(state, events);
+      // Only this operation writes the state until release(), so reading it
+      // without the lock is safe here.
+      Publish(*a->state, events);
       done(std::move(reply));
       release();
     });

@@ -124,31 +124,66 @@ void RocksDbEventStore::Close() {
   }
 }
 
+Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
+  p->session_id = std::move(req.session_id);
+  p->expected_version = req.expected_version;
+  p->erase = req.erase;
+  if (req.erase) return absl::OkStatus();
+  const std::string& sid = p->session_id;
+  uint64_t seq = req.expected_version;
+  p->puts.reserve(req.events.size() + 4);
+  for (const auto& e : req.events) {
+    if (e.seq != seq + 1) return absl::InvalidArgumentError("append: events are not contiguous");
+    seq = e.seq;
+    p->puts.emplace_back(EventKey(sid, e.seq), model::EventToJsonString(e));
+  }
+  p->new_version = seq;
+  std::string vbytes;
+  PutBigEndian64(&vbytes, seq);
+  p->puts.emplace_back(VersionKey(sid), std::move(vbytes));
+  p->puts.emplace_back(MetaKey(sid), json::serialize(SessionMetaToJson(req.meta)));
+  if (req.snapshot) {
+    json::object snap;
+    snap["seq"] = req.snapshot->seq;
+    snap["state"] = std::move(req.snapshot->state);
+    p->puts.emplace_back(SnapshotKey(sid), json::serialize(snap));
+  }
+  if (req.idempotency) {
+    std::string v;
+    PutBigEndian64(&v, static_cast<uint64_t>(NowMillis()));
+    v += req.idempotency->response;
+    p->puts.emplace_back(IdemPrefix(req.idempotency->scope) + req.idempotency->key, std::move(v));
+  }
+  return absl::OkStatus();
+}
+
 void RocksDbEventStore::Append(AppendRequest req, Done done) {
   if (options_.read_only) {
     done(absl::FailedPreconditionError("store opened read-only"));
     return;
   }
+  Pending p;
+  if (Status st = Encode(std::move(req), &p); !st.ok()) {
+    done(std::move(st));
+    return;
+  }
+  p.done = std::move(done);
+  Status refused;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) {
-      // Outside the lock would be nicer, but done must not race Close().
+      refused = absl::UnavailableError("store is shutting down");
     } else if (queue_.size() >= options_.queue_limit) {
+      refused = absl::ResourceExhaustedError("commit queue is full");
     } else {
-      queue_.push_back({std::move(req), std::move(done)});
+      queue_.push_back(std::move(p));
       queue_depth_->Set(static_cast<int64_t>(queue_.size()));
       cv_.notify_one();
       return;
     }
   }
   // Refused: answer on the caller's thread, outside the lock.
-  bool stopping;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stopping = stopping_;
-  }
-  done(stopping ? absl::UnavailableError("store is shutting down")
-                : absl::ResourceExhaustedError("commit queue is full"));
+  p.done(std::move(refused));
 }
 
 StatusOr<uint64_t> RocksDbEventStore::StoredVersion(const std::string& sid) {
@@ -161,54 +196,32 @@ StatusOr<uint64_t> RocksDbEventStore::StoredVersion(const std::string& sid) {
 
 Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
                                 std::unordered_map<std::string, uint64_t>* versions) {
-  const AppendRequest& r = p.req;
-  auto it = versions->find(r.session_id);
+  auto it = versions->find(p.session_id);
   uint64_t current;
   if (it != versions->end()) {
     current = it->second;
   } else {
-    auto v = StoredVersion(r.session_id);
+    auto v = StoredVersion(p.session_id);
     if (!v.ok()) return v.status();
     current = *v;
   }
-  if (r.erase) {
-    batch->Delete(MetaKey(r.session_id));
-    batch->Delete(VersionKey(r.session_id));
-    batch->Delete(SnapshotKey(r.session_id));
-    const std::string ep = EventPrefix(r.session_id);
+  if (p.erase) {
+    batch->Delete(MetaKey(p.session_id));
+    batch->Delete(VersionKey(p.session_id));
+    batch->Delete(SnapshotKey(p.session_id));
+    const std::string ep = EventPrefix(p.session_id);
     batch->DeleteRange(ep, PrefixEnd(ep));
-    const std::string ip = IdemPrefix(r.session_id);
+    const std::string ip = IdemPrefix(p.session_id);
     batch->DeleteRange(ip, PrefixEnd(ip));
-    (*versions)[r.session_id] = 0;
+    (*versions)[p.session_id] = 0;
     return absl::OkStatus();
   }
-  if (current != r.expected_version) {
-    return absl::AbortedError("version conflict: expected " + std::to_string(r.expected_version) +
+  if (current != p.expected_version) {
+    return absl::AbortedError("version conflict: expected " + std::to_string(p.expected_version) +
                               ", stored " + std::to_string(current));
   }
-  uint64_t seq = current;
-  for (const auto& e : r.events) {
-    if (e.seq != seq + 1) return absl::InternalError("append: events are not contiguous");
-    seq = e.seq;
-    batch->Put(EventKey(r.session_id, e.seq), model::EventToJsonString(e));
-  }
-  std::string vbytes;
-  PutBigEndian64(&vbytes, seq);
-  batch->Put(VersionKey(r.session_id), vbytes);
-  batch->Put(MetaKey(r.session_id), json::serialize(SessionMetaToJson(r.meta)));
-  if (r.snapshot) {
-    json::object snap;
-    snap["seq"] = r.snapshot->seq;
-    snap["state"] = r.snapshot->state;
-    batch->Put(SnapshotKey(r.session_id), json::serialize(snap));
-  }
-  if (r.idempotency) {
-    std::string v;
-    PutBigEndian64(&v, static_cast<uint64_t>(NowMillis()));
-    v += r.idempotency->response;
-    batch->Put(IdemPrefix(r.idempotency->scope) + r.idempotency->key, v);
-  }
-  (*versions)[r.session_id] = seq;
+  for (const auto& [k, v] : p.puts) batch->Put(k, v);
+  (*versions)[p.session_id] = p.new_version;
   return absl::OkStatus();
 }
 

@@ -57,9 +57,17 @@ class RocksDbEventStore final : public EventStore {
 
  private:
   struct Pending {
-    AppendRequest req;
+    std::string session_id;
+    uint64_t expected_version = 0;
+    uint64_t new_version = 0;
+    bool erase = false;
+    // Keys and values, encoded by Append() on the caller's thread so the
+    // commit thread only checks versions, copies bytes and fsyncs.
+    std::vector<std::pair<std::string, std::string>> puts;
     Done done;
   };
+  // Encodes `req` into `p`; InvalidArgument if its events are not contiguous.
+  static Status Encode(AppendRequest req, Pending* p);
 
   explicit RocksDbEventStore(const RocksDbOptions& options);
   void CommitLoop();
