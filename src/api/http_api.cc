@@ -6,7 +6,9 @@
 
 #include "api/openapi.inc"    // kOpenApiJson
 #include "api/problem.h"
-#include "api/web_index.inc"  // kWebIndexHtml
+#include "api/web_client_js.inc"  // kWebClientJs: clients/js, built for the browser
+#include "api/web_index.inc"      // kWebIndexHtml
+#include "api/web_mqtt_js.inc"    // kWebMqttJs: MQTT.js from npm, bundled
 #include "core/ids.h"
 #include "core/logging.h"
 
@@ -214,6 +216,14 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
     net::Response res(http::status::ok, ver);
     res.set(http::field::content_type, "text/html; charset=utf-8");
     res.body() = std::string(kWebIndexHtml);
+    return Finish(call, std::move(res));
+  }
+  if (path == "/assets/mqtt.min.js" || path == "/assets/persona-client.js") {
+    call->route = kIndex;
+    net::Response res(http::status::ok, ver);
+    res.set(http::field::content_type, "text/javascript; charset=utf-8");
+    res.set(http::field::cache_control, "public, max-age=300");
+    res.body() = std::string(path == "/assets/mqtt.min.js" ? kWebMqttJs : kWebClientJs);
     return Finish(call, std::move(res));
   }
   if (path == "/healthz") {

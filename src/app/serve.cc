@@ -19,6 +19,10 @@
 #include "engine/engine.h"
 #include "model/schema.h"
 #include "net/http_server.h"
+#include "net/tcp_server.h"
+#include "realtime/broker.h"
+#include "realtime/mqtt_connection.h"
+#include "realtime/persona_bridge.h"
 #include "store/rocksdb/rocksdb_event_store.h"
 
 namespace persona::app {
@@ -107,6 +111,33 @@ int Serve(const ServeFlags& flags) {
   sopt.idle_timeout_ms = cfg->http.idle_timeout_ms;
   sopt.max_connections = cfg->http.max_connections;
   net::HttpServer server(ioc, sopt, &api);
+  // Real-time sync: the MQTT broker over TCP and over WebSocket at /mqtt.
+  realtime::BrokerOptions bopt;
+  bopt.max_queued_messages = static_cast<size_t>(cfg->mqtt.max_queued_messages);
+  bopt.max_inflight = static_cast<size_t>(cfg->mqtt.max_inflight);
+  bopt.max_sessions = static_cast<size_t>(cfg->mqtt.max_sessions);
+  bopt.max_retained = static_cast<size_t>(cfg->mqtt.max_retained);
+  realtime::Broker broker(bopt);
+  realtime::PersonaBridge bridge(&engine, &broker);
+  realtime::MqttOptions mopt;
+  mopt.max_packet_bytes = static_cast<size_t>(cfg->mqtt.max_packet_bytes);
+  auto serve_mqtt = [&broker, &bridge, mopt](std::shared_ptr<net::Conn> conn) {
+    realtime::ServeMqtt(std::move(conn), &broker, &bridge, mopt);
+  };
+  if (!cfg->mqtt.websocket_path.empty())
+    server.SetWebSocketRoute(cfg->mqtt.websocket_path, "mqtt", serve_mqtt);
+  net::TcpServer mqtt_server(ioc, cfg->mqtt.max_connections, serve_mqtt);
+  std::string mqtt_address = "off";
+  if (cfg->mqtt.listen != "off") {
+    auto mqtt_port = mqtt_server.Listen(cfg->mqtt.listen);
+    if (!mqtt_port.ok()) {
+      LogError("cannot listen", {{"error", std::string(mqtt_port.status().message())}});
+      std::cerr << "persona: mqtt: " << mqtt_port.status().message() << "\n";
+      return 2;
+    }
+    mqtt_address = net::SplitHostPort(cfg->mqtt.listen)->first + ":" + std::to_string(*mqtt_port);
+  }
+
   auto port = server.Listen(cfg->http.listen);
   if (!port.ok()) {
     LogError("cannot listen", {{"error", std::string(port.status().message())}});
@@ -115,6 +146,8 @@ int Serve(const ServeFlags& flags) {
   }
   auto hp = net::SplitHostPort(cfg->http.listen);
   LogInfo("listening", {{"http", hp->first + ":" + std::to_string(*port)},
+                        {"mqtt", mqtt_address},
+                        {"mqtt_websocket", cfg->mqtt.websocket_path},
                         {"data_dir", cfg->data_dir},
                         {"threads", threads},
                         {"version", PERSONA_VERSION}});
@@ -128,6 +161,7 @@ int Serve(const ServeFlags& flags) {
     stopper = std::thread([&] {
       api.SetDraining();
       server.StopAccepting();
+      mqtt_server.StopAccepting();
       const bool drained = engine.Drain(cfg->shutdown_grace_ms);
       // Let the last responses reach their sockets.
       std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -34,8 +34,14 @@ struct Config {
     int max_connections = 20000;
   } http;
   struct Mqtt {
-    std::string listen = "127.0.0.1:1883";
-    std::string websocket_path = "/mqtt";
+    std::string listen = "127.0.0.1:1883";  // "off" disables MQTT over TCP
+    std::string websocket_path = "/mqtt";   // "" disables MQTT over WebSocket
+    int max_connections = 20000;
+    int max_packet_bytes = 256 << 10;
+    int max_queued_messages = 1000;  // QoS 1 per session, while slow or offline
+    int max_inflight = 64;           // unacknowledged QoS 1 per session
+    int max_sessions = 100000;       // client sessions, online and offline
+    int max_retained = 100000;       // retained topics (plain broker use)
   } mqtt;
   std::string data_dir = "./persona-data";
   std::string write_mode = "sync";  // sync | async

@@ -217,12 +217,8 @@ void Engine::Publish(const SessionState& s, const std::vector<model::Event>& eve
       bus_->Publish(topic, std::make_shared<const std::string>(model::EventToJsonString(e)));
   }
   const std::string ptopic = ProfileTopic(s.meta.session_id);
-  if (bus_->SubscriberCount(ptopic) > 0) {
-    json::object o;
-    o["profile"] = s.profile.ValuesJson(s.schema.get());
-    o["version"] = s.meta.version;
-    bus_->Publish(ptopic, std::make_shared<const std::string>(json::serialize(o)));
-  }
+  if (bus_->SubscriberCount(ptopic) > 0)
+    bus_->Publish(ptopic, std::make_shared<const std::string>(json::serialize(ProfileBody(s))));
 }
 
 void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,

@@ -103,7 +103,7 @@ class Engine {
 
   // Topic carrying every event of a session, as event JSON, in seq order.
   static std::string EventsTopic(const std::string& session_id);
-  // Topic carrying the profile snapshot {"profile", "version"} after each change.
+  // Topic carrying the profile snapshot {"profile", "meta", "version"} after each change.
   static std::string ProfileTopic(const std::string& session_id);
 
   bus::Bus* bus() const { return bus_; }

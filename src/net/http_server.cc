@@ -6,11 +6,14 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <charconv>
 #include <deque>
 
 #include "core/logging.h"
 #include "metrics/metrics.h"
+#include "net/conn_impl.h"
+#include "net/listen.h"
 
 namespace persona::net {
 
@@ -33,6 +36,12 @@ StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& host
   if (host.empty()) host = "0.0.0.0";
   return std::make_pair(host, static_cast<uint16_t>(port));
 }
+
+struct WebSocketRoute {
+  std::string path;
+  std::string subprotocol;
+  ConnHandler handler;
+};
 
 namespace {
 
@@ -82,8 +91,12 @@ class StreamImpl final : public EventStream, public std::enable_shared_from_this
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, const ServerOptions& options, Handler* handler,
-          std::shared_ptr<std::atomic<int>> live)
-      : stream_(std::move(socket)), options_(options), handler_(handler), live_(std::move(live)) {
+          std::shared_ptr<std::atomic<int>> live, std::shared_ptr<const WebSocketRoute> ws)
+      : stream_(std::move(socket)),
+        options_(options),
+        handler_(handler),
+        live_(std::move(live)),
+        ws_route_(std::move(ws)) {
     boost::system::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -177,6 +190,15 @@ class Session : public std::enable_shared_from_this<Session> {
       res.keep_alive(false);
       linger_ = true;
       return Write(std::move(res));
+    }
+    if (ws_route_ && boost::beast::websocket::is_upgrade(parser_->get())) {
+      const std::string_view target = parser_->get().target();
+      if (target.substr(0, target.find('?')) == ws_route_->path) {
+        // The connection leaves HTTP: the WebSocket owns the socket from here.
+        AcceptWebSocket(std::move(stream_), std::move(buffer_), parser_->release(),
+                        ws_route_->subprotocol, ws_route_->handler);
+        return;
+      }
     }
     Request req = parser_->release();
     keep_alive_ = req.keep_alive();
@@ -291,6 +313,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const ServerOptions options_;
   Handler* handler_;
   std::shared_ptr<std::atomic<int>> live_;
+  std::shared_ptr<const WebSocketRoute> ws_route_;
   beast::flat_buffer buffer_{static_cast<size_t>(64 << 10) + (2 << 20)};
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
@@ -362,29 +385,34 @@ void StreamImpl::Closed() {
 
 }  // namespace
 
+StatusOr<uint16_t> OpenAcceptor(tcp::acceptor& acceptor, const std::string& host_port) {
+  auto hp = SplitHostPort(host_port);
+  if (!hp.ok()) return hp.status();
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(hp->first, ec);
+  if (ec) return absl::InvalidArgumentError("bad listen address '" + hp->first + "'");
+  tcp::endpoint ep(addr, hp->second);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) {
+    int one = 1;
+    ::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    acceptor.bind(ep, ec);
+  }
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return absl::UnavailableError("cannot listen on " + host_port + ": " + ec.message());
+  return acceptor.local_endpoint().port();
+}
+
 class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
  public:
   Impl(asio::io_context& ioc, ServerOptions options, Handler* handler)
       : ioc_(ioc), acceptor_(asio::make_strand(ioc)), options_(options), handler_(handler) {}
 
   StatusOr<uint16_t> Listen(const std::string& host_port) {
-    auto hp = SplitHostPort(host_port);
-    if (!hp.ok()) return hp.status();
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(hp->first, ec);
-    if (ec) return absl::InvalidArgumentError("bad listen address '" + hp->first + "'");
-    tcp::endpoint ep(addr, hp->second);
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) {
-      int one = 1;
-      ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-      acceptor_.bind(ep, ec);
-    }
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return absl::UnavailableError("cannot listen on " + host_port + ": " + ec.message());
-    DoAccept();
-    return acceptor_.local_endpoint().port();
+    auto port = OpenAcceptor(acceptor_, host_port);
+    if (port.ok()) DoAccept();
+    return port;
   }
 
   void StopAccepting() {
@@ -409,7 +437,7 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
           self->live_->fetch_add(1);
           NetMetrics::Get().accepted->Inc();
           std::make_shared<Session>(std::move(socket), self->options_, self->handler_,
-                                    self->live_)
+                                    self->live_, self->ws_route_)
               ->Start();
         }
       } else if (ec == asio::error::no_descriptors) {
@@ -428,6 +456,9 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
   ServerOptions options_;
   Handler* handler_;
   std::shared_ptr<std::atomic<int>> live_ = std::make_shared<std::atomic<int>>(0);
+
+ public:
+  std::shared_ptr<const WebSocketRoute> ws_route_;
 };
 
 HttpServer::HttpServer(asio::io_context& ioc, ServerOptions options, Handler* handler)
@@ -438,5 +469,9 @@ StatusOr<uint16_t> HttpServer::Listen(const std::string& host_port) {
   return impl_->Listen(host_port);
 }
 void HttpServer::StopAccepting() { impl_->StopAccepting(); }
+void HttpServer::SetWebSocketRoute(std::string path, std::string subprotocol, ConnHandler handler) {
+  impl_->ws_route_ = std::make_shared<const WebSocketRoute>(
+      WebSocketRoute{std::move(path), std::move(subprotocol), std::move(handler)});
+}
 
 }  // namespace persona::net

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "net/conn.h"
 
 namespace persona::net {
 
@@ -77,6 +78,10 @@ class HttpServer {
   StatusOr<uint16_t> Listen(const std::string& host_port);
   // Stops accepting new connections; open ones finish their current request.
   void StopAccepting();
+  // Upgrades WebSocket requests for `path` (call before Listen): the
+  // handshake answers with `subprotocol` when offered, then `handler` gets
+  // the connection (binary frames in and out).
+  void SetWebSocketRoute(std::string path, std::string subprotocol, ConnHandler handler);
 
  private:
   class Impl;

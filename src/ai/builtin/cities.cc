@@ -2,9 +2,14 @@
 
 #include "ai/builtin/text.h"
 
+#include <absl/container/inlined_vector.h>
+
 #include <algorithm>
+#include <bitset>
+#include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -195,9 +200,39 @@ constexpr std::pair<std::string_view, std::string_view> kAliases[] = {
     {"la", "Los Angeles"},
 };
 
+// Up to the first 4 bytes of `s`, lower-cased, and their count, as one number.
+uint64_t Head(std::string_view s) {
+  uint64_t h = std::min<size_t>(s.size(), 4);
+  for (size_t i = 0; i < s.size() && i < 4; ++i) {
+    char ch = s[i];
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    h = h << 8 | static_cast<unsigned char>(ch);
+  }
+  return h;
+}
+
 struct Index {
   std::unordered_map<std::string, const City*> by_name;  // lower-case English / Korean
+  // Head() of every by_name key. A key matches a lookup (exactly or before a
+  // Korean suffix) only if it is a prefix of it, so the lookup's first 1..4
+  // bytes include the key's head: most words are rejected without hashing
+  // and allocating a lower-case copy (FindCityIn tries every word).
+  std::unordered_set<uint64_t> heads;
+  // The same for the first two bytes, as a bitmap: cheaper still.
+  std::bitset<1 << 16> pairs;
+  std::bitset<256> one_byte_keys;
   size_t max_words = 1;
+
+  // False if no key is a prefix of lower-cased `s`.
+  bool MayStartWithKey(std::string_view s) const {
+    if (s.empty()) return false;
+    if (!one_byte_keys[static_cast<unsigned char>(s[0])] &&
+        (s.size() < 2 || !pairs[Head(s.substr(0, 2)) & 0xFFFF]))
+      return false;
+    for (size_t n = 1; n <= s.size() && n <= 4; ++n)
+      if (heads.count(Head(s.substr(0, n)))) return true;
+    return false;
+  }
 };
 
 const Index& GetIndex() {
@@ -213,6 +248,11 @@ const Index& GetIndex() {
       auto it = idx->by_name.find(Lower(en));
       if (it != idx->by_name.end()) idx->by_name.emplace(std::string(alias), it->second);
     }
+    for (const auto& [key, city] : idx->by_name) {
+      idx->heads.insert(Head(key));
+      if (key.size() == 1) idx->one_byte_keys.set(static_cast<unsigned char>(key[0]));
+      if (key.size() >= 2) idx->pairs.set(Head(key.substr(0, 2)) & 0xFFFF);
+    }
     return idx;
   }();
   return *index;
@@ -222,6 +262,13 @@ const Index& GetIndex() {
 
 const City* FindCity(std::string_view name) {
   const Index& idx = GetIndex();
+  // The trimming below, on a view: it strips no letters, so case is moot.
+  std::string_view trimmed = name;
+  while (!trimmed.empty() &&
+         (trimmed.back() == ' ' || trimmed.back() == '.' || trimmed.back() == ','))
+    trimmed.remove_suffix(1);
+  while (!trimmed.empty() && trimmed.front() == ' ') trimmed.remove_prefix(1);
+  if (!idx.MayStartWithKey(trimmed)) return nullptr;
   std::string key = Lower(name);
   while (!key.empty() && (key.back() == ' ' || key.back() == '.' || key.back() == ','))
     key.pop_back();
@@ -243,7 +290,7 @@ std::optional<CityMatch> MatchCityPrefix(std::string_view text) {
   size_t start = 0;
   while (start < text.size() && text[start] == ' ') ++start;
   // Candidate ends: each word boundary, up to max_words + 1 words (aliases are longer).
-  std::vector<size_t> ends;
+  absl::InlinedVector<size_t, 8> ends;
   size_t i = start;
   const size_t max_words = GetIndex().max_words + 1;
   while (i < text.size() && ends.size() < max_words) {
@@ -256,6 +303,11 @@ std::optional<CityMatch> MatchCityPrefix(std::string_view text) {
     if (i >= text.size() || text[i] != ' ') break;
     ++i;
   }
+  // Every candidate below is a prefix of the longest one, and a key must be a
+  // prefix of a candidate: one check rejects most starts (FindCityIn tries
+  // every word of a message).
+  if (ends.empty() || !GetIndex().MayStartWithKey(text.substr(start, ends.back() - start)))
+    return std::nullopt;
   for (auto it = ends.rbegin(); it != ends.rend(); ++it) {
     size_t end = *it;
     // A trailing full stop ends the sentence unless it is part of "St." / "D.C.".

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <boost/regex.hpp>
 #include <set>
 #include <utility>
@@ -22,6 +23,20 @@ enum class Kind { kGeneric, kName, kAge, kCity, kOccupation, kInterests, kGoals 
 
 bool Contains(std::string_view hay, std::string_view needle) {
   return hay.find(needle) != std::string_view::npos;
+}
+
+// True if `hay` contains one of `needles`. Regex searches dominate the cost of
+// a message, so each rule first checks for a literal that every match of its
+// regex must contain and skips the regex when none is there.
+bool ContainsAny(std::string_view hay, std::initializer_list<std::string_view> needles) {
+  for (std::string_view n : needles)
+    if (Contains(hay, n)) return true;
+  return false;
+}
+
+int CountDigits(std::string_view s) {
+  return static_cast<int>(
+      std::count_if(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; }));
 }
 
 bool IsUpperStart(std::string_view w) { return !w.empty() && w[0] >= 'A' && w[0] <= 'Z'; }
@@ -58,6 +73,29 @@ struct Ctx {
   std::string lower;      // same byte positions as `text`
   std::string_view asked;
   std::string_view lang;
+  // Computed once per message for the rules' pre-checks.
+  bool hangul = HasHangul(text);
+  int digits = CountDigits(text);
+
+  // Clause() is called for every match of a rule, left to right, and looks
+  // for the next clause end and stop words. Remembering the last answer keeps
+  // a long message with many matches linear instead of quadratic.
+  struct FindCache {
+    size_t from = std::string::npos;  // the position the answer was found from
+    size_t at = std::string::npos;    // the answer; npos: none at or after `from`
+  };
+  mutable FindCache clause_end[2];  // [comma]
+  mutable std::vector<std::pair<std::string_view, FindCache>> stops;
+
+  // find_from(pos), or the remembered answer when it is still the answer:
+  // the first hit at or after `from` is also the first at or after any `pos`
+  // in [from, at].
+  size_t Find(FindCache& cache, size_t pos, const std::function<size_t(size_t)>& find_from) const;
+  FindCache& StopCache(std::string_view stop) const {
+    for (auto& [s, cache] : stops)
+      if (s == stop) return cache;
+    return stops.emplace_back(stop, FindCache{}).second;
+  }
 };
 
 // Calls fn(match) for every match of `re` in `s`.
@@ -69,31 +107,71 @@ void ForEach(const boost::regex& re, const std::string& s,
 
 boost::regex Re(const char* pattern) { return boost::regex(pattern, boost::regex::ECMAScript); }
 
+// The compiled `pattern`, for the few patterns built from a field name:
+// compiled once per process (compiling costs far more than a search).
+const boost::regex& CachedRe(const std::string& pattern) {
+  static std::mutex mu;
+  static std::map<std::string, boost::regex, std::less<>> cache;  // node-based: stable refs
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(pattern);
+  if (it == cache.end()) it = cache.emplace(pattern, Re(pattern.c_str())).first;
+  return it->second;
+}
+
+// True if `s` holds no regex metacharacter, so that a regex that starts with
+// `s` can only match where `s` occurs literally.
+bool IsRegexLiteral(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto u = static_cast<unsigned char>(ch);
+    return (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || u == ' ' || u == '-' || u >= 0x80;
+  });
+}
+
+// False only when the regex `Words(field) + ...` cannot match `lower`.
+bool MayMention(const std::string& lower, const std::string& field_words) {
+  return !IsRegexLiteral(field_words) || Contains(lower, field_words);
+}
+
 bool IsSentenceEnd(char c) { return c == '.' || c == '!' || c == '?' || c == ';' || c == '\n'; }
+
+// True if the clause that Clause() reads ends at byte `i` of `text`: sentence
+// punctuation or (when `comma`) a comma. Depends on the bytes around `i` only.
+bool EndsClauseAt(std::string_view text, size_t i, bool comma) {
+  const char ch = text[i];
+  // A full stop inside a word ("St. Louis", "e.g.") is not a sentence end
+  // when a lower-case letter or digit follows without a space.
+  if (ch == '.' && i + 1 < text.size() && text[i + 1] != ' ') return false;
+  // "St. Louis", "Mt. Vernon": an abbreviation, not a sentence end.
+  if (ch == '.' && i >= 2 && IsUpperStart(text.substr(i - 2)) && (i == 2 || text[i - 3] == ' ') &&
+      i + 2 < text.size() && IsUpperStart(text.substr(i + 2)))
+    return false;
+  return IsSentenceEnd(ch) || (comma && ch == ',');
+}
+
+size_t Ctx::Find(FindCache& cache, size_t pos,
+                 const std::function<size_t(size_t)>& find_from) const {
+  if (cache.from == std::string::npos || pos < cache.from ||
+      (cache.at != std::string::npos && pos > cache.at)) {
+    cache.from = pos;
+    cache.at = find_from(pos);
+  }
+  return cache.at;
+}
 
 // The text from `pos` up to the end of its clause: sentence punctuation, and
 // (when `comma`) a comma, or one of the lower-case `stops` (" and i ") seen
 // in `lower`.
 std::string Clause(const Ctx& c, size_t pos, bool comma,
                    std::initializer_list<std::string_view> stops) {
-  size_t end = c.text.size();
-  for (size_t i = pos; i < c.text.size(); ++i) {
-    const char ch = c.text[i];
-    // A full stop inside a word ("St. Louis", "e.g.") is not a sentence end
-    // when a lower-case letter or digit follows without a space.
-    if (ch == '.' && i + 1 < c.text.size() && c.text[i + 1] != ' ') continue;
-    // "St. Louis", "Mt. Vernon": an abbreviation, not a sentence end.
-    if (ch == '.' && i >= 2 && IsUpperStart(c.text.substr(i - 2)) &&
-        (i == 2 || c.text[i - 3] == ' ') && i + 2 < c.text.size() &&
-        IsUpperStart(c.text.substr(i + 2)))
-      continue;
-    if (IsSentenceEnd(ch) || (comma && ch == ',')) {
-      end = i;
-      break;
-    }
-  }
+  size_t end = c.Find(c.clause_end[comma], pos, [&](size_t from) {
+    for (size_t i = from; i < c.text.size(); ++i)
+      if (EndsClauseAt(c.text, i, comma)) return i;
+    return std::string::npos;
+  });
+  if (end == std::string::npos) end = c.text.size();
   for (std::string_view stop : stops) {
-    const size_t at = c.lower.find(stop, pos);
+    const size_t at = c.Find(c.StopCache(stop), pos,
+                             [&](size_t from) { return c.lower.find(stop, from); });
     if (at != std::string::npos && at < end) end = at;
   }
   return Trim(c.text.substr(pos, end - pos));
@@ -162,7 +240,13 @@ bool IsRefusal(const std::string& lower) {
       R"(no comment|none of your business|next question|i don't know|dunno|not sure|)"
       R"(private|no thanks|nothing|not much|none)\b)");
   static const boost::regex kKo = Re("(건너|넘어가|말하고 싶지 않|말하기 싫|비밀|모르겠|패스|다음 질문)");
-  return boost::regex_search(lower, kEn) || boost::regex_search(lower, kKo);
+  const bool en = ContainsAny(lower, {"skip", "pass", "rather not", "prefer not", "don't want to ",
+                                      "not telling", "no comment", "none", "next question",
+                                      "i don't know", "dunno", "not sure", "private", "no thanks",
+                                      "nothing", "not much"});
+  const bool ko = ContainsAny(lower, {"건너", "넘어가", "말하고 싶지 않", "말하기 싫", "비밀", "모르겠",
+                                      "패스", "다음 질문"});
+  return (en && boost::regex_search(lower, kEn)) || (ko && boost::regex_search(lower, kKo));
 }
 
 // ---------------------------------------------------------------- names
@@ -236,34 +320,46 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
   static const boost::regex kStrong = Re(
       R"((?:\bmy name(?:'s| is)|^name(?:'s| is|:)|\bi go by|\bi'm called|\bi am called|)"
       R"(\bpeople call me|\byou can call me|\bjust call me) +)");
-  ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
-    add(NameAt(c, m.position() + m.length(), true));
-  });
+  if (ContainsAny(c.lower, {"name", "go by", "called", "call me"})) {
+    ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
+      add(NameAt(c, m.position() + m.length(), true));
+    });
+  }
   static const boost::regex kCallMe = Re(R"(\bcall me +)");
-  ForEach(kCallMe, c.lower, [&](const boost::smatch& m) {
-    add(NameAt(c, m.position() + m.length(), c.asked == "name"));
-  });
+  if (Contains(c.lower, "call me")) {
+    ForEach(kCallMe, c.lower, [&](const boost::smatch& m) {
+      add(NameAt(c, m.position() + m.length(), c.asked == "name"));
+    });
+  }
   static const boost::regex kWeak = Re(R"((?:\bi'm|\bi am|\bim|\bthis is|^it's|^it is) +)");
-  ForEach(kWeak, c.lower, [&](const boost::smatch& m) {
-    add(NameAt(c, m.position() + m.length(), false));
-  });
+  if (ContainsAny(c.lower, {"i'm", "i am", "im", "this is", "it's", "it is"})) {
+    ForEach(kWeak, c.lower, [&](const boost::smatch& m) {
+      add(NameAt(c, m.position() + m.length(), false));
+    });
+  }
+  if (!c.hangul) return out;  // the Korean rules below all need Hangul
   // Korean: 제 이름은 김민수예요 / 저는 김민수입니다 / 민수라고 불러 주세요.
   static const boost::regex kKoName = Re(R"((?:이름은|이름이) *([^ ,.!?]+))");
-  ForEach(kKoName, c.lower, [&](const boost::smatch& m) {
-    const std::string n = StripKoreanEnding(m.str(1));
-    if (!n.empty() && !HasDigit(n)) add(TitleCaseIfLower(n));
-  });
+  if (Contains(c.lower, "이름")) {
+    ForEach(kKoName, c.lower, [&](const boost::smatch& m) {
+      const std::string n = StripKoreanEnding(m.str(1));
+      if (!n.empty() && !HasDigit(n)) add(TitleCaseIfLower(n));
+    });
+  }
   static const boost::regex kKoIam =
       Re(R"((?:^|[ ,])(?:저는|전|나는|난) *([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이야|야|이고|라고 합니다|이라고 합니다|라고 해요|이라고 해요)(?:[ ,.!?]|$))");
-  ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
-    const std::string n = m.str(1);
-    if (HasDigit(n) || IsKoreanOccupation(n) || FindCity(n) != nullptr) return;
-    if (n.ends_with("살") || n.ends_with("세")) return;
-    if (HasHangul(n) && (n.size() < 6 || n.size() > 15)) return;  // 2..5 syllables
-    add(TitleCaseIfLower(n));
-  });
+  if (ContainsAny(c.lower, {"저는", "전", "나는", "난"})) {
+    ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
+      const std::string n = m.str(1);
+      if (HasDigit(n) || IsKoreanOccupation(n) || FindCity(n) != nullptr) return;
+      if (n.ends_with("살") || n.ends_with("세")) return;
+      if (HasHangul(n) && (n.size() < 6 || n.size() > 15)) return;  // 2..5 syllables
+      add(TitleCaseIfLower(n));
+    });
+  }
   static const boost::regex kKoCall = Re(R"(([^ ,.!?]+?)(?:이)?라고 불러)");
-  ForEach(kKoCall, c.lower, [&](const boost::smatch& m) { add(TitleCaseIfLower(m.str(1))); });
+  if (Contains(c.lower, "라고 불러"))
+    ForEach(kKoCall, c.lower, [&](const boost::smatch& m) { add(TitleCaseIfLower(m.str(1))); });
   return out;
 }
 
@@ -338,6 +434,15 @@ std::vector<std::string> NumberWords(std::string_view s) {
 // nothing: returns {value, raw} when the run starts exactly at `pos`.
 std::optional<std::pair<int, std::string>> NumberWordsAt(std::string_view lower, size_t pos) {
   std::vector<std::string> words = LeadingWords(lower.substr(pos), 6);
+  // Every run tried below starts with the same first part, and a number
+  // starts with a number word or "a" ("a hundred"): skip the rest cheaply,
+  // since callers try every word of a message.
+  for (const std::string& w : words) {
+    const std::vector<std::string> parts = NumberWords(w);
+    if (parts.empty()) continue;
+    if (parts[0] != "a" && !ParseWordNumber({parts[0]})) return std::nullopt;
+    break;
+  }
   for (size_t n = words.size(); n > 0; --n) {
     std::vector<std::string> parts;
     std::string raw;
@@ -367,33 +472,44 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
       R"((\d{1,6}) *(?:years?|yrs?|y/o|yo)(?: old| of age)?\b|\bage(?:d|s)?(?: is| of|:| =)? *(\d{1,6})\b|)"
       R"(\bi(?:'m| am|m) (?:now |only |just |actually |already |turning )?(\d{1,6})(?!\d|[.,:]\d|[%'"]| ?(?:kg|cm|lbs?|km|m\b|pounds|feet|ft|min|hours?|am\b|pm\b|o'clock|percent|st\b|nd\b|rd\b|th\b))|)"
       R"(\bturn(?:ed|ing|s)? (\d{1,6})\b)");
-  ForEach(kDigits, l, [&](const boost::smatch& m) {
-    for (int g = 1; g <= 4; ++g) {
-      if (m[g].matched) {
-        // "5 years" alone is a duration; only "5 years old" or an asked age is an age.
-        if (g == 1 && !Contains(m.str(0), "old") && !Contains(m.str(0), "age") &&
-            !Contains(m.str(0), "y/o") && !Contains(m.str(0), "yo") && c.asked != "age")
-          return;
-        add_digits(m.str(g));
+  // Every rule up to the native-number one needs a digit.
+  if (c.digits > 0) {
+    ForEach(kDigits, l, [&](const boost::smatch& m) {
+      for (int g = 1; g <= 4; ++g) {
+        if (m[g].matched) {
+          // "5 years" alone is a duration; only "5 years old" or an asked age is an age.
+          if (g == 1 && !Contains(m.str(0), "old") && !Contains(m.str(0), "age") &&
+              !Contains(m.str(0), "y/o") && !Contains(m.str(0), "yo") && c.asked != "age")
+            return;
+          add_digits(m.str(g));
+        }
       }
+    });
+    static const boost::regex kBorn =
+        Re(R"(\bborn (?:in |on )?(?:[a-z]+ )?(?:\d{1,2}(?:st|nd|rd|th)?,? )?(\d{4})\b|(\d{4}) *년(?:생| *에 *태어))");
+    if (ContainsAny(l, {"born", "년"})) {
+      ForEach(kBorn, l, [&](const boost::smatch& m) {
+        const int year = std::stoi(m[1].matched ? m.str(1) : m.str(2));
+        out.push_back(IntCandidate(CurrentYear() - year, m.str(0)));
+      });
     }
-  });
-  static const boost::regex kBorn =
-      Re(R"(\bborn (?:in |on )?(?:[a-z]+ )?(?:\d{1,2}(?:st|nd|rd|th)?,? )?(\d{4})\b|(\d{4}) *년(?:생| *에 *태어))");
-  ForEach(kBorn, l, [&](const boost::smatch& m) {
-    const int year = std::stoi(m[1].matched ? m.str(1) : m.str(2));
-    out.push_back(IntCandidate(CurrentYear() - year, m.str(0)));
-  });
-  static const boost::regex kShortBorn = Re(R"((?:^|[^\d])(\d{2}) *년생)");
-  ForEach(kShortBorn, l, [&](const boost::smatch& m) {
-    const int yy = std::stoi(m.str(1));
-    const int now = CurrentYear();
-    const int year = (2000 + yy <= now ? 2000 : 1900) + yy;
-    out.push_back(IntCandidate(now - year, m.str(1) + "년생"));
-  });
-  // Korean: 34살, 34 살, 34세, 나이는 34.
-  static const boost::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *(\d{1,6}))");
-  ForEach(kKo, l, [&](const boost::smatch& m) { add_digits(m[1].matched ? m.str(1) : m.str(2)); });
+    static const boost::regex kShortBorn = Re(R"((?:^|[^\d])(\d{2}) *년생)");
+    if (Contains(l, "년생")) {
+      ForEach(kShortBorn, l, [&](const boost::smatch& m) {
+        const int yy = std::stoi(m.str(1));
+        const int now = CurrentYear();
+        const int year = (2000 + yy <= now ? 2000 : 1900) + yy;
+        out.push_back(IntCandidate(now - year, m.str(1) + "년생"));
+      });
+    }
+    // Korean: 34살, 34 살, 34세, 나이는 34.
+    static const boost::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *(\d{1,6}))");
+    if (ContainsAny(l, {"살", "세", "나이"})) {
+      ForEach(kKo, l, [&](const boost::smatch& m) {
+        add_digits(m[1].matched ? m.str(1) : m.str(2));
+      });
+    }
+  }
   // Korean native numbers: 서른네 살, 스무살.
   for (size_t at = l.find("살"); at != std::string::npos; at = l.find("살", at + 3)) {
     size_t end = at;
@@ -407,23 +523,27 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
   }
   // English words: "I'm thirty-four", "thirty four years old", "aged forty".
   static const boost::regex kWordCue = Re(R"((?:\bi'm|\bi am|\bim|\baged?|\bturned|\bage is) +)");
-  ForEach(kWordCue, l, [&](const boost::smatch& m) {
-    if (auto n = NumberWordsAt(l, m.position() + m.length()))
-      out.push_back(IntCandidate(n->first, n->second));
-  });
+  if (ContainsAny(l, {"i'm", "i am", "im", "age", "turned"})) {
+    ForEach(kWordCue, l, [&](const boost::smatch& m) {
+      if (auto n = NumberWordsAt(l, m.position() + m.length()))
+        out.push_back(IntCandidate(n->first, n->second));
+    });
+  }
   static const boost::regex kWordOld = Re(R"(([a-z][a-z -]*?) +years? old)");
-  ForEach(kWordOld, l, [&](const boost::smatch& m) {
-    // The longest number-word suffix of the captured words.
-    const std::vector<std::string> words = SplitWords(m.str(1));
-    for (size_t from = 0; from < words.size(); ++from) {
-      std::string tail;
-      for (size_t i = from; i < words.size(); ++i) tail += (i > from ? " " : "") + words[i];
-      if (auto n = ParseWordNumber(NumberWords(tail))) {
-        out.push_back(IntCandidate(*n, tail));
-        break;
+  if (Contains(l, "year")) {
+    ForEach(kWordOld, l, [&](const boost::smatch& m) {
+      // The longest number-word suffix of the captured words.
+      const std::vector<std::string> words = SplitWords(m.str(1));
+      for (size_t from = 0; from < words.size(); ++from) {
+        std::string tail;
+        for (size_t i = from; i < words.size(); ++i) tail += (i > from ? " " : "") + words[i];
+        if (auto n = ParseWordNumber(NumberWords(tail))) {
+          out.push_back(IntCandidate(*n, tail));
+          break;
+        }
       }
-    }
-  });
+    });
+  }
   return out;
 }
 
@@ -470,6 +590,7 @@ const boost::regex& EmailRe() {
 
 std::vector<Candidate> EmailCandidates(const Ctx& c, bool asked) {
   std::vector<Candidate> out;
+  if (!Contains(c.lower, "@")) return out;
   ForEach(EmailRe(), c.lower, [&](const boost::smatch& m) {
     out.push_back({json::value(m.str(0)), m.str(0)});
   });
@@ -482,11 +603,15 @@ std::vector<Candidate> EmailCandidates(const Ctx& c, bool asked) {
 }
 
 std::string MaskEmails(const std::string& lower) {
+  if (!Contains(lower, "@")) return lower;
   return boost::regex_replace(lower, EmailRe(), " ");
 }
 
 std::vector<Candidate> PhoneCandidates(const Ctx& c, bool asked) {
   std::vector<Candidate> out;
+  // A candidate needs 7 digits (3 when asked), and the match holds no more
+  // digits than the whole message.
+  if (c.digits < (asked ? 3 : 7)) return out;
   const std::string masked = MaskEmails(c.lower);
   static const boost::regex kPhone = Re(R"((?:^|[^\d\w])(\+?\(?\d[\d\-. ()]{4,20}\d))");
   static const boost::regex kDate = Re(R"(^\d{4}[-./]\d{1,2}[-./]\d{1,2}$)");
@@ -503,6 +628,7 @@ std::vector<Candidate> PhoneCandidates(const Ctx& c, bool asked) {
 
 std::vector<Candidate> DateCandidates(const Ctx& c) {
   std::vector<Candidate> out;
+  if (c.digits < 6) return out;  // yyyy + m + d
   static const boost::regex kDate =
       Re(R"((\d{4}) *(?:[-./]|년) *(\d{1,2}) *(?:[-./]|월) *(\d{1,2}) *(?:일)?)");
   ForEach(kDate, c.lower, [&](const boost::smatch& m) {
@@ -554,38 +680,47 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
       R"(\b(?:i'm|i am|im|we're|we are) (?:currently |now |still |actually )?(?:living|staying|based|residing) (?:in|out of)|)"
       R"(\bliving in|\bbased (?:in|out of)|\b(?:just |recently |)moved to|\brelocated to|)"
       R"(\bmy (?:city|hometown|home town|location) is|\bcity:) +)");
-  ForEach(kLive, c.lower, [&](const boost::smatch& m) {
-    append(&out, CityAt(c, m.position() + m.length(), Contains(m.str(0), "is") ||
-                                                           Contains(m.str(0), "city:")));
-  });
+  if (ContainsAny(c.lower, {"live", "liv", "resid", "stay", "based", "moved to", "relocated to",
+                             "city", "hometown", "home town", "location"})) {
+    ForEach(kLive, c.lower, [&](const boost::smatch& m) {
+      append(&out, CityAt(c, m.position() + m.length(),
+                          Contains(m.str(0), "is") || Contains(m.str(0), "city:")));
+    });
+  }
   static const boost::regex kFrom =
       Re(R"((?:\b(?:i'm|i am|im) (?:originally )?from|\bi come from|\bi'm in|\bi am in) +)");
-  ForEach(kFrom, c.lower, [&](const boost::smatch& m) {
-    auto found = CityAt(c, m.position() + m.length(), false);
-    // "I'm in love" is not a place: "I'm in X" needs a known city.
-    if (Contains(m.str(0), " in") && !found.empty() &&
-        FindCity(found[0].value.get_string().c_str()) == nullptr)
-      return;
-    append(&from, std::move(found));
-  });
+  if (ContainsAny(c.lower, {"from", "i'm in", "i am in"})) {
+    ForEach(kFrom, c.lower, [&](const boost::smatch& m) {
+      auto found = CityAt(c, m.position() + m.length(), false);
+      // "I'm in love" is not a place: "I'm in X" needs a known city.
+      if (Contains(m.str(0), " in") && !found.empty() &&
+          FindCity(found[0].value.get_string().c_str()) == nullptr)
+        return;
+      append(&from, std::move(found));
+    });
+  }
   // Korean: 서울에 살아요, 부산에서 살고 있어요, 대구 출신이에요, 인천으로 이사했어요.
   static const boost::regex kKo = Re(
       R"((?:^|[ ,])([^ ,.!?]+?)(?:에서|에) *(?:살아|살고|삽니다|살아요|거주|지내|살며|살 )|)"
       R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *이사|(?:사는 곳은|도시는|사는 도시는) *([^ ,.!?]+))");
-  ForEach(kKo, c.lower, [&](const boost::smatch& m) {
-    std::string raw = m[1].matched ? m.str(1) : m[2].matched ? m.str(2) : m.str(3);
-    raw = StripKoreanEnding(raw);
-    if (raw.empty() || HasDigit(raw)) return;
-    if (const City* city = FindCity(raw))
-      out.push_back({json::value(std::string(city->en)), raw});
-    else
-      out.push_back({json::value(TitleCaseIfLower(raw)), raw});
-  });
+  if (c.hangul && ContainsAny(c.lower, {"에", "로", "도시는", "사는 곳은"})) {
+    ForEach(kKo, c.lower, [&](const boost::smatch& m) {
+      std::string raw = m[1].matched ? m.str(1) : m[2].matched ? m.str(2) : m.str(3);
+      raw = StripKoreanEnding(raw);
+      if (raw.empty() || HasDigit(raw)) return;
+      if (const City* city = FindCity(raw))
+        out.push_back({json::value(std::string(city->en)), raw});
+      else
+        out.push_back({json::value(TitleCaseIfLower(raw)), raw});
+    });
+  }
   static const boost::regex kKoFrom = Re(R"((?:^|[ ,])([^ ,.!?]+?) *(?:출신|에서 왔|사람이에요|사람입니다))");
-  ForEach(kKoFrom, c.lower, [&](const boost::smatch& m) {
-    if (const City* city = FindCity(m.str(1)))
-      from.push_back({json::value(std::string(city->en)), m.str(1)});
-  });
+  if (ContainsAny(c.lower, {"출신", "에서 왔", "사람이에요", "사람입니다"})) {
+    ForEach(kKoFrom, c.lower, [&](const boost::smatch& m) {
+      if (const City* city = FindCity(m.str(1)))
+        from.push_back({json::value(std::string(city->en)), m.str(1)});
+    });
+  }
   // Where the user lives now beats where they are from.
   append(&out, std::move(from));
   return out;
@@ -672,48 +807,68 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
       R"((?:\bi (?:currently |now |still |actually )?work(?:ed)? as|\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) as|)"
       R"(\bmy (?:job|occupation|profession|role|position|job title) is(?: as)?|\boccupation:|\bi work in|)"
       R"(\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) in|\bwork(?:ing)? (?:at|for) [^,.;!?]{1,40}? as) +)");
-  ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
-    add(JobPhrase(c, m.position() + m.length(), false));
-  });
+  if (ContainsAny(c.lower, {"work", "employ", "my ", "occupation"})) {
+    ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
+      add(JobPhrase(c, m.position() + m.length(), false));
+    });
+  }
+  const bool i_am = ContainsAny(c.lower, {"i'm ", "i am ", "im "});
   static const boost::regex kIam = Re(
       R"(\bi(?:'m| am|m) (?:currently |now |actually |also |still )?(?:a|an) +)");
-  ForEach(kIam, c.lower, [&](const boost::smatch& m) {
-    add(JobPhrase(c, m.position() + m.length(), true));
-  });
+  if (i_am) {
+    ForEach(kIam, c.lower, [&](const boost::smatch& m) {
+      add(JobPhrase(c, m.position() + m.length(), true));
+    });
+  }
   static const boost::regex kStatus =
       Re(R"(\bi(?:'m| am|m) (?:currently |now )?(retired|unemployed|self-employed|between jobs|a student|a freelancer)\b)");
-  ForEach(kStatus, c.lower, [&](const boost::smatch& m) {
-    std::string s = m.str(1);
-    if (s.starts_with("a ")) s = s.substr(2);
-    add(s);
-  });
+  if (i_am) {
+    ForEach(kStatus, c.lower, [&](const boost::smatch& m) {
+      std::string s = m.str(1);
+      if (s.starts_with("a ")) s = s.substr(2);
+      add(s);
+    });
+  }
   static const boost::regex kTeach = Re(R"(\bi teach +)");
-  ForEach(kTeach, c.lower, [&](const boost::smatch& m) {
-    auto p = JobPhrase(c, m.position() + m.length(), false);
-    if (p) add(*p + " teacher");
-  });
+  if (Contains(c.lower, "i teach")) {
+    ForEach(kTeach, c.lower, [&](const boost::smatch& m) {
+      auto p = JobPhrase(c, m.position() + m.length(), false);
+      if (p) add(*p + " teacher");
+    });
+  }
   static const boost::regex kLiving = Re(R"(\bi do (.{2,40}?) for a living)");
-  ForEach(kLiving, c.lower, [&](const boost::smatch& m) {
-    add(Trim(c.text.substr(m.position(1), m.length(1))));
-  });
+  if (Contains(c.lower, "for a living")) {
+    ForEach(kLiving, c.lower, [&](const boost::smatch& m) {
+      add(Trim(c.text.substr(m.position(1), m.length(1))));
+    });
+  }
+  if (!c.hangul) return out;  // the Korean rules below all need Hangul
   // Korean: 직업은 교사입니다, 개발자로 일해요, 마케팅 일을 해요, 저는 개발자예요.
   static const boost::regex kKoJob = Re(R"(직업(?:은|이) *([^,.!?]+))");
-  ForEach(kKoJob, c.lower, [&](const boost::smatch& m) {
-    std::string s = StripKoreanEnding(Trim(m.str(1)));
-    if (!s.empty() && CountWords(s) <= 4) add(s);
-  });
+  if (Contains(c.lower, "직업")) {
+    ForEach(kKoJob, c.lower, [&](const boost::smatch& m) {
+      std::string s = StripKoreanEnding(Trim(m.str(1)));
+      if (!s.empty() && CountWords(s) <= 4) add(s);
+    });
+  }
   static const boost::regex kKoWork =
       Re(R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *(?:일하|일해|근무|재직|활동))");
-  ForEach(kKoWork, c.lower, [&](const boost::smatch& m) {
-    if (FindCity(m.str(1)) == nullptr) add(m.str(1));
-  });
+  if (Contains(c.lower, "로")) {
+    ForEach(kKoWork, c.lower, [&](const boost::smatch& m) {
+      if (FindCity(m.str(1)) == nullptr) add(m.str(1));
+    });
+  }
   static const boost::regex kKoDo = Re(R"((?:^|[ ,])([^ ,.!?]+) +일을 *(?:하고|해요|합니다|해))");
-  ForEach(kKoDo, c.lower, [&](const boost::smatch& m) { add(m.str(1)); });
+  if (Contains(c.lower, "일을")) {
+    ForEach(kKoDo, c.lower, [&](const boost::smatch& m) { add(m.str(1)); });
+  }
   static const boost::regex kKoIam = Re(
       R"((?:^|[ ,])([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이고|이야|야)(?:[ ,.!?]|$))");
-  ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
-    if (IsKoreanOccupation(m.str(1))) add(m.str(1));
-  });
+  if (ContainsAny(c.lower, {"입니다", "에요", "예요", "이고", "야"})) {
+    ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
+      if (IsKoreanOccupation(m.str(1))) add(m.str(1));
+    });
+  }
   return out;
 }
 
@@ -820,31 +975,38 @@ std::vector<std::string> InterestItems(const Ctx& c) {
       R"(\bi(?:'m| am|m) (?:really |also |very |quite |totally )*(?:into|interested in|passionate about|a (?:big |huge )?fan of|fond of|keen on)|)"
       R"(\bmy (?:hobbies|hobby|interests|interest|passions?) (?:is|are|include)|\bhobbies:|\binterests:|)"
       R"(\bin my (?:free|spare) time,? i(?: like to| love to| enjoy)?) +)");
-  ForEach(kEn, c.lower, [&](const boost::smatch& m) {
-    if (Negated(c.lower, m.position())) return;
-    const std::string phrase =
-        Clause(c, m.position() + m.length(), false,
-               {" and i ", " and i'm ", " and my ", " but ", " because ", " so ", " when ",
-                " and im ", " which ", " since ", " i like", " i love", " i enjoy", " i'm "});
-    // "I like to think that…" / "I'd like to" are not interests; "I like to cook" is.
-    if (Lower(phrase).starts_with("to be ") || Lower(phrase).starts_with("that ")) return;
-    for (auto& item : SplitItems(phrase)) items.push_back(item);
-  });
+  if (ContainsAny(c.lower, {"like", "love", "enjoy", "adore", "into", "interest", "passion",
+                             "fan of", "fond of", "keen on", "hobb", "free time", "spare time"})) {
+    ForEach(kEn, c.lower, [&](const boost::smatch& m) {
+      if (Negated(c.lower, m.position())) return;
+      const std::string phrase =
+          Clause(c, m.position() + m.length(), false,
+                 {" and i ", " and i'm ", " and my ", " but ", " because ", " so ", " when ",
+                  " and im ", " which ", " since ", " i like", " i love", " i enjoy", " i'm "});
+      // "I like to think that…" / "I'd like to" are not interests; "I like to cook" is.
+      if (Lower(phrase).starts_with("to be ") || Lower(phrase).starts_with("that ")) return;
+      for (auto& item : SplitItems(phrase)) items.push_back(item);
+    });
+  }
   // Korean: 등산과 요리를 좋아해요 / 취미는 독서예요.
   static const boost::regex kKoLike =
       Re(R"(([^.!?]*?) *(?:을|를)? *(?:좋아해|좋아합|좋아하|즐겨|즐기|즐깁|관심이 있|관심 있|관심있))");
-  ForEach(kKoLike, c.lower, [&](const boost::smatch& m) {
-    std::string phrase = m.str(1);
-    if (Contains(phrase, "안 ") || Contains(phrase, "싫")) return;
-    for (auto& item : SplitKoreanItems(phrase)) items.push_back(item);
-  });
+  if (c.hangul && ContainsAny(c.lower, {"좋아하", "좋아해", "좋아합", "즐겨", "즐기", "즐깁", "관심"})) {
+    ForEach(kKoLike, c.lower, [&](const boost::smatch& m) {
+      std::string phrase = m.str(1);
+      if (Contains(phrase, "안 ") || Contains(phrase, "싫")) return;
+      for (auto& item : SplitKoreanItems(phrase)) items.push_back(item);
+    });
+  }
   static const boost::regex kKoHobby = Re(R"((?:취미는|취미가|관심사는) *([^.!?]+))");
-  ForEach(kKoHobby, c.lower, [&](const boost::smatch& m) {
-    std::string phrase = StripKoreanEnding(Trim(m.str(1)));
-    for (std::string_view tail : {"이에요", "예요", "입니다", "이고", "에요"})
-      if (phrase.ends_with(tail)) phrase.resize(phrase.size() - tail.size());
-    for (auto& item : SplitKoreanItems(phrase)) items.push_back(item);
-  });
+  if (ContainsAny(c.lower, {"취미", "관심사는"})) {
+    ForEach(kKoHobby, c.lower, [&](const boost::smatch& m) {
+      std::string phrase = StripKoreanEnding(Trim(m.str(1)));
+      for (std::string_view tail : {"이에요", "예요", "입니다", "이고", "에요"})
+        if (phrase.ends_with(tail)) phrase.resize(phrase.size() - tail.size());
+      for (auto& item : SplitKoreanItems(phrase)) items.push_back(item);
+    });
+  }
   return items;
 }
 
@@ -879,29 +1041,36 @@ std::vector<Candidate> GoalCandidates(const Ctx& c) {
   static const boost::regex kNotGoal = Re(
       R"(^(?:change|update|correct|fix|delete|remove|forget|clear|erase|know|ask|say|tell|talk|be called|)"
       R"(be contacted|be reached|stop|go\b|add|edit|see|check|skip|pass|hear|get contacted|receive))");
-  ForEach(kEn, c.lower, [&](const boost::smatch& m) {
-    const size_t pos = m.position() + m.length();
-    const std::string phrase = TrimPunct(Clause(c, pos, false, {" but "}));
-    const std::string lp = Lower(phrase);
-    if (phrase.empty() || boost::regex_search(lp, kNotGoal) || Contains(lp, "contact") ||
-        Contains(lp, "email me") || Contains(lp, "call me") || Contains(lp, "text me"))
-      return;
-    goals.push_back(phrase);
-  });
+  if (ContainsAny(c.lower, {"goal", "aim", "dream", "ambition", "plan", "want", "hop", "intend",
+                             "wish", "like", "love", "trying", "working", "saving"})) {
+    ForEach(kEn, c.lower, [&](const boost::smatch& m) {
+      const size_t pos = m.position() + m.length();
+      const std::string phrase = TrimPunct(Clause(c, pos, false, {" but "}));
+      const std::string lp = Lower(phrase);
+      if (phrase.empty() || boost::regex_search(lp, kNotGoal) || Contains(lp, "contact") ||
+          Contains(lp, "email me") || Contains(lp, "call me") || Contains(lp, "text me"))
+        return;
+      goals.push_back(phrase);
+    });
+  }
   // Korean: 목표는 마라톤 완주예요 / 스페인어를 배우고 싶어요.
   static const boost::regex kKoGoal = Re(R"((?:목표는|목표가|꿈은) *([^.!?]+))");
-  ForEach(kKoGoal, c.lower, [&](const boost::smatch& m) {
-    std::string g = StripKoreanEnding(Trim(m.str(1)));
-    if (!g.empty()) goals.push_back(g);
-  });
+  if (ContainsAny(c.lower, {"목표", "꿈은"})) {
+    ForEach(kKoGoal, c.lower, [&](const boost::smatch& m) {
+      std::string g = StripKoreanEnding(Trim(m.str(1)));
+      if (!g.empty()) goals.push_back(g);
+    });
+  }
   static const boost::regex kKoWant = Re(R"(([^.!?]*?(?:고|기를|기) *(?:싶어|싶습니다|싶다|희망)[^.!?]*))");
   static const boost::regex kKoNot = Re("(바꾸|수정|삭제|지우|변경|연락|잊어)");
-  ForEach(kKoWant, c.lower, [&](const boost::smatch& m) {
-    std::string g = TrimPunct(m.str(1));
-    for (std::string_view p : {"저는 ", "전 ", "나는 ", "제 "})
-      if (g.starts_with(p)) g = Trim(g.substr(p.size()));
-    if (!g.empty() && !boost::regex_search(g, kKoNot)) goals.push_back(g);
-  });
+  if (ContainsAny(c.lower, {"싶", "희망"})) {
+    ForEach(kKoWant, c.lower, [&](const boost::smatch& m) {
+      std::string g = TrimPunct(m.str(1));
+      for (std::string_view p : {"저는 ", "전 ", "나는 ", "제 "})
+        if (g.starts_with(p)) g = Trim(g.substr(p.size()));
+      if (!g.empty() && !boost::regex_search(g, kKoNot)) goals.push_back(g);
+    });
+  }
   if (goals.empty()) return {};
   std::string joined;
   for (const auto& g : goals) joined += (joined.empty() ? "" : "; ") + g;
@@ -933,7 +1102,10 @@ std::vector<Candidate> EnumCandidates(const Ctx& c, const FieldSpec& f) {
       R"(\b(?:contact\w*|reach|prefer|preferred|preference|rather|best way|get in touch|)"
       R"((?:email|e-mail|text|call|phone|message|mail|ring) me)\b|연락|선호)");
   bool cue = asked || Contains(c.lower, Words(f.name));
-  if (!cue && Contains(Lower(f.name), "contact")) cue = boost::regex_search(c.lower, kContactCue);
+  if (!cue && Contains(Lower(f.name), "contact") &&
+      ContainsAny(c.lower, {"contact", "reach", "prefer", "rather", "best way", "get in touch",
+                            " me", "연락", "선호"}))
+    cue = boost::regex_search(c.lower, kContactCue);
   for (const auto& h : f.hints)
     if (!h.empty() && Contains(c.lower, Lower(h))) cue = true;
   if (!cue) return {};
@@ -980,9 +1152,11 @@ std::vector<Candidate> BoolCandidates(const Ctx& c, const FieldSpec& f) {
     if (boost::regex_search(t, kNo)) out.push_back({json::value(false), t});
     else if (boost::regex_search(t, kYes)) out.push_back({json::value(true), t});
   }
-  const boost::regex kNamed(Words(f.name) + R"( *(?:is|:|=) *(yes|no|true|false))");
+  const std::string words = Words(f.name);
+  if (!MayMention(c.lower, words)) return out;
+  const boost::regex& named = CachedRe(words + R"( *(?:is|:|=) *(yes|no|true|false))");
   boost::smatch m;
-  if (boost::regex_search(c.lower, m, kNamed)) {
+  if (boost::regex_search(c.lower, m, named)) {
     const std::string v = m.str(1);
     out.push_back({json::value(v == "yes" || v == "true"), v});
   }
@@ -992,7 +1166,9 @@ std::vector<Candidate> BoolCandidates(const Ctx& c, const FieldSpec& f) {
 // "my height is 180", "score: 7.5".
 std::vector<Candidate> NamedNumber(const Ctx& c, const FieldSpec& f) {
   std::vector<Candidate> out;
-  const boost::regex re(Words(f.name) + R"( *(?:is|:|=|of)? *(-?\d+(?:\.\d+)?))");
+  const std::string words = Words(f.name);
+  if (!MayMention(c.lower, words) || c.digits == 0) return out;
+  const boost::regex& re = CachedRe(words + R"( *(?:is|:|=|of)? *(-?\d+(?:\.\d+)?))");
   ForEach(re, c.lower, [&](const boost::smatch& m) {
     const std::string d = m.str(1);
     if (d.find('.') == std::string::npos && f.type == FieldType::kInteger)
@@ -1006,7 +1182,9 @@ std::vector<Candidate> NamedNumber(const Ctx& c, const FieldSpec& f) {
 // "my favourite colour is blue" for a field favourite_colour.
 std::vector<Candidate> NamedString(const Ctx& c, const FieldSpec& f) {
   std::vector<Candidate> out;
-  const boost::regex re(Words(f.name) + R"( *(?:is|are|:|=) +)");
+  const std::string words = Words(f.name);
+  if (!MayMention(c.lower, words)) return out;
+  const boost::regex& re = CachedRe(words + R"( *(?:is|are|:|=) +)");
   ForEach(re, c.lower, [&](const boost::smatch& m) {
     const std::string s = TrimPunct(Clause(c, m.position() + m.length(), false, {" and i "}));
     if (!s.empty()) out.push_back({json::value(s), s});
@@ -1055,8 +1233,11 @@ std::set<std::string> ClearedFields(const Ctx& c) {
       }
     }
   };
-  ForEach(kEn, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
-  ForEach(kKo, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
+  if (ContainsAny(c.lower, {"forget", "delete", "remove", "clear", "erase", "drop", "wipe",
+                             "get rid of"}))
+    ForEach(kEn, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
+  if (ContainsAny(c.lower, {"지워", "삭제", "잊어", "지우", "없애"}))
+    ForEach(kKo, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
   return out;
 }
 

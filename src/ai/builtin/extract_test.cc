@@ -366,6 +366,21 @@ TEST_F(ExtractTest, Language) {
   EXPECT_EQ(DetectLanguage("alice@example.com", "ko"), "ko");
 }
 
+TEST_F(ExtractTest, LongMessageWithManyCues) {
+  // Every rule matches many times in a message at the input cap; each match
+  // still reads its own clause (the extractor remembers clause ends between
+  // matches, and skips rules whose cue words are absent).
+  std::string text;
+  for (int i = 0; i < 30; ++i) text += "I live in Seoul and I'm a nurse, I like jazz. ";
+  ASSERT_GT(text.size(), kMaxTextBytes);
+  auto m = Run(text);
+  EXPECT_EQ(m["city"], "\"Seoul\"");
+  EXPECT_EQ(m["occupation"], "\"nurse\"");
+  EXPECT_EQ(m["interests"], R"(["jazz"])");
+  EXPECT_EQ(m.count("age"), 0u);
+  EXPECT_EQ(m.count("name"), 0u);
+}
+
 TEST_F(ExtractTest, GenericSchemaRules) {
   auto s = model::Schema::FromYaml(R"(
 name: pets

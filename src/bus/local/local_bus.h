@@ -15,6 +15,8 @@ namespace persona::bus {
 class LocalBus final : public Bus {
  public:
   std::unique_ptr<Subscription> Subscribe(const std::string& topic, Handler handler) override;
+  std::unique_ptr<Subscription> SubscribeAll(TopicHandler handler,
+                                             std::function<bool(const std::string&)> wants) override;
   void Publish(const std::string& topic, Payload payload) override;
   size_t SubscriberCount(const std::string& topic) const override;
 
@@ -31,6 +33,15 @@ class LocalBus final : public Bus {
   Shard& ShardFor(const std::string& topic);
   const Shard& ShardFor(const std::string& topic) const;
   void Unsubscribe(const std::string& topic, uint64_t id);
+  void UnsubscribeAll(uint64_t id);
+
+  struct Firehose {
+    uint64_t id;
+    std::shared_ptr<TopicHandler> handler;
+    std::shared_ptr<std::function<bool(const std::string&)>> wants;
+  };
+  mutable std::mutex firehose_mu_;
+  std::vector<Firehose> firehoses_ ABSL_GUARDED_BY(firehose_mu_);
 
   static constexpr size_t kShards = 16;
   std::array<Shard, kShards> shards_;

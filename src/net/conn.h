@@ -1,0 +1,44 @@
+// Conn: one message-oriented client connection (a TCP socket, or a WebSocket
+// carrying binary frames), for protocols such as MQTT that net/ knows
+// nothing about.
+//
+// The owner calls Start() once with its callbacks; `on_data` receives bytes
+// in arrival order (TCP reads or WebSocket frames), on the connection's
+// strand, one call at a time; `on_close` runs once when the connection ends
+// for any reason. Send() may be called from any thread: data is written in
+// order, and the bytes queued but not yet written are bounded by the
+// caller (it checks queued_bytes()).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace persona::net {
+
+class Conn {
+ public:
+  virtual ~Conn() = default;
+
+  virtual void Start(std::function<void(std::string_view)> on_data,
+                     std::function<void()> on_close) = 0;
+  // Queues `data`. Returns false (and drops it) if the connection is closed.
+  virtual bool Send(std::string data) = 0;
+  // Queues a shared payload after `head` without copying it (fan-out).
+  virtual bool Send(std::string head, std::shared_ptr<const std::string> payload) = 0;
+  // Closes after the queued data is written.
+  virtual void Close() = 0;
+  // Closes at once, dropping queued data.
+  virtual void Abort() = 0;
+  // Closes the connection if nothing is received for `ms` (0 disables).
+  virtual void SetReadTimeout(int ms) = 0;
+  virtual size_t queued_bytes() const = 0;
+  virtual const std::string& remote_address() const = 0;
+  virtual std::string_view transport() const = 0;  // "tcp" | "websocket"
+};
+
+using ConnHandler = std::function<void(std::shared_ptr<Conn>)>;
+
+}  // namespace persona::net

@@ -1,0 +1,288 @@
+#include "net/conn_impl.h"
+
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/websocket.hpp>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "metrics/metrics.h"
+
+namespace persona::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// The queueing, write-coalescing, read-timeout and close logic shared by both
+// transports; Derived supplies ReadSome(), WriteBuffers() and CloseStream().
+template <class Derived>
+class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
+ public:
+  explicit ConnBase(asio::any_io_executor ex) : ex_(std::move(ex)), timer_(ex_) {}
+
+  void Start(std::function<void(std::string_view)> on_data,
+             std::function<void()> on_close) override {
+    on_data_ = std::move(on_data);
+    on_close_ = std::move(on_close);
+    asio::dispatch(ex_, [self = Self()] { self->DoRead(); });
+  }
+
+  bool Send(std::string data) override { return Queue({std::move(data), nullptr}); }
+  bool Send(std::string head, std::shared_ptr<const std::string> payload) override {
+    return Queue({std::move(head), std::move(payload)});
+  }
+
+  void Close() override {
+    asio::post(ex_, [self = Self()] {
+      self->close_after_write_ = true;
+      if (!self->writing_) self->Flush();
+    });
+  }
+  void Abort() override {
+    asio::post(ex_, [self = Self()] { self->Finish(); });
+  }
+
+  void SetReadTimeout(int ms) override {
+    asio::post(ex_, [self = Self(), ms] {
+      self->read_timeout_ms_ = ms;
+      self->last_read_ = std::chrono::steady_clock::now();
+      if (ms > 0) self->ArmTimer();
+    });
+  }
+
+  size_t queued_bytes() const override { return queued_.load(std::memory_order_relaxed); }
+  const std::string& remote_address() const override { return remote_; }
+
+ protected:
+  struct Item {
+    std::string head;
+    std::shared_ptr<const std::string> payload;
+    size_t size() const { return head.size() + (payload ? payload->size() : 0); }
+  };
+
+  std::shared_ptr<Derived> Self() { return this->shared_from_this(); }
+
+  void DoRead() {
+    if (finished_) return;
+    static_cast<Derived*>(this)->ReadSome(
+        [self = Self()](beast::error_code ec, std::string_view data) {
+          if (ec) return self->Finish();
+          self->last_read_ = std::chrono::steady_clock::now();
+          if (!data.empty()) self->on_data_(data);
+          self->DoRead();
+        });
+  }
+
+  bool Queue(Item item) {
+    bool schedule = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (closed_) return false;
+      queued_.fetch_add(item.size(), std::memory_order_relaxed);
+      out_.push_back(std::move(item));
+      schedule = !flush_scheduled_;
+      flush_scheduled_ = true;
+    }
+    if (schedule) asio::post(ex_, [self = Self()] { self->Flush(); });
+    return true;
+  }
+
+  // On the strand: writes everything queued as one gathered write.
+  void Flush() {
+    if (writing_ || finished_) return;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      flush_scheduled_ = false;
+      writing_items_.clear();
+      while (!out_.empty()) {
+        writing_items_.push_back(std::move(out_.front()));
+        out_.pop_front();
+      }
+    }
+    if (writing_items_.empty()) {
+      if (close_after_write_) Finish();
+      return;
+    }
+    buffers_.clear();
+    size_t bytes = 0;
+    for (const auto& it : writing_items_) {
+      buffers_.emplace_back(asio::buffer(it.head));
+      if (it.payload) buffers_.emplace_back(asio::buffer(*it.payload));
+      bytes += it.size();
+    }
+    writing_ = true;
+    static_cast<Derived*>(this)->WriteBuffers(
+        buffers_, [self = Self(), bytes](beast::error_code ec) {
+          self->writing_ = false;
+          self->queued_.fetch_sub(bytes, std::memory_order_relaxed);
+          if (ec) return self->Finish();
+          self->Flush();
+        });
+  }
+
+  void ArmTimer() {
+    if (finished_ || read_timeout_ms_ <= 0) return;
+    const auto deadline = last_read_ + std::chrono::milliseconds(read_timeout_ms_);
+    timer_.expires_at(deadline);
+    timer_.async_wait([self = Self()](beast::error_code ec) {
+      if (ec || self->finished_ || self->read_timeout_ms_ <= 0) return;
+      if (std::chrono::steady_clock::now() - self->last_read_ >=
+          std::chrono::milliseconds(self->read_timeout_ms_)) {
+        return self->Finish();  // keep-alive expired
+      }
+      self->ArmTimer();
+    });
+  }
+
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      closed_ = true;
+      size_t dropped = 0;
+      for (const auto& it : out_) dropped += it.size();
+      out_.clear();
+      queued_.fetch_sub(dropped, std::memory_order_relaxed);
+    }
+    timer_.cancel();
+    static_cast<Derived*>(this)->CloseStream();
+    if (auto cb = std::move(on_close_)) cb();
+    on_data_ = nullptr;
+  }
+
+  asio::any_io_executor ex_;
+  asio::steady_timer timer_;
+  std::string remote_;
+  std::function<void(std::string_view)> on_data_;
+  std::function<void()> on_close_;
+
+  // Strand-only state.
+  bool writing_ = false;
+  bool finished_ = false;
+  bool close_after_write_ = false;
+  int read_timeout_ms_ = 0;
+  std::chrono::steady_clock::time_point last_read_ = std::chrono::steady_clock::now();
+  std::vector<Item> writing_items_;
+  std::vector<asio::const_buffer> buffers_;
+
+  // Shared with senders on other threads.
+  std::mutex mu_;
+  std::deque<Item> out_;
+  bool closed_ = false;
+  bool flush_scheduled_ = false;
+  std::atomic<size_t> queued_{0};
+};
+
+class TcpConn final : public ConnBase<TcpConn> {
+ public:
+  explicit TcpConn(tcp::socket socket)
+      : ConnBase(socket.get_executor()), socket_(std::move(socket)) {
+    beast::error_code ec;
+    socket_.set_option(tcp::no_delay(true), ec);
+    auto ep = socket_.remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  std::string_view transport() const override { return "tcp"; }
+
+  template <class Handler>
+  void ReadSome(Handler h) {
+    socket_.async_read_some(asio::buffer(buf_), [this, h = std::move(h)](beast::error_code ec,
+                                                                         size_t n) mutable {
+      h(ec, std::string_view(buf_, ec ? 0 : n));
+    });
+  }
+  template <class Handler>
+  void WriteBuffers(const std::vector<asio::const_buffer>& bufs, Handler h) {
+    asio::async_write(socket_, bufs,
+                      [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
+  }
+  void CloseStream() {
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+ private:
+  tcp::socket socket_;
+  char buf_[8192];
+};
+
+class WsConn final : public ConnBase<WsConn> {
+ public:
+  explicit WsConn(websocket::stream<beast::tcp_stream> ws)
+      : ConnBase(ws.get_executor()), ws_(std::move(ws)) {
+    beast::error_code ec;
+    auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    ws_.binary(true);
+  }
+  std::string_view transport() const override { return "websocket"; }
+
+  template <class Handler>
+  void ReadSome(Handler h) {
+    buffer_.consume(buffer_.size());
+    ws_.async_read(buffer_, [this, h = std::move(h)](beast::error_code ec, size_t) mutable {
+      const auto data = buffer_.data();
+      h(ec, ec ? std::string_view()
+               : std::string_view(static_cast<const char*>(data.data()), data.size()));
+    });
+  }
+  template <class Handler>
+  void WriteBuffers(const std::vector<asio::const_buffer>& bufs, Handler h) {
+    ws_.async_write(bufs, [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
+  }
+  void CloseStream() {
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+    beast::get_lowest_layer(ws_).socket().close(ec);
+  }
+
+  websocket::stream<beast::tcp_stream>& ws() { return ws_; }
+
+ private:
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buffer_;
+};
+
+}  // namespace
+
+std::shared_ptr<Conn> MakeTcpConn(tcp::socket socket) {
+  return std::make_shared<TcpConn>(std::move(socket));
+}
+
+void AcceptWebSocket(beast::tcp_stream stream, beast::flat_buffer buffer,
+                     beast::http::request<beast::http::string_body> req, std::string subprotocol,
+                     ConnHandler handler) {
+  auto ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(stream));
+  beast::get_lowest_layer(*ws).expires_never();
+  // Pings from the server are not needed: MQTT has its own keep-alive.
+  websocket::stream_base::timeout t = websocket::stream_base::timeout::suggested(beast::role_type::server);
+  t.idle_timeout = websocket::stream_base::none();
+  t.keep_alive_pings = false;
+  ws->set_option(t);
+  ws->read_message_max(1 << 20);
+  const bool offered = req[beast::http::field::sec_websocket_protocol].find(subprotocol) !=
+                       std::string_view::npos;
+  ws->set_option(websocket::stream_base::decorator(
+      [subprotocol, offered](websocket::response_type& res) {
+        if (offered) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
+      }));
+  auto req_ptr = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(req));
+  (void)buffer;  // bytes after the upgrade request would be WebSocket frames; clients wait for 101
+  ws->async_accept(*req_ptr, [ws, req_ptr, handler = std::move(handler)](beast::error_code ec) {
+    if (ec) return;
+    handler(std::make_shared<WsConn>(std::move(*ws)));
+  });
+}
+
+}  // namespace persona::net

@@ -1,0 +1,26 @@
+// Internal to net/: the Conn implementations over a TCP socket and over a
+// server-side WebSocket (binary frames).
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <memory>
+
+#include "net/conn.h"
+
+namespace persona::net {
+
+// Wraps an accepted TCP socket (its executor should be a strand).
+std::shared_ptr<Conn> MakeTcpConn(boost::asio::ip::tcp::socket socket);
+
+// Completes the WebSocket handshake for `req` on `stream` (answering with
+// `subprotocol` when the client offered it), then calls `handler` with the
+// connection. Closes the socket if the handshake fails.
+void AcceptWebSocket(boost::beast::tcp_stream stream, boost::beast::flat_buffer buffer,
+                     boost::beast::http::request<boost::beast::http::string_body> req,
+                     std::string subprotocol, ConnHandler handler);
+
+}  // namespace persona::net

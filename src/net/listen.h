@@ -1,0 +1,16 @@
+// Internal to net/: opening a listening socket.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <string>
+
+#include "core/status.h"
+
+namespace persona::net {
+
+// Opens, binds (SO_REUSEADDR and SO_REUSEPORT) and listens on "host:port";
+// returns the bound port. Unavailable names the address and the reason.
+StatusOr<uint16_t> OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor,
+                                const std::string& host_port);
+
+}  // namespace persona::net

@@ -1,0 +1,90 @@
+#include "net/tcp_server.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "core/logging.h"
+#include "metrics/metrics.h"
+#include "net/conn_impl.h"
+#include "net/listen.h"
+
+namespace persona::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
+ public:
+  Impl(asio::io_context& ioc, int max_connections, ConnHandler handler)
+      : ioc_(ioc),
+        acceptor_(asio::make_strand(ioc)),
+        max_connections_(max_connections),
+        handler_(std::move(handler)),
+        refused_(metrics::Default().GetCounter(
+            "persona_mqtt_connections_refused_total",
+            "MQTT connections closed at once because mqtt.max_connections was reached")) {}
+
+  StatusOr<uint16_t> Listen(const std::string& host_port) {
+    auto port = OpenAcceptor(acceptor_, host_port);
+    if (port.ok()) DoAccept();
+    return port;
+  }
+
+  void StopAccepting() {
+    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      boost::system::error_code ec;
+      self->acceptor_.close(ec);
+    });
+  }
+
+ private:
+  void DoAccept() {
+    acceptor_.async_accept(
+        asio::make_strand(ioc_), [self = shared_from_this()](boost::system::error_code ec,
+                                                             tcp::socket socket) {
+          if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+          if (ec == asio::error::no_descriptors) {
+            LogWarn("mqtt accept: out of file descriptors");
+            auto t = std::make_shared<asio::steady_timer>(self->ioc_, std::chrono::milliseconds(50));
+            t->async_wait([self, t](boost::system::error_code) { self->DoAccept(); });
+            return;
+          }
+          if (!ec) {
+            if (self->live_->load() >= self->max_connections_) {
+              self->refused_->Inc();
+              boost::system::error_code ignored;
+              socket.close(ignored);
+            } else {
+              self->live_->fetch_add(1);
+              auto conn = MakeTcpConn(std::move(socket));
+              // Count the connection until its owner lets go of it.
+              std::shared_ptr<Conn> counted(conn.get(), [conn, live = self->live_](Conn*) mutable {
+                live->fetch_sub(1);
+                conn.reset();
+              });
+              self->handler_(std::move(counted));
+            }
+          }
+          self->DoAccept();
+        });
+  }
+
+  asio::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  int max_connections_;
+  ConnHandler handler_;
+  metrics::Counter* refused_;
+  std::shared_ptr<std::atomic<int>> live_ = std::make_shared<std::atomic<int>>(0);
+};
+
+TcpServer::TcpServer(asio::io_context& ioc, int max_connections, ConnHandler handler)
+    : impl_(std::make_shared<Impl>(ioc, max_connections, std::move(handler))) {}
+TcpServer::~TcpServer() = default;
+StatusOr<uint16_t> TcpServer::Listen(const std::string& host_port) {
+  return impl_->Listen(host_port);
+}
+void TcpServer::StopAccepting() { impl_->StopAccepting(); }
+
+}  // namespace persona::net

@@ -1,0 +1,297 @@
+#include "realtime/broker.h"
+
+#include "realtime/mqtt/codec.h"
+
+namespace persona::realtime {
+
+class Broker::Session {
+ public:
+  std::mutex mu;
+  std::string client_id;
+  uint64_t id = 0;
+  bool clean = true;
+  std::shared_ptr<Link> link ABSL_GUARDED_BY(mu);
+  // QoS 1 messages sent and not yet acknowledged, in send order.
+  std::deque<std::pair<uint16_t, Message>> inflight ABSL_GUARDED_BY(mu);
+  // QoS 1 messages waiting for room in the in-flight window (or a connection).
+  std::deque<Message> queue ABSL_GUARDED_BY(mu);
+  uint16_t next_packet_id ABSL_GUARDED_BY(mu) = 1;
+
+  uint16_t NextPacketId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    // Skip ids still in flight (a window of 64 never exhausts 65535).
+    for (;;) {
+      uint16_t id = next_packet_id++;
+      if (next_packet_id == 0) next_packet_id = 1;
+      bool used = false;
+      for (const auto& [pid, m] : inflight) used = used || pid == id;
+      if (!used) return id;
+    }
+  }
+};
+
+namespace {
+
+bool SendPublish(Link& link, const Message& m, uint8_t qos, uint16_t packet_id, bool dup) {
+  std::string head;
+  if (!mqtt::EncodePublishHeader(m.topic, m.payload ? m.payload->size() : 0, qos, m.retain, dup,
+                                 packet_id, &head))
+    return false;
+  return link.Send(std::move(head), m.payload);
+}
+
+}  // namespace
+
+Broker::Broker(BrokerOptions options) : options_(options) {
+  auto& r = metrics::Default();
+  delivered_ = r.GetCounter("persona_mqtt_messages_out_total", "MQTT PUBLISH packets sent");
+  dropped_qos0_ = r.GetCounter("persona_mqtt_dropped_total", "MQTT messages not delivered",
+                               "reason=\"qos0_backlog\"");
+  dropped_offline_ = r.GetCounter("persona_mqtt_dropped_total", "MQTT messages not delivered",
+                                  "reason=\"queue_full\"");
+  coalesced_ = r.GetCounter("persona_mqtt_coalesced_total",
+                            "Queued snapshots replaced by a newer one on the same topic");
+  kicked_slow_ = r.GetCounter("persona_mqtt_slow_consumer_disconnects_total",
+                              "Clients disconnected because their queue was full");
+  sessions_gauge_ = r.GetGauge("persona_mqtt_sessions", "MQTT client sessions (online and offline)");
+  queued_gauge_ = r.GetGauge("persona_mqtt_queued_messages",
+                             "QoS 1 messages waiting in session queues");
+}
+
+Broker::~Broker() = default;
+
+std::optional<Broker::Attached> Broker::Connect(const std::string& client_id, bool clean_session,
+                                                std::shared_ptr<Link> link) {
+  std::shared_ptr<Session> s;
+  std::shared_ptr<Link> old_link;
+  bool present = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(client_id);
+    if (it != sessions_.end()) {
+      s = it->second;
+      {
+        std::lock_guard<std::mutex> sl(s->mu);
+        old_link = std::move(s->link);
+      }
+      if (clean_session || s->clean) {
+        // Start afresh: drop the old session's subscriptions and queue.
+        tree_.RemoveAll(s->id);
+        by_id_.erase(s->id);
+        {
+          std::lock_guard<std::mutex> sl(s->mu);
+          queued_gauge_->Add(-static_cast<int64_t>(s->queue.size()));
+          s->queue.clear();
+          s->inflight.clear();
+        }
+        sessions_.erase(it);
+        s.reset();
+      } else {
+        present = true;
+      }
+    }
+    if (!s) {
+      if (sessions_.size() >= options_.max_sessions) return std::nullopt;
+      s = std::make_shared<Session>();
+      s->client_id = client_id;
+      s->id = next_id_++;
+      sessions_[client_id] = s;
+      by_id_[s->id] = s;
+    }
+    s->clean = clean_session;
+    std::lock_guard<std::mutex> sl(s->mu);
+    s->link = std::move(link);
+    sessions_gauge_->Set(static_cast<int64_t>(sessions_.size()));
+  }
+  if (old_link) old_link->Kick("session taken over by a new connection");
+  return Attached{s, present};
+}
+
+void Broker::Resume(const std::shared_ptr<Session>& s) {
+  std::lock_guard<std::mutex> l(s->mu);
+  if (!s->link) return;
+  // Unacknowledged messages go again first, with DUP, in their order.
+  for (const auto& [pid, m] : s->inflight) SendPublish(*s->link, m, 1, pid, true);
+  while (!s->queue.empty() && s->inflight.size() < options_.max_inflight) {
+    Message m = std::move(s->queue.front());
+    s->queue.pop_front();
+    queued_gauge_->Add(-1);
+    const uint16_t pid = s->NextPacketId();
+    SendPublish(*s->link, m, 1, pid, false);
+    delivered_->Inc();
+    s->inflight.emplace_back(pid, std::move(m));
+  }
+}
+
+void Broker::Disconnect(const std::shared_ptr<Session>& s, const Link* link) {
+  bool discard = false;
+  {
+    std::lock_guard<std::mutex> l(s->mu);
+    if (s->link && s->link.get() != link) return;  // taken over by a new connection
+    s->link.reset();
+    discard = s->clean;
+  }
+  if (!discard) return;
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = sessions_.find(s->client_id);
+  if (it != sessions_.end() && it->second == s) {
+    tree_.RemoveAll(s->id);
+    by_id_.erase(s->id);
+    sessions_.erase(it);
+    std::lock_guard<std::mutex> sl(s->mu);
+    queued_gauge_->Add(-static_cast<int64_t>(s->queue.size()));
+    s->queue.clear();
+    s->inflight.clear();
+  }
+  sessions_gauge_->Set(static_cast<int64_t>(sessions_.size()));
+}
+
+uint8_t Broker::Subscribe(const std::shared_ptr<Session>& s, const std::string& filter,
+                          uint8_t qos) {
+  const uint8_t granted = qos > 1 ? 1 : qos;
+  std::lock_guard<std::mutex> l(mu_);
+  if (!tree_.Add(filter, s->id, granted)) return mqtt::kSubackFailure;
+  return granted;
+}
+
+void Broker::DeliverRetained(const std::shared_ptr<Session>& s, const std::string& filter,
+                             uint8_t granted) {
+  std::vector<Message> matches;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const bool exact = filter.find_first_of("+#") == std::string::npos;
+    if (exact) {
+      auto it = retained_.find(filter);
+      if (it != retained_.end()) matches.push_back(it->second);
+    } else {
+      for (const auto& [topic, m] : retained_)
+        if (mqtt::TopicMatches(filter, topic)) matches.push_back(m);
+    }
+  }
+  if (matches.empty() && virtual_retained_ && filter.find_first_of("+#") == std::string::npos) {
+    if (auto m = virtual_retained_(filter)) matches.push_back(std::move(*m));
+  }
+  for (auto& m : matches) {
+    m.retain = true;  // sent because of a new subscription [MQTT-3.3.1-8]
+    const uint8_t qos = std::min(m.qos, granted);
+    Deliver(s, std::move(m), qos);
+  }
+}
+
+void Broker::Unsubscribe(const std::shared_ptr<Session>& s, const std::string& filter) {
+  std::lock_guard<std::mutex> l(mu_);
+  tree_.Remove(filter, s->id);
+}
+
+bool Broker::HasSubscribers(const std::string& topic) const {
+  thread_local std::vector<std::pair<uint64_t, uint8_t>> matches;
+  std::lock_guard<std::mutex> l(mu_);
+  tree_.Match(topic, &matches);
+  return !matches.empty();
+}
+
+size_t Broker::Publish(const Message& m) {
+  thread_local std::vector<std::pair<uint64_t, uint8_t>> matches;
+  std::vector<std::pair<std::shared_ptr<Session>, uint8_t>> targets;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (m.retain) {
+      if (!m.payload || m.payload->empty()) {
+        retained_.erase(m.topic);
+      } else if (retained_.size() < options_.max_retained || retained_.count(m.topic)) {
+        Message stored = m;
+        stored.retain = false;
+        retained_[m.topic] = std::move(stored);
+      }
+    }
+    tree_.Match(m.topic, &matches);
+    targets.reserve(matches.size());
+    for (const auto& [id, qos] : matches) {
+      auto it = by_id_.find(id);
+      if (it != by_id_.end()) targets.emplace_back(it->second, qos);
+    }
+  }
+  Message out = m;
+  out.retain = false;  // forwarded to established subscriptions [MQTT-3.3.1-9]
+  for (auto& [s, sub_qos] : targets) Deliver(s, out, std::min(out.qos, sub_qos));
+  return targets.size();
+}
+
+void Broker::Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos) {
+  std::shared_ptr<Link> kick;
+  {
+    std::lock_guard<std::mutex> l(s->mu);
+    if (qos == 0) {
+      if (!s->link) return;  // QoS 0 is not kept for offline sessions
+      if (s->link->queued_bytes() > options_.max_link_bytes) {
+        dropped_qos0_->Inc();
+        return;
+      }
+      if (SendPublish(*s->link, m, 0, 0, false)) delivered_->Inc();
+      return;
+    }
+    if (s->link && s->queue.empty() && s->inflight.size() < options_.max_inflight) {
+      const uint16_t pid = s->NextPacketId();
+      if (SendPublish(*s->link, m, 1, pid, false)) delivered_->Inc();
+      s->inflight.emplace_back(pid, std::move(m));
+      return;
+    }
+    if (s->queue.size() >= options_.max_queued_messages) {
+      // Coalesce: a newer snapshot of the same topic replaces a queued one.
+      bool coalesced = false;
+      if (m.snapshot) {
+        for (auto it = s->queue.begin(); it != s->queue.end(); ++it) {
+          if (it->snapshot && it->topic == m.topic) {
+            s->queue.erase(it);
+            queued_gauge_->Add(-1);
+            coalesced_->Inc();
+            coalesced = true;
+            break;
+          }
+        }
+      }
+      if (!coalesced) {
+        if (s->link) {
+          // Online and still full: the client cannot keep up. Disconnect it
+          // rather than lose messages; it resumes from its session.
+          kicked_slow_->Inc();
+          kick = std::move(s->link);  // later messages queue as for an offline session
+        } else {
+          s->queue.pop_front();
+          queued_gauge_->Add(-1);
+          dropped_offline_->Inc();
+        }
+      }
+    }
+    if (!kick || !s->clean) {
+      s->queue.push_back(std::move(m));
+      queued_gauge_->Add(1);
+    }
+  }
+  if (kick) kick->Kick("slow consumer: session queue full");
+}
+
+void Broker::Acked(const std::shared_ptr<Session>& s, uint16_t packet_id) {
+  std::lock_guard<std::mutex> l(s->mu);
+  for (auto it = s->inflight.begin(); it != s->inflight.end(); ++it) {
+    if (it->first == packet_id) {
+      s->inflight.erase(it);
+      break;
+    }
+  }
+  if (!s->link) return;
+  while (!s->queue.empty() && s->inflight.size() < options_.max_inflight) {
+    Message m = std::move(s->queue.front());
+    s->queue.pop_front();
+    queued_gauge_->Add(-1);
+    const uint16_t pid = s->NextPacketId();
+    if (SendPublish(*s->link, m, 1, pid, false)) delivered_->Inc();
+    s->inflight.emplace_back(pid, std::move(m));
+  }
+}
+
+size_t Broker::session_count() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return sessions_.size();
+}
+
+}  // namespace persona::realtime

@@ -1,0 +1,132 @@
+// Broker: MQTT 3.1.1 broker state shared by every connection — client
+// sessions, subscriptions, retained messages, and delivery with QoS 0/1.
+//
+// A Session is keyed by client id and outlives its connection when the
+// client asked for a persistent session (clean session off): its
+// subscriptions stay and QoS 1 messages queue while it is offline, bounded by
+// `max_queued_messages`, and are delivered in order on reconnect (first the
+// unacknowledged in-flight ones again, with DUP set).
+//
+// Delivery never blocks a publisher: each session has a bounded queue and an
+// in-flight window; a connection whose socket cannot keep up stops getting
+// QoS 0 messages (counted), and when its QoS 1 queue is full, queued
+// snapshots of the same topic are coalesced (the newer replaces the older);
+// if it is still full, an online client is disconnected (it resumes from its
+// persistent session) and an offline session loses its oldest message
+// (counted). All methods are thread-safe; no connection I/O happens under a
+// lock (Link::Send only queues).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "metrics/metrics.h"
+#include "realtime/mqtt/topic_tree.h"
+
+namespace persona::realtime {
+
+struct Message {
+  std::string topic;
+  std::shared_ptr<const std::string> payload;
+  uint8_t qos = 0;
+  bool retain = false;     // the RETAIN flag on the wire
+  bool snapshot = false;   // a state snapshot: a newer one on the topic supersedes it
+};
+
+// What the broker needs of a live connection.
+class Link {
+ public:
+  virtual ~Link() = default;
+  // Queues bytes for the socket (never blocks). False if the link is closed.
+  virtual bool Send(std::string head, std::shared_ptr<const std::string> payload) = 0;
+  virtual size_t queued_bytes() const = 0;
+  // Closes the connection (taken over by a new one, or too slow).
+  virtual void Kick(const char* reason) = 0;
+};
+
+struct BrokerOptions {
+  size_t max_queued_messages = 1000;   // per session, QoS 1, online or offline
+  size_t max_inflight = 64;            // unacknowledged QoS 1 messages per session
+  size_t max_link_bytes = 4 << 20;     // socket backlog above which QoS 0 is dropped
+  size_t max_retained = 100000;        // retained topics
+  size_t max_sessions = 100000;        // client sessions, online and offline
+};
+
+class Broker {
+ public:
+  class Session;
+
+  // Computes retained messages that are not stored (persona's profile
+  // snapshots): the message for an exact topic, if any.
+  using VirtualRetained = std::function<std::optional<Message>(const std::string& topic)>;
+
+  explicit Broker(BrokerOptions options);
+  ~Broker();
+
+  void SetVirtualRetained(VirtualRetained fn) { virtual_retained_ = std::move(fn); }
+
+  struct Attached {
+    std::shared_ptr<Session> session;
+    bool session_present = false;
+  };
+  // Attaches `link` to the session of `client_id`, taking it over from any
+  // previous connection (which is kicked). ResourceExhausted-like failure
+  // (nullopt) when max_sessions is reached.
+  std::optional<Attached> Connect(const std::string& client_id, bool clean_session,
+                                  std::shared_ptr<Link> link);
+  // Sends what the session has pending (in-flight again with DUP, then queued).
+  void Resume(const std::shared_ptr<Session>& s);
+  // The link went away; a clean session is discarded.
+  void Disconnect(const std::shared_ptr<Session>& s, const Link* link);
+
+  // Subscribes and returns the granted QoS (0 or 1; QoS 2 is granted as 1,
+  // as the spec allows). The caller sends SUBACK, then calls DeliverRetained
+  // so the retained messages follow it on the wire.
+  uint8_t Subscribe(const std::shared_ptr<Session>& s, const std::string& filter, uint8_t qos);
+  void DeliverRetained(const std::shared_ptr<Session>& s, const std::string& filter,
+                       uint8_t granted);
+  void Unsubscribe(const std::shared_ptr<Session>& s, const std::string& filter);
+
+  // Fans `m` out to every matching subscription. A retained message (m.retain)
+  // is stored first (an empty payload clears it). Returns the number of
+  // sessions it was delivered or queued to.
+  size_t Publish(const Message& m);
+  // True if any subscription matches `topic`.
+  bool HasSubscribers(const std::string& topic) const;
+
+  // The client acknowledged `packet_id`.
+  void Acked(const std::shared_ptr<Session>& s, uint16_t packet_id);
+
+  size_t session_count() const;
+
+ private:
+  void Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos);
+
+  BrokerOptions options_;
+  VirtualRetained virtual_retained_;
+  mutable std::mutex mu_;
+  mqtt::TopicTree tree_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, std::shared_ptr<Session>> by_id_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Message> retained_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+
+  metrics::Counter* delivered_;
+  metrics::Counter* dropped_qos0_;
+  metrics::Counter* dropped_offline_;
+  metrics::Counter* coalesced_;
+  metrics::Counter* kicked_slow_;
+  metrics::Gauge* sessions_gauge_;
+  metrics::Gauge* queued_gauge_;
+};
+
+}  // namespace persona::realtime

@@ -1,0 +1,250 @@
+#include "realtime/mqtt_connection.h"
+
+#include <set>
+#include <variant>
+
+#include "core/ids.h"
+#include "core/logging.h"
+#include "metrics/metrics.h"
+#include "realtime/mqtt/codec.h"
+
+namespace persona::realtime {
+namespace {
+
+struct MqttMetrics {
+  metrics::Gauge* connections;
+  metrics::Counter* messages_in;
+  metrics::Counter* refused;
+  metrics::Counter* protocol_errors;
+  static MqttMetrics& Get() {
+    static MqttMetrics m = [] {
+      auto& r = metrics::Default();
+      return MqttMetrics{
+          r.GetGauge("persona_mqtt_connections", "Open MQTT connections (TCP and WebSocket)"),
+          r.GetCounter("persona_mqtt_messages_in_total", "MQTT PUBLISH packets received"),
+          r.GetCounter("persona_mqtt_refused_publishes_total",
+                       "Client PUBLISHes on server-owned topics, dropped"),
+          r.GetCounter("persona_mqtt_protocol_errors_total",
+                       "Connections closed for a protocol violation"),
+      };
+    }();
+    return m;
+  }
+};
+
+class MqttConnection final : public Link, public std::enable_shared_from_this<MqttConnection> {
+ public:
+  MqttConnection(std::shared_ptr<net::Conn> conn, Broker* broker, PublishFilter* filter,
+                 const MqttOptions& options)
+      : conn_(std::move(conn)),
+        broker_(broker),
+        filter_(filter),
+        parser_(options.max_packet_bytes, mqtt::Parser::Role::kServer),
+        options_(options) {
+    MqttMetrics::Get().connections->Add(1);
+  }
+  ~MqttConnection() override { MqttMetrics::Get().connections->Add(-1); }
+
+  void Start() {
+    auto self = shared_from_this();
+    conn_->SetReadTimeout(options_.connect_timeout_ms);
+    conn_->Start([self](std::string_view data) { self->OnData(data); },
+                 [self] { self->OnClose(); });
+  }
+
+  // Link
+  bool Send(std::string head, std::shared_ptr<const std::string> payload) override {
+    return payload ? conn_->Send(std::move(head), std::move(payload))
+                   : conn_->Send(std::move(head));
+  }
+  size_t queued_bytes() const override { return conn_->queued_bytes(); }
+  void Kick(const char* reason) override {
+    LogInfo("mqtt client disconnected", {{"client_id", client_id_}, {"reason", reason}});
+    conn_->Abort();
+  }
+
+ private:
+  // Runs on the connection's strand, one call at a time.
+  void OnData(std::string_view data) {
+    packets_.clear();
+    mqtt::ParseResult r = parser_.Feed(data, &packets_);
+    for (auto& p : packets_) {
+      if (closing_) break;
+      Handle(p);
+    }
+    if (!r.ok && !closing_) {
+      MqttMetrics::Get().protocol_errors->Inc();
+      LogInfo("mqtt protocol error", {{"remote", conn_->remote_address()},
+                                      {"client_id", client_id_},
+                                      {"reason", r.reason}});
+      if (r.connack_code) {
+        std::string out;
+        mqtt::EncodeConnack({false, *r.connack_code}, &out);
+        conn_->Send(std::move(out));
+      }
+      closing_ = true;
+      conn_->Close();
+    }
+  }
+
+  void Handle(mqtt::Packet& p) {
+    std::visit([this](auto& pkt) { On(pkt); }, p);
+  }
+
+  void On(mqtt::Connect& c) {
+    client_id_ = c.client_id.empty() ? "auto-" + NewId() : c.client_id;
+    auto attached = broker_->Connect(client_id_, c.clean_session, shared_from_this());
+    std::string out;
+    if (!attached) {
+      mqtt::EncodeConnack({false, mqtt::ConnackCode::kServerUnavailable}, &out);
+      conn_->Send(std::move(out));
+      closing_ = true;
+      conn_->Close();
+      return;
+    }
+    session_ = attached->session;
+    will_ = std::move(c.will);
+    // The server allows one and a half keep-alive periods [MQTT-3.1.2-24].
+    conn_->SetReadTimeout(c.keep_alive_s == 0 ? 0 : c.keep_alive_s * 1500);
+    mqtt::EncodeConnack({attached->session_present, mqtt::ConnackCode::kAccepted}, &out);
+    conn_->Send(std::move(out));
+    broker_->Resume(session_);
+  }
+
+  void On(mqtt::Publish& p) {
+    MqttMetrics::Get().messages_in->Inc();
+    if (p.qos == 2) {
+      // Exactly-once inbound: act on the first PUBLISH of an id, answer PUBREC
+      // to every copy, forget the id at PUBREL.
+      const bool first = awaiting_rel_.insert(p.packet_id).second;
+      std::string out;
+      mqtt::EncodePacketId(mqtt::PacketType::kPubrec, p.packet_id, &out);
+      if (first && awaiting_rel_.size() > 1024) {
+        closing_ = true;  // a client that never sends PUBREL: bound the set
+        conn_->Close();
+        return;
+      }
+      if (first) Route(p);
+      conn_->Send(std::move(out));
+      return;
+    }
+    Route(p);
+    if (p.qos == 1) {
+      std::string out;
+      mqtt::EncodePacketId(mqtt::PacketType::kPuback, p.packet_id, &out);
+      conn_->Send(std::move(out));
+    }
+  }
+
+  void Route(mqtt::Publish& p) {
+    switch (filter_->OnClientPublish(client_id_, p.topic, p.payload)) {
+      case PublishFilter::Verdict::kConsumed:
+        return;
+      case PublishFilter::Verdict::kRefused:
+        MqttMetrics::Get().refused->Inc();
+        return;
+      case PublishFilter::Verdict::kForward:
+        break;
+    }
+    Message m;
+    m.topic = std::move(p.topic);
+    m.payload = std::make_shared<const std::string>(std::move(p.payload));
+    m.qos = p.qos > 1 ? 1 : p.qos;
+    m.retain = p.retain;
+    broker_->Publish(m);
+  }
+
+  void On(mqtt::PacketIdOnly& p) {
+    switch (p.type) {
+      case mqtt::PacketType::kPuback:
+        broker_->Acked(session_, p.packet_id);
+        break;
+      case mqtt::PacketType::kPubrel: {
+        awaiting_rel_.erase(p.packet_id);
+        std::string out;
+        mqtt::EncodePacketId(mqtt::PacketType::kPubcomp, p.packet_id, &out);
+        conn_->Send(std::move(out));
+        break;
+      }
+      default:
+        break;  // PUBREC/PUBCOMP: the server never sends QoS 2, nothing to do
+    }
+  }
+
+  void On(mqtt::Subscribe& s) {
+    mqtt::Suback ack;
+    ack.packet_id = s.packet_id;
+    for (const auto& [filter, qos] : s.filters) {
+      ack.codes.push_back(filter_->MaySubscribe(client_id_, filter)
+                              ? broker_->Subscribe(session_, filter, qos)
+                              : mqtt::kSubackFailure);
+    }
+    std::string out;
+    if (mqtt::EncodeSuback(ack, &out)) conn_->Send(std::move(out));
+    for (size_t i = 0; i < s.filters.size(); ++i)
+      if (ack.codes[i] != mqtt::kSubackFailure)
+        broker_->DeliverRetained(session_, s.filters[i].first, ack.codes[i]);
+  }
+
+  void On(mqtt::Unsubscribe& u) {
+    for (const auto& f : u.filters) broker_->Unsubscribe(session_, f);
+    std::string out;
+    mqtt::EncodePacketId(mqtt::PacketType::kUnsuback, u.packet_id, &out);
+    conn_->Send(std::move(out));
+  }
+
+  void On(mqtt::Pingreq&) {
+    std::string out;
+    mqtt::EncodePingresp(&out);
+    conn_->Send(std::move(out));
+  }
+
+  void On(mqtt::Disconnect&) {
+    will_.reset();  // a clean DISCONNECT discards the will [MQTT-3.14.4-3]
+    closing_ = true;
+    conn_->Close();
+  }
+
+  // Client-bound packets never arrive here (the parser refuses them).
+  void On(mqtt::Connack&) {}
+  void On(mqtt::Suback&) {}
+  void On(mqtt::Pingresp&) {}
+
+  void OnClose() {
+    if (!session_) return;
+    if (will_) {
+      Message m;
+      m.topic = will_->topic;
+      m.payload = std::make_shared<const std::string>(std::move(will_->payload));
+      m.qos = will_->qos > 1 ? 1 : will_->qos;
+      m.retain = will_->retain;
+      will_.reset();
+      if (filter_->OnClientPublish(client_id_, m.topic, *m.payload) ==
+          PublishFilter::Verdict::kForward)
+        broker_->Publish(m);
+    }
+    broker_->Disconnect(session_, this);
+    session_.reset();
+  }
+
+  std::shared_ptr<net::Conn> conn_;
+  Broker* broker_;
+  PublishFilter* filter_;
+  mqtt::Parser parser_;
+  MqttOptions options_;
+  std::vector<mqtt::Packet> packets_;
+  std::string client_id_;
+  std::shared_ptr<Broker::Session> session_;
+  std::optional<mqtt::Will> will_;
+  std::set<uint16_t> awaiting_rel_;
+  bool closing_ = false;
+};
+
+}  // namespace
+
+void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, PublishFilter* filter,
+               const MqttOptions& options) {
+  std::make_shared<MqttConnection>(std::move(conn), broker, filter, options)->Start();
+}
+
+}  // namespace persona::realtime
