@@ -30,7 +30,8 @@ class Server:
         self.log = []
 
     def start(self, timeout=20):
-        args = [BIN, "serve", "--http-listen", "127.0.0.1:0", "--data-dir",
+        args = [BIN, "serve", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0",
+                "--data-dir",
                 os.path.join(self.data_dir, "data"), "--schemas-dir",
                 os.path.join(ROOT, "schemas")] + self.extra_args
         env = dict(os.environ)
@@ -58,6 +59,8 @@ class Server:
                     continue
                 if obj.get("msg") == "listening":
                     self.port = int(obj["http"].rsplit(":", 1)[1])
+                    mqtt = obj.get("mqtt", "off")
+                    self.mqtt_port = None if mqtt == "off" else int(mqtt.rsplit(":", 1)[1])
                     self._drain_in_background()
                     return self
         raise RuntimeError("persona did not start: " + "\n".join(self.log[-20:]))
