@@ -102,15 +102,19 @@ std::shared_ptr<Engine::Actor> Engine::GetActor(const std::string& session_id, b
   if (it != shard.actors.end()) return it->second;
   if (!create) return nullptr;
   // Bound memory: evict idle sessions from this shard when over capacity.
+  // A few idle ones per insertion keep the total near the bound without
+  // scanning the whole shard each time.
   if (cached_.load() >= options_.max_cached_sessions) {
-    for (auto e = shard.actors.begin(); e != shard.actors.end();) {
+    int evicted = 0, scanned = 0;
+    for (auto e = shard.actors.begin(); e != shard.actors.end() && evicted < 4 && scanned < 64;
+         ++scanned) {
       std::unique_lock<std::mutex> al(e->second->mu, std::try_to_lock);
       if (al.owns_lock() && !e->second->running && e->second->queue.empty()) {
         e->second->evicted = true;
         al.unlock();
         e = shard.actors.erase(e);
         cached_.fetch_sub(1);
-        if (cached_.load() < options_.max_cached_sessions * 9 / 10) break;
+        ++evicted;
       } else {
         ++e;
       }
@@ -164,6 +168,20 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
   }
 }
 
+void Engine::Forget(Actor& a) {
+  Shard& shard = shards_[std::hash<std::string>()(a.id) % kShards];
+  std::lock_guard<std::mutex> l(shard.mu);
+  auto it = shard.actors.find(a.id);
+  if (it == shard.actors.end() || it->second.get() != &a) return;
+  {
+    std::lock_guard<std::mutex> al(a.mu);
+    // Queued operations will find the session missing too; they hold the actor.
+    a.evicted = true;
+  }
+  shard.actors.erase(it);
+  cached_gauge_->Set(static_cast<int64_t>(cached_.fetch_sub(1) - 1));
+}
+
 Status Engine::EnsureLoaded(Actor& a) {
   {
     std::lock_guard<std::mutex> l(a.mu);
@@ -173,8 +191,11 @@ Status Engine::EnsureLoaded(Actor& a) {
   auto loaded = store_->Load(a.id);
   if (!loaded.ok()) {
     if (absl::IsNotFound(loaded.status())) {
-      std::lock_guard<std::mutex> l(a.mu);
-      a.deleted = true;
+      {
+        std::lock_guard<std::mutex> l(a.mu);
+        a.deleted = true;
+      }
+      Forget(a);
     }
     return loaded.status();
   }
@@ -618,6 +639,7 @@ void Engine::DeleteSession(std::string session_id, ReplyCallback done) {
                 a->state.reset();
                 a->deleted = true;
               }
+              Forget(*a);
               model::Event e = NewEvent(model::kSessionDeleted, "system", {});
               e.seq = version + 1;
               bus_->Publish(EventsTopic(a->id),

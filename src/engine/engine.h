@@ -126,6 +126,8 @@ class Engine {
   void Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject);
   // Loads the session state into the actor if needed (called inside an op).
   Status EnsureLoaded(Actor& a);
+  // Removes the actor from the map (the session does not exist).
+  void Forget(Actor& a);
   StatusOr<std::shared_ptr<const model::Schema>> SchemaFor(const std::string& name) const;
 
   // Appends `events` for the actor's session and, once durable, applies them,

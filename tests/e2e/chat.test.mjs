@@ -3,13 +3,27 @@
 //   PERSONA_URL=http://127.0.0.1:8080 node --test chat.test.mjs
 //
 // Drives Debian's Chromium through playwright-core: a chat that fills the
-// profile, a second tab on the same session, a profile edit that reaches the
-// first tab over SSE, and a rejected edit that must surface as an error.
+// profile, a second window on the same session, profile edits in either
+// window's panel that reach the other live over MQTT/WebSocket (sent as MQTT
+// profile/set, not HTTP), and a rejected edit that must surface as an error in
+// the window that made it only.
 // Optional: E2E_SCREENSHOT=/path/desktop.png, E2E_SCREENSHOT_MOBILE=/path/mobile.png
-// (defaults to <E2E_SCREENSHOT>-mobile.png), CHROMIUM=/path/to/chromium.
+// (defaults to <E2E_SCREENSHOT>-mobile.png), CHROMIUM=/path/to/chromium,
+// E2E_WEB_FROM_DISK=1 serves / and /assets/* from web/ in this checkout (while
+// the API and /mqtt go to the server): tests page changes without rebuilding.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+
+const WEB_DIR = fileURLToPath(new URL("../../web/", import.meta.url));
+const FROM_DISK = !!process.env.E2E_WEB_FROM_DISK;
+const WEB_FILES = {
+  "/": ["index.html", "text/html; charset=utf-8"],
+  "/assets/mqtt.min.js": ["assets/mqtt.min.js", "text/javascript; charset=utf-8"],
+  "/assets/persona-client.js": ["assets/persona-client.js", "text/javascript; charset=utf-8"],
+};
 
 const BASE = (process.env.PERSONA_URL || "").replace(/\/+$/, "");
 const WAIT = Number(process.env.E2E_WAIT_MS || 15000);
@@ -18,14 +32,29 @@ const SHOT_MOBILE = process.env.E2E_SCREENSHOT_MOBILE || (SHOT ? SHOT.replace(/(
 
 let browser, context, page1, page2;
 const pageErrors = [];
+const net = new Map();   // page name → {sockets: [url], mqttSent: [string], patches, eventSources}
 
 function watch(page, name) {
+  const n = { sockets: [], mqttSent: [], patches: 0, eventSources: 0 };
+  net.set(name, n);
   page.on("pageerror", (err) => pageErrors.push(`${name}: ${err.message}`));
   page.on("console", (msg) => {
     if (process.env.E2E_VERBOSE) console.error(`[${name} console.${msg.type()}] ${msg.text()}`);
   });
+  page.on("websocket", (ws) => {
+    n.sockets.push(ws.url());
+    // MQTT packets are binary frames; keep a latin1 view to find topic names.
+    ws.on("framesent", (f) => n.mqttSent.push(Buffer.isBuffer(f.payload) ? f.payload.toString("latin1") : String(f.payload)));
+  });
+  page.on("request", (req) => {
+    if (req.method() === "PATCH") n.patches++;
+    if (req.resourceType() === "eventsource") n.eventSources++;
+  });
   return page;
 }
+
+const usesMqtt = (name) => net.get(name).sockets.some((u) => /^wss?:\/\/[^/]+\/mqtt$/.test(u));
+const sentOn = (name, topicSuffix) => net.get(name).mqttSent.some((f) => f.includes(topicSuffix));
 
 const value = (page, field) => page.locator(`[data-field="${field}"] .value`);
 
@@ -62,16 +91,25 @@ before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // A page fulfilled by page.route has no address, so Chromium counts it as public
+      // and blocks its WebSocket to 127.0.0.1 (Local Network Access); not so when served.
+      ...(FROM_DISK ? ["--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests"] : [])],
   });
   context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  if (FROM_DISK) {
+    await context.route((url) => url.origin === new URL(BASE).origin && url.pathname in WEB_FILES, (route) => {
+      const [file, type] = WEB_FILES[new URL(route.request().url()).pathname];
+      return route.fulfill({ status: 200, contentType: type, body: readFileSync(WEB_DIR + file) });
+    });
+  }
 });
 
 after(async () => {
   await browser?.close();
 });
 
-test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 120000 }, async (t) => {
+test("web UI: chat, live profile, second window, MQTT sync, errors", { timeout: 120000 }, async (t) => {
   await t.test("first visit creates a session and greets", async () => {
     page1 = watch(await context.newPage(), "page1");
     const res = await page1.goto(BASE + "/");
@@ -86,6 +124,15 @@ test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 1200
       "focus starts in the message input");
   });
 
+  await t.test("live updates come over MQTT on a WebSocket at /mqtt", async () => {
+    await page1.locator('#live[data-live="true"]').waitFor({ timeout: WAIT }).catch(() => {
+      throw new Error("the live indicator never turned on");
+    });
+    assert.ok(usesMqtt("page1"), `page opened ws(s)://host/mqtt (saw ${JSON.stringify(net.get("page1").sockets)})`);
+    assert.ok(sentOn("page1", "/events"), "page subscribed to session/{id}/events");
+    assert.equal(net.get("page1").eventSources, 0, "no SSE EventSource while the WebSocket works");
+  });
+
   await t.test("chatting fills the profile", async () => {
     await sendMessage(page1, "Hi, I'm Alice Kim and I'm 34");
     await waitValue(page1, "name", /Alice/);
@@ -95,13 +142,13 @@ test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 1200
     await waitValue(page1, "occupation", /nurse/i);
     assert.equal(await page1.evaluate(() => document.activeElement && document.activeElement.id), "input",
       "focus stays in the message input after sending");
-    // Our own messages come back over SSE too; they must not be shown twice.
+    // Our own messages come back over MQTT too; they must not be shown twice.
     await page1.waitForTimeout(700);
     assert.equal(await page1.locator('#messages [data-role="user"]').count(), 2, "two user messages, no duplicates");
     assert.match((await page1.locator("#version").textContent()).trim(), /^\d+$/, "#version shows a number");
   });
 
-  await t.test("a second tab resumes the same session and profile", async () => {
+  await t.test("a second window resumes the same session and profile", async () => {
     page2 = watch(await context.newPage(), "page2");
     await page2.goto(BASE + "/");
     await waitValue(page2, "name", /Alice/);
@@ -113,9 +160,12 @@ test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 1200
     assert.equal(sid2, sid1, "same session in both tabs");
     await page2.locator('#messages [data-role="user"]', { hasText: "I live in Seoul" }).first()
       .waitFor({ timeout: WAIT });
+    await page2.locator('#live[data-live="true"]').waitFor({ timeout: WAIT });
+    assert.ok(usesMqtt("page2"), "window 2 uses MQTT over WebSocket too");
   });
 
-  await t.test("an edit in tab 2 reaches tab 1 live (SSE)", async () => {
+  await t.test("an edit in window 2's panel reaches window 1 live (MQTT)", async () => {
+    await page2.bringToFront();
     const v1 = Number((await page1.locator("#version").textContent()).trim());
     await editField(page2, "city", "Busan");
     await waitValue(page2, "city", /Busan/);
@@ -126,9 +176,28 @@ test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 1200
     await page1.waitForFunction((v) => Number(document.querySelector("#version").textContent) > v, v1,
       { timeout: WAIT });
     assert.equal(await page2.locator("#error").isVisible(), false, "no error after a valid edit");
+    assert.ok(sentOn("page2", "/profile/set"), "the edit was published on session/{id}/profile/set");
+    assert.equal(net.get("page2").patches, 0, "no HTTP PATCH while MQTT is live");
+    await page2.locator('[data-field="city"] .src', { hasText: "device" }).waitFor({ timeout: WAIT });
   });
 
-  await t.test("a chat message in tab 2 appears once in tab 1", async () => {
+  await t.test("an edit in window 1's panel reaches window 2 live (MQTT)", async () => {
+    await page1.bringToFront();
+    const v2 = Number((await page2.locator("#version").textContent()).trim());
+    await editField(page1, "occupation", "doctor");
+    await waitValue(page1, "occupation", /doctor/);
+    await waitValue(page2, "occupation", /doctor/);
+    await page2.waitForFunction((v) => Number(document.querySelector("#version").textContent) > v, v2,
+      { timeout: WAIT });
+    assert.ok(sentOn("page1", "/profile/set"), "window 1 published on profile/set");
+    assert.equal(net.get("page1").patches, 0, "no HTTP PATCH from window 1");
+    assert.equal(await page1.locator("#error").isVisible(), false, "no error after a valid edit");
+    assert.equal(await page1.locator('[data-field="occupation"].editing').count(), 0, "the editor closed");
+    assert.equal(await page1.locator("#version").textContent(), await page2.locator("#version").textContent(),
+      "both windows show the same version");
+  });
+
+  await t.test("a chat message in window 2 appears once in window 1", async () => {
     const text = "My email is alice.kim@example.com";
     await sendMessage(page2, text);
     await page1.locator('#messages [data-role="user"]', { hasText: text }).first().waitFor({ timeout: WAIT });
@@ -141,7 +210,7 @@ test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 1200
   });
 
   await t.test("an invalid edit shows the server's error and keeps the old value", async () => {
-    // Edit from tab 1: its version came over SSE, so this also checks that If-Match stays current.
+    // Edit from window 1: its version came over MQTT, so this also checks that base_version stays current.
     await page1.bringToFront();   // background tabs get throttled frames; clicks wait on them
     await editField(page1, "age", "500");
     await page1.locator("#error").waitFor({ state: "visible", timeout: WAIT });
@@ -149,6 +218,9 @@ test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 1200
     assert.ok(msg.length > 3, `error bar has a message (${msg})`);
     assert.doesNotMatch(msg, /changed elsewhere|Precondition/i, "a current If-Match is not rejected as stale");
     await waitValue(page1, "age", /^\s*34\s*$/);
+    assert.equal(await page2.locator("#error").isVisible(), false,
+      "the other window does not show an error for a command it did not send");
+    assert.equal(net.get("page1").patches, 0, "the refused edit went over MQTT too");
     // The user can dismiss it.
     await page1.locator("#error-dismiss").click();
     await page1.locator("#error").waitFor({ state: "hidden", timeout: WAIT });
@@ -172,6 +244,16 @@ test("web UI: chat, live profile, second tab, SSE sync, errors", { timeout: 1200
     assert.equal(overflow, false, "phone: no horizontal scrolling");
     if (SHOT_MOBILE) await phone.screenshot({ path: SHOT_MOBILE, fullPage: true });
     await phone.close();
+  });
+
+  await t.test("the server serves this checkout's web/ files", { skip: FROM_DISK && "E2E_WEB_FROM_DISK" }, async () => {
+    for (const [path, [file]] of Object.entries(WEB_FILES)) {
+      const res = await fetch(BASE + path);
+      assert.equal(res.status, 200, `GET ${path}`);
+      const served = Buffer.from(await res.arrayBuffer());
+      assert.ok(served.equals(readFileSync(WEB_DIR + file)),
+        `GET ${path} differs from web/${file}: rebuild persona (the web files are compiled in)`);
+    }
   });
 
   await t.test("no uncaught errors in the page", () => {

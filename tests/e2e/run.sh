@@ -7,7 +7,9 @@
 # chat.test.mjs in headless Chromium (/usr/bin/chromium, or $CHROMIUM), stops
 # the server and exits with the test's status. Set E2E_SCREENSHOT=/path.png
 # (and E2E_SCREENSHOT_MOBILE=/path.png) to keep screenshots; set
-# PERSONA_URL to test an already running server instead (then $1 is unused).
+# PERSONA_URL to test an already running server instead (then $1 is unused);
+# E2E_WEB_FROM_DISK=1 to serve / and /assets/* from web/ instead of the binary's
+# embedded copies. The @persona/client tests are clients/js/run-tests.sh.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,12 +47,12 @@ if [[ -z "${PERSONA_URL:-}" ]]; then
   bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
   tmp="$(mktemp -d -t persona-e2e.XXXXXX)"
   log="$tmp/server.log"
-  # From the repo root so ./schemas is found; MQTT on a free port too (env
-  # override, ignored if unsupported) so a running dev server does not clash.
-  # PERSONA_E2E_SERVER_ARGS adds flags (word-split).
+  # From the repo root so ./schemas is found; MQTT (TCP) on a free port too so
+  # a running dev server does not clash; the page's MQTT goes over the HTTP
+  # port's WebSocket at /mqtt. PERSONA_E2E_SERVER_ARGS adds flags (word-split).
   # shellcheck disable=SC2086
-  (cd "$here/../.." && PERSONA_MQTT__LISTEN="${PERSONA_MQTT__LISTEN:-127.0.0.1:0}" \
-    exec "$bin" serve --http-listen 127.0.0.1:0 --data-dir "$tmp/data" ${PERSONA_E2E_SERVER_ARGS:-}) \
+  (cd "$here/../.." && exec "$bin" serve --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
+    --data-dir "$tmp/data" ${PERSONA_E2E_SERVER_ARGS:-}) \
     >"$log" 2>"$tmp/server.err" &
   server_pid=$!
 

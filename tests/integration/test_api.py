@@ -240,6 +240,22 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual([e["type"] for e in b["events"]], ["session.created", "message.assistant"])
 
+    def test_probing_unknown_sessions_costs_no_memory(self):
+        def cached():
+            _, _, text = self.s.request("GET", "/metrics")
+            line = [l for l in text.splitlines() if l.startswith("persona_sessions_cached ")]
+            return int(line[0].split()[1]) if line else 0
+        before = cached()
+        c = self.s.conn()
+        for i in range(300):
+            st, _, _ = self.s.request("GET", "/v1/sessions/nosuch%d/profile" % i, conn=c)
+            self.assertEqual(st, 404)
+            st, _, _ = self.s.request("POST", "/v1/sessions/nosuch%d/messages" % i,
+                                      {"text": "hi"}, conn=c)
+            self.assertEqual(st, 404)
+        c.close()
+        self.assertLessEqual(cached(), before + 1)
+
     def test_request_id_is_returned(self):
         status, h, _ = self.s.request("GET", "/healthz", headers={"X-Request-Id": "abc-123"})
         self.assertEqual(h["x-request-id"], "abc-123")
