@@ -117,6 +117,7 @@ int Serve(const ServeFlags& flags) {
   bopt.max_inflight = static_cast<size_t>(cfg->mqtt.max_inflight);
   bopt.max_sessions = static_cast<size_t>(cfg->mqtt.max_sessions);
   bopt.max_retained = static_cast<size_t>(cfg->mqtt.max_retained);
+  bopt.session_expiry_ms = static_cast<int64_t>(cfg->mqtt.session_expiry_s) * 1000;
   realtime::Broker broker(bopt);
   realtime::PersonaBridge bridge(&engine, &broker);
   realtime::MqttOptions mopt;

@@ -97,6 +97,8 @@ const std::vector<Key>& Keys() {
       {"mqtt.max_inflight", "64", SubInt(&Config::mqtt, &Config::Mqtt::max_inflight, 1, 65535)},
       {"mqtt.max_sessions", "100000",
        SubInt(&Config::mqtt, &Config::Mqtt::max_sessions, 1, 100000000)},
+      {"mqtt.session_expiry_s", "86400",
+       SubInt(&Config::mqtt, &Config::Mqtt::session_expiry_s, 1, 100000000)},
       {"mqtt.max_retained", "100000",
        SubInt(&Config::mqtt, &Config::Mqtt::max_retained, 0, 100000000)},
       {"data_dir", "./persona-data", Str(&Config::data_dir)},

@@ -42,6 +42,7 @@ struct Config {
     int max_inflight = 64;           // unacknowledged QoS 1 per session
     int max_sessions = 100000;       // client sessions, online and offline
     int max_retained = 100000;       // retained topics (plain broker use)
+    int session_expiry_s = 86400;    // offline persistent sessions are discarded after this
   } mqtt;
   std::string data_dir = "./persona-data";
   std::string write_mode = "sync";  // sync | async

@@ -1,5 +1,6 @@
 #include "realtime/broker.h"
 
+#include "core/clock.h"
 #include "realtime/mqtt/codec.h"
 
 namespace persona::realtime {
@@ -16,6 +17,7 @@ class Broker::Session {
   // QoS 1 messages waiting for room in the in-flight window (or a connection).
   std::deque<Message> queue ABSL_GUARDED_BY(mu);
   uint16_t next_packet_id ABSL_GUARDED_BY(mu) = 1;
+  int64_t offline_since_ms = 0;  // key in Broker::offline_ (guarded by Broker::mu_); 0 = online
 
   uint16_t NextPacketId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     // Skip ids still in flight (a window of 64 never exhausts 65535).
@@ -59,6 +61,34 @@ Broker::Broker(BrokerOptions options) : options_(options) {
 
 Broker::~Broker() = default;
 
+void Broker::Discard(const std::shared_ptr<Session>& s) {
+  tree_.RemoveAll(s->id);
+  by_id_.erase(s->id);
+  auto it = sessions_.find(s->client_id);
+  if (it != sessions_.end() && it->second == s) sessions_.erase(it);
+  if (s->offline_since_ms != 0) offline_.erase({s->offline_since_ms, s->id});
+  s->offline_since_ms = 0;
+  std::lock_guard<std::mutex> sl(s->mu);
+  queued_gauge_->Add(-static_cast<int64_t>(s->queue.size()));
+  s->queue.clear();
+  s->inflight.clear();
+}
+
+bool Broker::Reap(bool need_room) {
+  const int64_t cutoff = NowMillis() - options_.session_expiry_ms;
+  while (!offline_.empty() &&
+         (offline_.begin()->first < cutoff || (need_room && sessions_.size() >= options_.max_sessions))) {
+    auto it = by_id_.find(offline_.begin()->second);
+    if (it == by_id_.end()) {
+      offline_.erase(offline_.begin());
+      continue;
+    }
+    Discard(std::shared_ptr<Session>(it->second));
+  }
+  sessions_gauge_->Set(static_cast<int64_t>(sessions_.size()));
+  return !need_room || sessions_.size() < options_.max_sessions;
+}
+
 std::optional<Broker::Attached> Broker::Connect(const std::string& client_id, bool clean_session,
                                                 std::shared_ptr<Link> link) {
   std::shared_ptr<Session> s;
@@ -66,6 +96,7 @@ std::optional<Broker::Attached> Broker::Connect(const std::string& client_id, bo
   bool present = false;
   {
     std::lock_guard<std::mutex> l(mu_);
+    Reap(false);
     auto it = sessions_.find(client_id);
     if (it != sessions_.end()) {
       s = it->second;
@@ -73,24 +104,19 @@ std::optional<Broker::Attached> Broker::Connect(const std::string& client_id, bo
         std::lock_guard<std::mutex> sl(s->mu);
         old_link = std::move(s->link);
       }
+      if (s->offline_since_ms != 0) {
+        offline_.erase({s->offline_since_ms, s->id});
+        s->offline_since_ms = 0;
+      }
       if (clean_session || s->clean) {
-        // Start afresh: drop the old session's subscriptions and queue.
-        tree_.RemoveAll(s->id);
-        by_id_.erase(s->id);
-        {
-          std::lock_guard<std::mutex> sl(s->mu);
-          queued_gauge_->Add(-static_cast<int64_t>(s->queue.size()));
-          s->queue.clear();
-          s->inflight.clear();
-        }
-        sessions_.erase(it);
+        Discard(s);  // start afresh: the old subscriptions and queue go
         s.reset();
       } else {
         present = true;
       }
     }
     if (!s) {
-      if (sessions_.size() >= options_.max_sessions) return std::nullopt;
+      if (!Reap(true)) return std::nullopt;
       s = std::make_shared<Session>();
       s->client_id = client_id;
       s->id = next_id_++;
@@ -130,19 +156,18 @@ void Broker::Disconnect(const std::shared_ptr<Session>& s, const Link* link) {
     s->link.reset();
     discard = s->clean;
   }
-  if (!discard) return;
   std::lock_guard<std::mutex> l(mu_);
   auto it = sessions_.find(s->client_id);
-  if (it != sessions_.end() && it->second == s) {
-    tree_.RemoveAll(s->id);
-    by_id_.erase(s->id);
-    sessions_.erase(it);
-    std::lock_guard<std::mutex> sl(s->mu);
-    queued_gauge_->Add(-static_cast<int64_t>(s->queue.size()));
-    s->queue.clear();
-    s->inflight.clear();
+  if (it == sessions_.end() || it->second != s) return;  // already discarded
+  if (discard) {
+    Discard(s);
+  } else if (s->offline_since_ms == 0) {
+    // Keep the session for the client's return, until it expires.
+    s->offline_since_ms = std::max<int64_t>(NowMillis(), 1);
+    while (offline_.count({s->offline_since_ms, s->id})) ++s->offline_since_ms;
+    offline_.insert({s->offline_since_ms, s->id});
   }
-  sessions_gauge_->Set(static_cast<int64_t>(sessions_.size()));
+  Reap(false);
 }
 
 uint8_t Broker::Subscribe(const std::shared_ptr<Session>& s, const std::string& filter,

@@ -13,7 +13,8 @@
 // snapshots of the same topic are coalesced (the newer replaces the older);
 // if it is still full, an online client is disconnected (it resumes from its
 // persistent session) and an offline session loses its oldest message
-// (counted). All methods are thread-safe; no connection I/O happens under a
+// (counted). Offline sessions expire after `session_expiry_ms`, and the
+// longest-offline one is discarded when `max_sessions` is reached. All methods are thread-safe; no connection I/O happens under a
 // lock (Link::Send only queues).
 #pragma once
 
@@ -24,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -58,7 +60,8 @@ struct BrokerOptions {
   size_t max_inflight = 64;            // unacknowledged QoS 1 messages per session
   size_t max_link_bytes = 4 << 20;     // socket backlog above which QoS 0 is dropped
   size_t max_retained = 100000;        // retained topics
-  size_t max_sessions = 100000;        // client sessions, online and offline
+  size_t max_sessions = 100000;        // client sessions; the longest-offline one makes room
+  int64_t session_expiry_ms = 86400000;  // offline persistent sessions are discarded after this
 };
 
 class Broker {
@@ -110,6 +113,12 @@ class Broker {
 
  private:
   void Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos);
+  // Discards a session: subscriptions, queue and all.
+  void Discard(const std::shared_ptr<Session>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards offline sessions past their expiry, and (if `need_room`) the
+  // longest-offline one when the session table is full. False if full and
+  // nothing could be discarded.
+  bool Reap(bool need_room) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   BrokerOptions options_;
   VirtualRetained virtual_retained_;
@@ -118,6 +127,8 @@ class Broker {
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<uint64_t, std::shared_ptr<Session>> by_id_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Message> retained_ ABSL_GUARDED_BY(mu_);
+  // Offline persistent sessions by the time they went offline.
+  std::set<std::pair<int64_t, uint64_t>> offline_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
 
   metrics::Counter* delivered_;

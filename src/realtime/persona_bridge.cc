@@ -19,13 +19,14 @@ bool SplitSessionTopic(std::string_view topic, std::string_view* id, std::string
   return IsValidId(*id);
 }
 
-std::string ProblemJson(const Status& st, std::string_view command) {
+std::string ProblemJson(const Status& st, std::string_view command, const json::value& request_id) {
   json::object o;
   o["type"] = "/problems/mqtt-command";
   o["title"] = "Command refused";
   o["status"] = absl::IsNotFound(st) ? 404 : absl::IsFailedPrecondition(st) ? 412 : 422;
   o["detail"] = std::string(st.message());
-  o["command"] = json::string_view(command.data(), command.size());
+  o["command"] = json::string_view(command.data(), command.size());  // "profile/set" | "messages"
+  if (!request_id.is_null()) o["request_id"] = request_id;  // echoed so a client can match it
   return json::serialize(o);
 }
 
@@ -65,10 +66,11 @@ bool PersonaBridge::MaySubscribe(const std::string& client_id, const std::string
   return true;  // authentication is not built yet (SPEC §5: tokens grant sessions)
 }
 
-void PersonaBridge::PublishError(const std::string& session_id, const Status& st) {
+void PersonaBridge::PublishError(const std::string& session_id, std::string_view command,
+                                 const json::value& request_id, const Status& st) {
   Message m;
   m.topic = std::string(kPrefix) + session_id + "/errors";
-  m.payload = std::make_shared<const std::string>(ProblemJson(st, ""));
+  m.payload = std::make_shared<const std::string>(ProblemJson(st, command, request_id));
   m.qos = 0;
   broker_->Publish(m);
 }
@@ -83,20 +85,26 @@ PublishFilter::Verdict PersonaBridge::OnClientPublish(const std::string& client_
   if (rest == "events" || rest == "profile" || rest == "errors") return Verdict::kRefused;
   if (rest != "profile/set" && rest != "messages") return Verdict::kForward;
 
-  auto on_done = [this, id](StatusOr<engine::Reply> r) {
-    if (!r.ok()) PublishError(id, r.status());
-  };
+  const std::string command(rest);
   auto parsed = ParseJson(payload);
   if (!parsed.ok() || !parsed->is_object()) {
-    PublishError(id, absl::InvalidArgumentError("payload must be a JSON object"));
+    PublishError(id, command, nullptr, absl::InvalidArgumentError("payload must be a JSON object"));
     return Verdict::kConsumed;
   }
   const json::object& body = parsed->get_object();
+  // A client-chosen id (string or number) echoed in the problem, if any.
+  json::value request_id = nullptr;
+  if (const json::value* r = Find(body, "request_id"); r && (r->is_string() || r->is_number()))
+    request_id = *r;
+  auto on_done = [this, id, command, request_id](StatusOr<engine::Reply> r) {
+    if (!r.ok()) PublishError(id, command, request_id, r.status());
+  };
   if (rest == "messages") {
     auto text = GetString(body, "text");
     if (!text || text->find_first_not_of(" \t\r\n") == std::string_view::npos ||
         text->size() > (16 << 10)) {
-      PublishError(id, absl::InvalidArgumentError("'text' must be a non-blank string"));
+      PublishError(id, command, request_id,
+                   absl::InvalidArgumentError("'text' must be a non-blank string"));
       return Verdict::kConsumed;
     }
     engine::MessageRequest req;
@@ -108,7 +116,7 @@ PublishFilter::Verdict PersonaBridge::OnClientPublish(const std::string& client_
   }
   const json::value* fields = Find(body, "fields");
   if (fields == nullptr || !fields->is_object()) {
-    PublishError(id, absl::InvalidArgumentError("'fields' must be an object"));
+    PublishError(id, command, request_id, absl::InvalidArgumentError("'fields' must be an object"));
     return Verdict::kConsumed;
   }
   engine::PatchRequest req;

@@ -4,7 +4,8 @@
 //   session/{id}/events       server → clients: each event, in seq order
 //   session/{id}/profile/set  client → server: {"fields", "base_version"?, "base_hlc"?}
 //   session/{id}/messages     client → server: {"text"}; the reply arrives on …/events
-//   session/{id}/errors       server → clients: problem+json for a refused command
+//   session/{id}/errors       server → clients: problem+json for a refused command, with
+//                             "command" and the command's "request_id" if it had one
 //
 // Events and profile snapshots come from the engine over the bus (only for
 // topics someone subscribed to); the retained profile is read from the
@@ -32,7 +33,8 @@ class PersonaBridge final : public PublishFilter {
   bool MaySubscribe(const std::string& client_id, const std::string& filter) override;
 
  private:
-  void PublishError(const std::string& session_id, const Status& st);
+  void PublishError(const std::string& session_id, std::string_view command,
+                    const json::value& request_id, const Status& st);
 
   engine::Engine* engine_;
   Broker* broker_;

@@ -246,6 +246,24 @@ test("web UI: chat, live profile, second window, MQTT sync, errors", { timeout: 
     await phone.close();
   });
 
+  await t.test("without WebSocket the page falls back to SSE and still syncs", async () => {
+    const sse = watch(await context.newPage(), "sse");
+    await sse.routeWebSocket(/\/mqtt$/, (ws) => ws.close());   // as if a proxy refused the upgrade
+    await sse.goto(BASE + "/");
+    await waitValue(sse, "city", /Busan/);
+    await sse.locator('#live[data-live="true"]').waitFor({ timeout: WAIT });
+    assert.ok(net.get("sse").eventSources > 0, "an EventSource was opened");
+    await page1.bringToFront();
+    await editField(page1, "city", "Daegu");
+    await waitValue(sse, "city", /Daegu/);
+    await sse.bringToFront();
+    await editField(sse, "city", "Incheon");
+    await waitValue(page1, "city", /Incheon/);
+    assert.ok(net.get("sse").patches > 0, "edits go over HTTP PATCH without MQTT");
+    assert.equal(await sse.locator("#error").isVisible(), false, "no error in the SSE window");
+    await sse.close();
+  });
+
   await t.test("the server serves this checkout's web/ files", { skip: FROM_DISK && "E2E_WEB_FROM_DISK" }, async () => {
     for (const [path, [file]] of Object.entries(WEB_FILES)) {
       const res = await fetch(BASE + path);

@@ -306,6 +306,31 @@ class MqttBoundsTest(unittest.TestCase):
         finally:
             s.cleanup()
 
+    def test_offline_sessions_expire_and_the_longest_offline_makes_room(self):
+        s = Server(extra_args=["--set", "mqtt.max_sessions=2",
+                               "--set", "mqtt.session_expiry_s=2"]).start()
+        try:
+            a = Client(s.mqtt_port, "a", clean=False)
+            a.subscribe("x/a")
+            a.drop()
+            time.sleep(0.1)
+            b = Client(s.mqtt_port, "b", clean=False)
+            b.subscribe("x/b")
+            b.drop()
+            time.sleep(0.1)
+            c = Client(s.mqtt_port, "c", clean=False)  # the table is full: "a" goes
+            self.assertEqual(c.return_code, 0)
+            b = Client(s.mqtt_port, "b", clean=False)
+            self.assertTrue(b.session_present)
+            b.drop()
+            c.drop()
+            time.sleep(2.5)
+            b = Client(s.mqtt_port, "b", clean=False)  # expired while offline
+            self.assertFalse(b.session_present)
+            b.disconnect()
+        finally:
+            s.cleanup()
+
 
 if __name__ == "__main__":
     unittest.main()
