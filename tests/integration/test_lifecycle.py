@@ -132,6 +132,56 @@ class LifecycleTest(unittest.TestCase):
             s.proc = None
             s.cleanup()
 
+    def test_full_disk_gives_503_keeps_serving_and_keeps_acknowledged_data(self):
+        mnt = tempfile.mkdtemp(prefix="persona-full-")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt],
+                          capture_output=True).returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("cannot mount a small tmpfs here (needs root)")
+        s = Server(data_dir=mnt)
+        try:
+            s.start()
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u"})
+            sid = b["session_id"]
+            acked, statuses = [], set()
+            conn = s.conn()
+            for i in range(20000):
+                value = "g%05d " % i + "x" * 990
+                st, h, body = s.request("PATCH", "/v1/sessions/%s/profile" % sid,
+                                        {"fields": {"goals": value}}, conn=conn)
+                statuses.add(st)
+                if st == 200:
+                    acked.append((body["version"], value))
+                else:
+                    self.assertIn(st, (503, 429), body)
+                    self.assertEqual(h["content-type"], "application/problem+json")
+                    self.assertIn("retry-after", h)
+                    break
+            conn.close()
+            self.assertTrue(statuses & {503, 429}, "the disk never filled: %s" % statuses)
+            # Still serving reads, and the last acknowledged write is what it says.
+            st, _, b = s.request("GET", "/v1/sessions/%s/profile" % sid)
+            self.assertEqual(st, 200)
+            self.assertEqual((b["version"], b["profile"]["goals"]), acked[-1])
+            self.assertEqual(s.request("GET", "/healthz")[0], 200)
+            s.kill9()
+            # Make room, restart on the same directory: every acknowledged write is there.
+            subprocess.run(["mount", "-o", "remount,size=64m", mnt], check=True)
+            s.start()
+            st, _, b = s.request("GET", "/v1/sessions/%s/profile" % sid)
+            self.assertEqual((b["version"], b["profile"]["goals"]), acked[-1])
+            st, _, evs = s.request("GET", "/v1/sessions/%s/events?after=%d&limit=1000"
+                                   % (sid, acked[-1][0] - 50))
+            got = {e["seq"]: e["data"]["value"] for e in evs["events"]
+                   if e["type"] == "profile.field_set"}
+            for version, value in acked[-50:]:
+                self.assertEqual(got.get(version), value)
+            s.stop()
+        finally:
+            s.stop()
+            subprocess.run(["umount", mnt], capture_output=True)
+            shutil.rmtree(mnt, ignore_errors=True)
+
     def test_slow_drip_client_is_cut_off_and_others_are_served(self):
         s = Server(extra_args=["--set", "http.request_timeout_ms=500"]).start()
         try:
