@@ -25,11 +25,11 @@ struct HistoryItem {
 
 struct AiRequest {
   std::shared_ptr<const model::Schema> schema;
-  json::object profile;       // current values, field → value
-  std::string text;           // the user's message
-  std::string asked_field;    // the field the previous assistant turn asked for; "" if none
+  json::object profile;              // current values, field → value
+  std::string text;                  // the user's message
+  std::string asked_field;           // the field the previous assistant turn asked for; "" if none
   std::vector<HistoryItem> history;  // bounded window, oldest first, excluding `text`
-  std::string language_hint;  // language of earlier turns ("en", "ko"), "" if unknown
+  std::string language_hint;         // language of earlier turns ("en", "ko"), "" if unknown
 };
 
 struct ProposedChange {

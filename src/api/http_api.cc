@@ -4,7 +4,7 @@
 #include <charconv>
 #include <chrono>
 
-#include "api/openapi.inc"    // kOpenApiJson
+#include "api/openapi.inc"  // kOpenApiJson
 #include "api/problem.h"
 #include "api/web_client_js.inc"  // kWebClientJs: clients/js, built for the browser
 #include "api/web_index.inc"      // kWebIndexHtml
@@ -79,7 +79,8 @@ StatusOr<uint64_t> UintParam(const std::string& query, std::string_view name, ui
 // Accepts "7", "\"7\"" and W/"7"; nullopt for "*" or garbage.
 std::optional<uint64_t> ParseVersionTag(std::string_view tag) {
   if (tag.starts_with("W/")) tag.remove_prefix(2);
-  if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"') tag = tag.substr(1, tag.size() - 2);
+  if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"')
+    tag = tag.substr(1, tag.size() - 2);
   uint64_t n = 0;
   auto [p, ec] = std::from_chars(tag.data(), tag.data() + tag.size(), n);
   if (ec != std::errc() || p != tag.data() + tag.size()) return std::nullopt;
@@ -137,9 +138,9 @@ HttpApi::HttpApi(engine::Engine* engine) : engine_(engine) {
     latency_[r] = reg.GetHistogram("persona_http_request_duration_seconds",
                                    "HTTP request latency by route", label);
     for (int c = 0; c < 6; ++c)
-      responses_[r][c] = reg.GetCounter("persona_http_responses_total",
-                                        "HTTP responses by route and status class",
-                                        label + ",code=\"" + kClasses[c] + "\"");
+      responses_[r][c] =
+          reg.GetCounter("persona_http_responses_total", "HTTP responses by route and status class",
+                         label + ",code=\"" + kClasses[c] + "\"");
   }
 }
 
@@ -233,8 +234,8 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
   if (path == "/readyz") {
     call->route = kReady;
     if (draining_ || engine_->draining())
-      return Finish(call, Problem(http::status::service_unavailable, "Service Unavailable",
-                                  "draining", ver));
+      return Finish(
+          call, Problem(http::status::service_unavailable, "Service Unavailable", "draining", ver));
     return Finish(call, Json(http::status::ok, {{"status", "ready"}}, ver));
   }
   if (path == "/metrics") {
@@ -280,10 +281,12 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
       auto s = engine_->GetSession(call->session_id);
       if (!s.ok()) return Finish(call, ProblemFor(s.status(), ver));
       net::Response res = Json(http::status::ok, *s, ver);
-      res.set(http::field::etag, "\"" + std::to_string(s->at("version").to_number<uint64_t>()) + "\"");
+      res.set(http::field::etag,
+              "\"" + std::to_string(s->at("version").to_number<uint64_t>()) + "\"");
       return Finish(call, std::move(res));
     }
-    if (method == http::verb::delete_) return engine_->DeleteSession(call->session_id, ReplyTo(call));
+    if (method == http::verb::delete_)
+      return engine_->DeleteSession(call->session_id, ReplyTo(call));
     return method_not_allowed("GET, DELETE");
   }
   if (sub == "messages") {
@@ -312,7 +315,8 @@ namespace {
 
 // Checks media type and parses the body as a JSON object. On failure fills
 // `problem` and returns nullopt.
-std::optional<json::object> ParseBody(const net::Request& req, std::optional<net::Response>* problem,
+std::optional<json::object> ParseBody(const net::Request& req,
+                                      std::optional<net::Response>* problem,
                                       std::initializer_list<std::string_view> allowed_keys) {
   const unsigned ver = req.version();
   if (!IsJsonMediaType(req[http::field::content_type])) {
@@ -376,8 +380,9 @@ void HttpApi::CreateSession(std::shared_ptr<Call> call) {
     r.metadata = m->get_object();
   }
   auto key = IdempotencyKey(call->req);
-  if (!key.ok()) return Finish(call, Problem(http::status::bad_request, "Bad Request",
-                                             key.status().message(), ver));
+  if (!key.ok())
+    return Finish(call,
+                  Problem(http::status::bad_request, "Bad Request", key.status().message(), ver));
   r.idempotency_key = *key;
   engine_->CreateSession(std::move(r), ReplyTo(call));
 }
@@ -395,8 +400,9 @@ void HttpApi::PostMessage(std::shared_ptr<Call> call) {
     return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
                                 "'text' must be non-blank and at most 16384 bytes", ver));
   auto key = IdempotencyKey(call->req);
-  if (!key.ok()) return Finish(call, Problem(http::status::bad_request, "Bad Request",
-                                             key.status().message(), ver));
+  if (!key.ok())
+    return Finish(call,
+                  Problem(http::status::bad_request, "Bad Request", key.status().message(), ver));
   engine::MessageRequest r;
   r.session_id = call->session_id;
   r.text = std::string(*text);
@@ -456,8 +462,9 @@ void HttpApi::PatchProfile(std::shared_ptr<Call> call) {
     r.if_match = *v;
   }
   auto key = IdempotencyKey(call->req);
-  if (!key.ok()) return Finish(call, Problem(http::status::bad_request, "Bad Request",
-                                             key.status().message(), ver));
+  if (!key.ok())
+    return Finish(call,
+                  Problem(http::status::bad_request, "Bad Request", key.status().message(), ver));
   r.idempotency_key = *key;
   engine_->PatchProfile(std::move(r), ReplyTo(call));
 }
@@ -485,12 +492,14 @@ void HttpApi::StreamEvents(std::shared_ptr<Call> call) {
   const unsigned ver = call->req.version();
   auto after = UintParam(call->query, "after", 0, UINT64_MAX);
   if (!after.ok())
-    return Finish(call, Problem(http::status::bad_request, "Bad Request", after.status().message(), ver));
+    return Finish(call,
+                  Problem(http::status::bad_request, "Bad Request", after.status().message(), ver));
   uint64_t from = *after;
   if (auto last = call->req["Last-Event-ID"]; !last.empty()) {
     auto v = ParseVersionTag(last);
-    if (!v) return Finish(call, Problem(http::status::bad_request, "Bad Request",
-                                        "Last-Event-ID must be an event seq", ver));
+    if (!v)
+      return Finish(call, Problem(http::status::bad_request, "Bad Request",
+                                  "Last-Event-ID must be an event seq", ver));
     from = *v;
   }
   auto version = engine_->Version(call->session_id);
@@ -515,19 +524,19 @@ void HttpApi::StreamEvents(std::shared_ptr<Call> call) {
     t.stream->Send(SseFrame(seq, type, text));
     if (type == model::kSessionDeleted) t.stream->Close();
   };
-  tail->sub = engine_->bus()->Subscribe(
-      engine::Engine::EventsTopic(call->session_id), [weak, deliver](const bus::Payload& p) {
-        auto t = weak.lock();
-        if (!t) return;
-        std::lock_guard<std::mutex> l(t->mu);
-        if (!t->stream) return;
-        if (!t->live) {
-          if (t->early.size() >= 4096) return t->stream->Close();
-          t->early.push_back(*p);
-          return;
-        }
-        deliver(*t, *p);
-      });
+  tail->sub = engine_->bus()->Subscribe(engine::Engine::EventsTopic(call->session_id),
+                                        [weak, deliver](const bus::Payload& p) {
+                                          auto t = weak.lock();
+                                          if (!t) return;
+                                          std::lock_guard<std::mutex> l(t->mu);
+                                          if (!t->stream) return;
+                                          if (!t->live) {
+                                            if (t->early.size() >= 4096) return t->stream->Close();
+                                            t->early.push_back(*p);
+                                            return;
+                                          }
+                                          deliver(*t, *p);
+                                        });
 
   net::Response head(http::status::ok, ver);
   head.set(http::field::content_type, "text/event-stream");

@@ -27,8 +27,18 @@ class HttpApi final : public net::Handler {
 
  private:
   enum Route : int {
-    kIndex, kHealth, kReady, kMetrics, kOpenApi,
-    kSessions, kSession, kMessages, kProfile, kEvents, kNotFound, kRouteCount
+    kIndex,
+    kHealth,
+    kReady,
+    kMetrics,
+    kOpenApi,
+    kSessions,
+    kSession,
+    kMessages,
+    kProfile,
+    kEvents,
+    kNotFound,
+    kRouteCount
   };
   struct Call;  // one request in flight
 

@@ -10,7 +10,8 @@ net::Response Problem(http::status status, std::string_view title, absl::string_
                       unsigned version) {
   json::object o;
   std::string slug(title);
-  for (char& c : slug) c = (c == ' ') ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : slug)
+    c = (c == ' ') ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   o["type"] = "/problems/" + slug;
   o["title"] = json::string_view(title.data(), title.size());
   o["status"] = static_cast<int>(status);
@@ -26,17 +27,25 @@ net::Response Problem(http::status status, std::string_view title, absl::string_
 
 http::status HttpStatusFor(const Status& st) {
   switch (st.code()) {
-    case absl::StatusCode::kOk: return http::status::ok;
+    case absl::StatusCode::kOk:
+      return http::status::ok;
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange: return http::status::unprocessable_entity;
-    case absl::StatusCode::kNotFound: return http::status::not_found;
-    case absl::StatusCode::kFailedPrecondition: return http::status::precondition_failed;
+    case absl::StatusCode::kOutOfRange:
+      return http::status::unprocessable_entity;
+    case absl::StatusCode::kNotFound:
+      return http::status::not_found;
+    case absl::StatusCode::kFailedPrecondition:
+      return http::status::precondition_failed;
     case absl::StatusCode::kAborted:
-    case absl::StatusCode::kAlreadyExists: return http::status::conflict;
-    case absl::StatusCode::kResourceExhausted: return http::status::too_many_requests;
+    case absl::StatusCode::kAlreadyExists:
+      return http::status::conflict;
+    case absl::StatusCode::kResourceExhausted:
+      return http::status::too_many_requests;
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded: return http::status::service_unavailable;
-    default: return http::status::internal_server_error;
+    case absl::StatusCode::kDeadlineExceeded:
+      return http::status::service_unavailable;
+    default:
+      return http::status::internal_server_error;
   }
 }
 

@@ -88,8 +88,8 @@ int Serve(const ServeFlags& flags) {
     return 2;
   }
 
-  const int threads = cfg->threads > 0 ? cfg->threads
-                                       : std::max(1u, std::thread::hardware_concurrency());
+  const int threads =
+      cfg->threads > 0 ? cfg->threads : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context ioc(threads);
   auto work = asio::make_work_guard(ioc);
 

@@ -140,7 +140,9 @@ int Import(const ServeFlags& flags, const std::string& in_file) {
     std::promise<Status> done;
     o->store->Append(std::move(req), [&done](Status st) { done.set_value(std::move(st)); });
     Status st = done.get_future().get();
-    if (!st.ok()) return absl::Status(st.code(), "session " + meta->session_id + ": " + std::string(st.message()));
+    if (!st.ok())
+      return absl::Status(st.code(),
+                          "session " + meta->session_id + ": " + std::string(st.message()));
     ++sessions;
     meta.reset();
     return absl::OkStatus();
@@ -159,7 +161,8 @@ int Import(const ServeFlags& flags, const std::string& in_file) {
       const json::value* s = Find(v->get_object(), "session");
       if (!s) return Fail("import", absl::InvalidArgumentError(at + "missing 'session'"));
       auto m = store::SessionMetaFromJson(*s);
-      if (!m.ok()) return Fail("import", absl::InvalidArgumentError(at + std::string(m.status().message())));
+      if (!m.ok())
+        return Fail("import", absl::InvalidArgumentError(at + std::string(m.status().message())));
       if (!o->schemas.count(m->schema))
         return Fail("import", absl::InvalidArgumentError(at + "unknown schema " + m->schema));
       meta = std::move(*m);
@@ -169,7 +172,8 @@ int Import(const ServeFlags& flags, const std::string& in_file) {
       if (!meta || !e || !sid || *sid != meta->session_id)
         return Fail("import", absl::InvalidArgumentError(at + "event outside its session"));
       auto ev = model::EventFromJson(*e);
-      if (!ev.ok()) return Fail("import", absl::InvalidArgumentError(at + std::string(ev.status().message())));
+      if (!ev.ok())
+        return Fail("import", absl::InvalidArgumentError(at + std::string(ev.status().message())));
       if (ev->seq != events.size() + 1)
         return Fail("import", absl::InvalidArgumentError(at + "events must be gapless from seq 1"));
       events.push_back(std::move(*ev));

@@ -34,8 +34,8 @@ class Bus {
   // another protocol, e.g. MQTT). `wants` is also what SubscriberCount asks,
   // so it must be cheap and thread-safe.
   using TopicHandler = std::function<void(const std::string& topic, const Payload&)>;
-  virtual std::unique_ptr<Subscription> SubscribeAll(TopicHandler handler,
-                                                     std::function<bool(const std::string&)> wants) = 0;
+  virtual std::unique_ptr<Subscription> SubscribeAll(
+      TopicHandler handler, std::function<bool(const std::string&)> wants) = 0;
   virtual void Publish(const std::string& topic, Payload payload) = 0;
   // Number of handlers on `topic` (cheap: lets publishers skip building payloads).
   virtual size_t SubscriberCount(const std::string& topic) const = 0;

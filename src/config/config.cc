@@ -55,7 +55,8 @@ Setter Int(int Config::*m, int64_t lo, int64_t hi) {
     return "";
   };
 }
-Setter OneOf(Setter inner, std::function<std::string(const Config&)> get, std::set<std::string> allowed) {
+Setter OneOf(Setter inner, std::function<std::string(const Config&)> get,
+             std::set<std::string> allowed) {
   return [inner, get, allowed](Config& c, const YAML::Node& n) -> std::string {
     if (auto err = inner(c, n); !err.empty()) return err;
     if (!allowed.count(get(c))) {
@@ -176,10 +177,12 @@ std::string DecodeProviders(Config& c, const YAML::Node& n) {
 
 // Walks `node` and applies every scalar leaf; unknown keys are errors.
 Status Apply(Config& c, const YAML::Node& node, const std::string& prefix) {
-  if (!node.IsMap()) return absl::InvalidArgumentError((prefix.empty() ? "config" : prefix) + ": expected a mapping");
+  if (!node.IsMap())
+    return absl::InvalidArgumentError((prefix.empty() ? "config" : prefix) +
+                                      ": expected a mapping");
   for (const auto& kv : node) {
-    const std::string key = prefix.empty() ? kv.first.as<std::string>()
-                                           : prefix + "." + kv.first.as<std::string>();
+    const std::string key =
+        prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>();
     if (key == "ai.providers") {
       if (auto err = DecodeProviders(c, kv.second); !err.empty())
         return absl::InvalidArgumentError(key + err);
@@ -261,8 +264,8 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     return absl::InvalidArgumentError("write_mode: async is not built yet (use sync)");
   for (size_t i = 0; i < c.ai.providers.size(); ++i)
     if (c.ai.providers[i].kind != "builtin")
-      return absl::InvalidArgumentError(absl::StrCat("ai.providers[", i, "].kind: ",
-                                                     c.ai.providers[i].kind,
+      return absl::InvalidArgumentError(absl::StrCat("ai.providers[", i,
+                                                     "].kind: ", c.ai.providers[i].kind,
                                                      " is not built yet (use builtin)"));
   return c;
 }
@@ -280,8 +283,10 @@ std::map<std::string, std::string> PersonaEnvironment() {
 }
 
 std::string KeysHelp() {
-  std::string out = "Configuration keys (YAML path; env PERSONA_<PATH with __ for dots>; --set key=value):\n";
-  for (const auto& k : Keys()) absl::StrAppend(&out, "  ", k.path, " (default ", k.default_text, ")\n");
+  std::string out =
+      "Configuration keys (YAML path; env PERSONA_<PATH with __ for dots>; --set key=value):\n";
+  for (const auto& k : Keys())
+    absl::StrAppend(&out, "  ", k.path, " (default ", k.default_text, ")\n");
   absl::StrAppend(&out, "  ai.providers (default [{name: offline, kind: builtin}])\n");
   return out;
 }

@@ -50,9 +50,9 @@ struct Config {
   struct Store {
     std::string backend = "rocksdb";  // rocksdb | postgres
     std::string url;
-    int snapshot_every = 64;      // events between profile snapshots
-    int max_batch = 1024;         // steps per group commit at most
-    int queue_limit = 8192;       // pending commits before 503
+    int snapshot_every = 64;  // events between profile snapshots
+    int max_batch = 1024;     // steps per group commit at most
+    int queue_limit = 8192;   // pending commits before 503
   } store;
   struct Cache {
     std::string backend = "memory";

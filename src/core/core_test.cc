@@ -66,9 +66,9 @@ TEST(Json, ParseRejectsGarbageAndInvalidUtf8AndDeepNesting) {
 
 TEST(Json, Utf8Validation) {
   EXPECT_TRUE(IsValidUtf8("héllo 서울"));
-  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong
-  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
-  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));          // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));      // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));      // truncated
 }
 
 }  // namespace

@@ -11,7 +11,8 @@ void InitLogging(std::string_view level) {
   // The message is already a complete JSON object; spdlog adds only the newline.
   logger->set_pattern("%v");
   logger->set_level(spdlog::level::from_str(std::string(level)));
-  if (level != "off" && logger->level() == spdlog::level::off) logger->set_level(spdlog::level::info);
+  if (level != "off" && logger->level() == spdlog::level::off)
+    logger->set_level(spdlog::level::info);
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
 }

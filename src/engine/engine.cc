@@ -12,8 +12,8 @@ namespace persona::engine {
 struct Engine::Actor {
   std::mutex mu;
   std::optional<SessionState> state ABSL_GUARDED_BY(mu);  // nullopt until loaded
-  bool deleted ABSL_GUARDED_BY(mu) = false;  // erased, or never existed
-  bool evicted ABSL_GUARDED_BY(mu) = false;  // removed from the map; re-fetch
+  bool deleted ABSL_GUARDED_BY(mu) = false;               // erased, or never existed
+  bool evicted ABSL_GUARDED_BY(mu) = false;               // removed from the map; re-fetch
   bool running ABSL_GUARDED_BY(mu) = false;
   std::deque<std::function<void()>> queue ABSL_GUARDED_BY(mu);
   std::string id;
@@ -47,12 +47,14 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
       schemas_(std::move(schemas)),
       executor_(std::move(executor)) {
   auto& reg = metrics::Default();
-  step_seconds_ = reg.GetHistogram("persona_step_seconds",
-                                   "Chat step latency from receipt to durable reply");
+  step_seconds_ =
+      reg.GetHistogram("persona_step_seconds", "Chat step latency from receipt to durable reply");
   steps_ = reg.GetCounter("persona_steps_total", "Chat steps completed");
   field_changes_ = reg.GetCounter("persona_profile_changes_total", "Profile fields set or cleared");
-  inflight_gauge_ = reg.GetGauge("persona_concurrent_users", "Sessions with an operation in flight now");
-  inflight_peak_ = reg.GetGauge("persona_concurrent_users_peak", "Peak of persona_concurrent_users");
+  inflight_gauge_ =
+      reg.GetGauge("persona_concurrent_users", "Sessions with an operation in flight now");
+  inflight_peak_ =
+      reg.GetGauge("persona_concurrent_users_peak", "Peak of persona_concurrent_users");
   cached_gauge_ = reg.GetGauge("persona_sessions_cached", "Sessions held in memory");
   ai_calls_ = reg.GetCounter("persona_ai_calls_total", "AI provider calls", "provider=\"all\"");
   ai_tokens_in_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"in\"");
@@ -262,7 +264,8 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
     req.snapshot = store::Snapshot{next.meta.version, next.ToSnapshot()};
   // The reply carries the post-commit profile and version.
   reply.body["version"] = next.meta.version;
-  if (reply.body.contains("profile")) reply.body["profile"] = next.profile.ValuesJson(next.schema.get());
+  if (reply.body.contains("profile"))
+    reply.body["profile"] = next.profile.ValuesJson(next.schema.get());
   if (!idempotency_key.empty()) {
     json::object rec;
     rec["status"] = reply.status;
@@ -318,7 +321,8 @@ void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
       }
       if (!prior.ok()) return done(prior.status());
       auto rec = ParseJson(**prior);
-      if (!rec.ok() || !rec->is_object()) return done(absl::DataLossError("bad idempotency record"));
+      if (!rec.ok() || !rec->is_object())
+        return done(absl::DataLossError("bad idempotency record"));
       Reply r;
       r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
       if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
@@ -424,91 +428,89 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
         ai_req.language_hint = s.language;
         ai_req.history.assign(s.history.begin(), s.history.end());
         ai_calls_->Inc();
-        provider_->Respond(
-            std::move(ai_req),
-            [this, a, release = std::move(release), s = std::move(s), req = std::move(req),
-             idem = std::move(idem), done = std::move(done),
-             start](StatusOr<ai::AiReply> ai_reply) mutable {
-              if (!ai_reply.ok()) {
-                done(absl::UnavailableError("AI provider failed: " +
-                                            std::string(ai_reply.status().message())));
-                return release();
-              }
-              ai_tokens_in_->Inc(ai_reply->tokens_in);
-              ai_tokens_out_->Inc(ai_reply->tokens_out);
-              std::vector<model::Event> events;
-              json::object user_msg;
-              const std::string message_id = NewId();
-              user_msg["message_id"] = message_id;
-              user_msg["text"] = req.text;
-              user_msg["lang"] = ai_reply->language;
-              events.push_back(NewEvent(model::kMessageUser, req.origin, std::move(user_msg)));
-              json::array changes;
-              for (const auto& c : ai_reply->changes) {
-                const json::value* prev = s.profile.Get(c.field);
-                json::object data;
-                data["field"] = c.field;
-                if (c.value.is_null()) {
-                  if (prev == nullptr || s.schema->Find(c.field) == nullptr) continue;
-                  data["previous"] = *prev;
-                  data["source"] = "ai";
-                  json::object ch;
-                  ch["field"] = c.field;
-                  ch["value"] = nullptr;
-                  ch["previous"] = *prev;
-                  changes.push_back(std::move(ch));
-                  events.push_back(NewEvent(model::kFieldCleared, "ai", std::move(data)));
-                  continue;
-                }
-                // The provider cannot write fields the schema lacks or invalid values.
-                auto valid = s.schema->Validate(c.field, c.value);
-                if (!valid.ok()) continue;
-                if (prev != nullptr && *prev == *valid) continue;
-                data["value"] = *valid;
-                data["previous"] = prev ? *prev : json::value(nullptr);
-                data["source"] = "ai";
-                data["provider"] = ai_reply->provider;
-                data["model"] = ai_reply->model;
-                json::object ch;
-                ch["field"] = c.field;
-                ch["value"] = *valid;
-                ch["previous"] = prev ? *prev : json::value(nullptr);
-                changes.push_back(std::move(ch));
-                events.push_back(NewEvent(model::kFieldSet, "ai", std::move(data)));
-              }
-              json::object bot;
-              const std::string reply_id = NewId();
-              bot["message_id"] = reply_id;
-              bot["text"] = ai_reply->text;
-              bot["asks"] = ai_reply->asks;
-              bot["lang"] = ai_reply->language;
-              bot["reply_to"] = message_id;
-              bot["source"] = "builtin";
-              bot["provider"] = ai_reply->provider;
-              bot["model"] = ai_reply->model;
-              events.push_back(NewEvent(model::kMessageAssistant, "ai", std::move(bot)));
-              Reply reply;
-              reply.body["message_id"] = message_id;
-              json::object r;
-              r["text"] = ai_reply->text;
-              r["message_id"] = reply_id;
-              reply.body["reply"] = std::move(r);
-              reply.body["changes"] = std::move(changes);
-              reply.body["profile"] = json::object();
-              reply.body["version"] = 0;
-              reply.body["source"] = "builtin";
-              auto timed = [this, start, done = std::move(done)](StatusOr<Reply> r) {
-                if (r.ok()) {
-                  steps_->Inc();
-                  step_seconds_->Observe(std::chrono::duration<double>(
-                                             std::chrono::steady_clock::now() - start)
-                                             .count());
-                }
-                done(std::move(r));
-              };
-              Commit(std::move(a), std::move(release), std::move(s), std::move(events),
-                     std::move(reply), idem, std::move(timed));
-            });
+        provider_->Respond(std::move(ai_req), [this, a, release = std::move(release),
+                                               s = std::move(s), req = std::move(req),
+                                               idem = std::move(idem), done = std::move(done),
+                                               start](StatusOr<ai::AiReply> ai_reply) mutable {
+          if (!ai_reply.ok()) {
+            done(absl::UnavailableError("AI provider failed: " +
+                                        std::string(ai_reply.status().message())));
+            return release();
+          }
+          ai_tokens_in_->Inc(ai_reply->tokens_in);
+          ai_tokens_out_->Inc(ai_reply->tokens_out);
+          std::vector<model::Event> events;
+          json::object user_msg;
+          const std::string message_id = NewId();
+          user_msg["message_id"] = message_id;
+          user_msg["text"] = req.text;
+          user_msg["lang"] = ai_reply->language;
+          events.push_back(NewEvent(model::kMessageUser, req.origin, std::move(user_msg)));
+          json::array changes;
+          for (const auto& c : ai_reply->changes) {
+            const json::value* prev = s.profile.Get(c.field);
+            json::object data;
+            data["field"] = c.field;
+            if (c.value.is_null()) {
+              if (prev == nullptr || s.schema->Find(c.field) == nullptr) continue;
+              data["previous"] = *prev;
+              data["source"] = "ai";
+              json::object ch;
+              ch["field"] = c.field;
+              ch["value"] = nullptr;
+              ch["previous"] = *prev;
+              changes.push_back(std::move(ch));
+              events.push_back(NewEvent(model::kFieldCleared, "ai", std::move(data)));
+              continue;
+            }
+            // The provider cannot write fields the schema lacks or invalid values.
+            auto valid = s.schema->Validate(c.field, c.value);
+            if (!valid.ok()) continue;
+            if (prev != nullptr && *prev == *valid) continue;
+            data["value"] = *valid;
+            data["previous"] = prev ? *prev : json::value(nullptr);
+            data["source"] = "ai";
+            data["provider"] = ai_reply->provider;
+            data["model"] = ai_reply->model;
+            json::object ch;
+            ch["field"] = c.field;
+            ch["value"] = *valid;
+            ch["previous"] = prev ? *prev : json::value(nullptr);
+            changes.push_back(std::move(ch));
+            events.push_back(NewEvent(model::kFieldSet, "ai", std::move(data)));
+          }
+          json::object bot;
+          const std::string reply_id = NewId();
+          bot["message_id"] = reply_id;
+          bot["text"] = ai_reply->text;
+          bot["asks"] = ai_reply->asks;
+          bot["lang"] = ai_reply->language;
+          bot["reply_to"] = message_id;
+          bot["source"] = "builtin";
+          bot["provider"] = ai_reply->provider;
+          bot["model"] = ai_reply->model;
+          events.push_back(NewEvent(model::kMessageAssistant, "ai", std::move(bot)));
+          Reply reply;
+          reply.body["message_id"] = message_id;
+          json::object r;
+          r["text"] = ai_reply->text;
+          r["message_id"] = reply_id;
+          reply.body["reply"] = std::move(r);
+          reply.body["changes"] = std::move(changes);
+          reply.body["profile"] = json::object();
+          reply.body["version"] = 0;
+          reply.body["source"] = "builtin";
+          auto timed = [this, start, done = std::move(done)](StatusOr<Reply> r) {
+            if (r.ok()) {
+              steps_->Inc();
+              step_seconds_->Observe(
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+            }
+            done(std::move(r));
+          };
+          Commit(std::move(a), std::move(release), std::move(s), std::move(events),
+                 std::move(reply), idem, std::move(timed));
+        });
       },
       done);
 }
@@ -551,8 +553,8 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
           s = *a->state;
         }
         if (req.if_match && *req.if_match != s.meta.version) {
-          done(absl::FailedPreconditionError(absl::StrCat(
-              "profile is at version ", s.meta.version, ", not ", *req.if_match)));
+          done(absl::FailedPreconditionError(
+              absl::StrCat("profile is at version ", s.meta.version, ", not ", *req.if_match)));
           return release();
         }
         // Validate every field first: a PATCH is all or nothing.

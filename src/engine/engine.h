@@ -65,10 +65,10 @@ struct CreateSessionRequest {
 
 struct PatchRequest {
   std::string session_id;
-  json::object fields;            // field → value, or null to clear
+  json::object fields;  // field → value, or null to clear
   std::optional<uint64_t> if_match;
-  std::optional<Hlc> base_hlc;    // device edits: the HLC the device saw (LWW)
-  std::string source = "user";    // user | device
+  std::optional<Hlc> base_hlc;  // device edits: the HLC the device saw (LWW)
+  std::string source = "user";  // user | device
   std::string idempotency_key;
 };
 
@@ -94,8 +94,7 @@ class Engine {
   StatusOr<json::object> GetSession(const std::string& session_id);
   // {"profile", "meta", "version"}; `version` is also returned separately for ETags.
   StatusOr<std::pair<std::string, uint64_t>> GetProfileJson(const std::string& session_id);
-  StatusOr<json::object> ListMessages(const std::string& session_id, size_t limit,
-                                      uint64_t before);
+  StatusOr<json::object> ListMessages(const std::string& session_id, size_t limit, uint64_t before);
   StatusOr<std::vector<model::Event>> ListEvents(const std::string& session_id, uint64_t after,
                                                  size_t limit);
   // The session's current version (after loading it); NotFound if unknown.

@@ -12,7 +12,8 @@ void SessionState::Apply(const model::Event& e, size_t history_window) {
   if (!user) asked_field = std::string(GetString(e.data, "asks").value_or(""));
   if (auto lang = GetString(e.data, "lang"); lang && user) language = std::string(*lang);
   if (history_window == 0) return;
-  history.push_back({user ? "user" : "assistant", std::string(GetString(e.data, "text").value_or(""))});
+  history.push_back(
+      {user ? "user" : "assistant", std::string(GetString(e.data, "text").value_or(""))});
   while (history.size() > history_window) history.pop_front();
 }
 
@@ -52,8 +53,7 @@ Status SessionState::RestoreSnapshot(const json::object& snap) {
 }
 
 StatusOr<SessionState> Project(const store::LoadedSession& loaded,
-                               std::shared_ptr<const model::Schema> schema,
-                               size_t history_window) {
+                               std::shared_ptr<const model::Schema> schema, size_t history_window) {
   SessionState s;
   s.meta = loaded.meta;
   s.schema = std::move(schema);

@@ -17,8 +17,8 @@ struct SessionState {
   store::SessionMeta meta;
   std::shared_ptr<const model::Schema> schema;
   model::Profile profile;
-  std::string asked_field;  // what the last assistant message asked for
-  std::string language;     // language of the last user message
+  std::string asked_field;              // what the last assistant message asked for
+  std::string language;                 // language of the last user message
   std::deque<ai::HistoryItem> history;  // the last `history_window` messages
 
   // Folds one event in (profile, history, asked field, language).
@@ -32,7 +32,6 @@ struct SessionState {
 // Rebuilds a session from its stored form. `schema` is looked up by the
 // caller from meta.schema. DataLoss if the snapshot is unreadable.
 StatusOr<SessionState> Project(const store::LoadedSession& loaded,
-                               std::shared_ptr<const model::Schema> schema,
-                               size_t history_window);
+                               std::shared_ptr<const model::Schema> schema, size_t history_window);
 
 }  // namespace persona::engine

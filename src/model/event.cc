@@ -49,7 +49,8 @@ StatusOr<Event> EventFromJson(const json::value& v) {
   auto type = GetString(o, "type");
   auto at = GetString(o, "at");
   auto hlc = GetString(o, "hlc");
-  if (!seq || *seq <= 0) return absl::InvalidArgumentError("event: 'seq' must be a positive integer");
+  if (!seq || *seq <= 0)
+    return absl::InvalidArgumentError("event: 'seq' must be a positive integer");
   if (!id || id->empty()) return absl::InvalidArgumentError("event: 'id' is required");
   if (!type || type->empty()) return absl::InvalidArgumentError("event: 'type' is required");
   if (!at || !ParseRfc3339Millis(*at, &e.at_ms))

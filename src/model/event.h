@@ -21,12 +21,12 @@ inline constexpr std::string_view kFieldCleared = "profile.field_cleared";
 inline constexpr std::string_view kSessionDeleted = "session.deleted";
 
 struct Event {
-  uint64_t seq = 0;     // 1, 2, 3 … per session, gapless
-  std::string id;       // unique within the session; client ids make appends idempotent
+  uint64_t seq = 0;  // 1, 2, 3 … per session, gapless
+  std::string id;    // unique within the session; client ids make appends idempotent
   std::string type;
-  int64_t at_ms = 0;    // wall time, rendered as RFC 3339 UTC
+  int64_t at_ms = 0;  // wall time, rendered as RFC 3339 UTC
   Hlc hlc = 0;
-  std::string origin;   // who caused it: "user", "ai", "device", "system"
+  std::string origin;  // who caused it: "user", "ai", "device", "system"
   json::object data;
 };
 

@@ -28,7 +28,8 @@ TEST(Schema, ValidatesAndNormalises) {
   EXPECT_FALSE(s->Validate("age", json::value(131)).ok());
   EXPECT_FALSE(s->Validate("age", json::value("34")).ok());
   EXPECT_FALSE(s->Validate("age", json::value(3.5)).ok());
-  EXPECT_EQ(*s->Validate("email", json::value(" Alice@Example.COM ")), json::value("alice@example.com"));
+  EXPECT_EQ(*s->Validate("email", json::value(" Alice@Example.COM ")),
+            json::value("alice@example.com"));
   EXPECT_FALSE(s->Validate("email", json::value("not-an-email")).ok());
   EXPECT_EQ(*s->Validate("phone", json::value("+82 10-1234-5678")), json::value("+821012345678"));
   EXPECT_FALSE(s->Validate("phone", json::value("call me")).ok());
@@ -90,7 +91,8 @@ TEST(Profile, ReplayAndSnapshotGiveTheSameBytes) {
   auto restored = Profile::FromSnapshot(half.ToSnapshot());
   ASSERT_TRUE(restored.ok());
   for (size_t i = 2; i < events.size(); ++i) restored->Apply(events[i]);
-  EXPECT_EQ(json::serialize(full.ValuesJson(s.get())), json::serialize(restored->ValuesJson(s.get())));
+  EXPECT_EQ(json::serialize(full.ValuesJson(s.get())),
+            json::serialize(restored->ValuesJson(s.get())));
   EXPECT_EQ(json::serialize(full.MetaJson()), json::serialize(restored->MetaJson()));
   EXPECT_EQ(json::serialize(full.ValuesJson(s.get())), R"({"name":"Al","city":"Seoul"})");
 }

@@ -25,11 +25,16 @@ std::string Trim(std::string_view s) {
 
 StatusOr<FieldType> ParseType(const std::string& t) {
   static const std::pair<const char*, FieldType> kTypes[] = {
-      {"string", FieldType::kString},   {"integer", FieldType::kInteger},
-      {"number", FieldType::kNumber},   {"boolean", FieldType::kBoolean},
-      {"email", FieldType::kEmail},     {"phone", FieldType::kPhone},
-      {"date", FieldType::kDate},       {"enum", FieldType::kEnum},
-      {"list<string>", FieldType::kStringList}, {"text", FieldType::kText},
+      {"string", FieldType::kString},
+      {"integer", FieldType::kInteger},
+      {"number", FieldType::kNumber},
+      {"boolean", FieldType::kBoolean},
+      {"email", FieldType::kEmail},
+      {"phone", FieldType::kPhone},
+      {"date", FieldType::kDate},
+      {"enum", FieldType::kEnum},
+      {"list<string>", FieldType::kStringList},
+      {"text", FieldType::kText},
   };
   for (const auto& [name, type] : kTypes)
     if (t == name) return type;
@@ -50,7 +55,8 @@ bool IsValidDate(std::string_view s) {
 }
 
 bool IsValidEmail(std::string_view s) {
-  static const std::regex kEmail(R"([A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})");
+  static const std::regex kEmail(
+      R"([A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})");
   return std::regex_match(s.begin(), s.end(), kEmail);
 }
 
@@ -94,16 +100,26 @@ StatusOr<std::string> ValidateString(const FieldSpec& f, const json::value& v) {
 
 std::string_view FieldTypeName(FieldType t) {
   switch (t) {
-    case FieldType::kString: return "string";
-    case FieldType::kInteger: return "integer";
-    case FieldType::kNumber: return "number";
-    case FieldType::kBoolean: return "boolean";
-    case FieldType::kEmail: return "email";
-    case FieldType::kPhone: return "phone";
-    case FieldType::kDate: return "date";
-    case FieldType::kEnum: return "enum";
-    case FieldType::kStringList: return "list<string>";
-    case FieldType::kText: return "text";
+    case FieldType::kString:
+      return "string";
+    case FieldType::kInteger:
+      return "integer";
+    case FieldType::kNumber:
+      return "number";
+    case FieldType::kBoolean:
+      return "boolean";
+    case FieldType::kEmail:
+      return "email";
+    case FieldType::kPhone:
+      return "phone";
+    case FieldType::kDate:
+      return "date";
+    case FieldType::kEnum:
+      return "enum";
+    case FieldType::kStringList:
+      return "list<string>";
+    case FieldType::kText:
+      return "text";
   }
   return "string";
 }
@@ -135,7 +151,9 @@ StatusOr<std::shared_ptr<const Schema>> Schema::FromYaml(std::string_view yaml) 
         return absl::InvalidArgumentError("key '" + key + "': duplicate field " + f.name);
       key = absl::StrCat("fields[", i, "].type");
       auto type = ParseType(n["type"].as<std::string>("string"));
-      if (!type.ok()) return absl::InvalidArgumentError("key '" + key + "': " + std::string(type.status().message()));
+      if (!type.ok())
+        return absl::InvalidArgumentError("key '" + key +
+                                          "': " + std::string(type.status().message()));
       f.type = *type;
       key = absl::StrCat("fields[", i, "].description");
       f.description = n["description"].as<std::string>("");
@@ -204,7 +222,8 @@ const FieldSpec* Schema::Find(std::string_view field) const {
 StatusOr<json::value> Schema::Validate(std::string_view field, const json::value& v) const {
   const FieldSpec* spec = Find(field);
   if (spec == nullptr)
-    return absl::NotFoundError(absl::StrCat("schema '", name_, "' has no field '", std::string(field), "'"));
+    return absl::NotFoundError(
+        absl::StrCat("schema '", name_, "' has no field '", std::string(field), "'"));
   const FieldSpec& f = *spec;
   switch (f.type) {
     case FieldType::kString:
@@ -264,8 +283,8 @@ StatusOr<json::value> Schema::Validate(std::string_view field, const json::value
       return v;
     case FieldType::kEnum: {
       if (!v.is_string()) return Invalid(f, "expected one of the enum values as a string");
-      const std::string s =
-          absl::AsciiStrToLower(Trim(std::string_view(v.get_string().data(), v.get_string().size())));
+      const std::string s = absl::AsciiStrToLower(
+          Trim(std::string_view(v.get_string().data(), v.get_string().size())));
       for (const auto& e : f.enum_values)
         if (absl::AsciiStrToLower(e) == s) return json::value(e);
       if (auto it = f.synonyms.find(s); it != f.synonyms.end()) return json::value(it->second);
@@ -336,7 +355,8 @@ StatusOr<std::map<std::string, std::shared_ptr<const Schema>>> LoadSchemas(const
   if (!dir.empty() && std::filesystem::is_directory(dir, ec)) {
     std::vector<std::filesystem::path> files;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-      if (e.path().extension() == ".yaml" || e.path().extension() == ".yml") files.push_back(e.path());
+      if (e.path().extension() == ".yaml" || e.path().extension() == ".yml")
+        files.push_back(e.path());
     std::sort(files.begin(), files.end());
     for (const auto& p : files) {
       std::ifstream in(p);
@@ -344,7 +364,8 @@ StatusOr<std::map<std::string, std::shared_ptr<const Schema>>> LoadSchemas(const
       ss << in.rdbuf();
       auto schema = Schema::FromYaml(ss.str());
       if (!schema.ok())
-        return absl::InvalidArgumentError(p.string() + ": " + std::string(schema.status().message()));
+        return absl::InvalidArgumentError(p.string() + ": " +
+                                          std::string(schema.status().message()));
       out[(*schema)->name()] = *schema;
     }
   }

@@ -196,10 +196,10 @@ class TcpConn final : public ConnBase<TcpConn> {
 
   template <class Handler>
   void ReadSome(Handler h) {
-    socket_.async_read_some(asio::buffer(buf_), [this, h = std::move(h)](beast::error_code ec,
-                                                                         size_t n) mutable {
-      h(ec, std::string_view(buf_, ec ? 0 : n));
-    });
+    socket_.async_read_some(asio::buffer(buf_),
+                            [this, h = std::move(h)](beast::error_code ec, size_t n) mutable {
+                              h(ec, std::string_view(buf_, ec ? 0 : n));
+                            });
   }
   template <class Handler>
   void WriteBuffers(const std::vector<asio::const_buffer>& bufs, Handler h) {
@@ -266,15 +266,16 @@ void AcceptWebSocket(beast::tcp_stream stream, beast::flat_buffer buffer,
   auto ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(stream));
   beast::get_lowest_layer(*ws).expires_never();
   // Pings from the server are not needed: MQTT has its own keep-alive.
-  websocket::stream_base::timeout t = websocket::stream_base::timeout::suggested(beast::role_type::server);
+  websocket::stream_base::timeout t =
+      websocket::stream_base::timeout::suggested(beast::role_type::server);
   t.idle_timeout = websocket::stream_base::none();
   t.keep_alive_pings = false;
   ws->set_option(t);
   ws->read_message_max(1 << 20);
-  const bool offered = req[beast::http::field::sec_websocket_protocol].find(subprotocol) !=
-                       std::string_view::npos;
-  ws->set_option(websocket::stream_base::decorator(
-      [subprotocol, offered](websocket::response_type& res) {
+  const bool offered =
+      req[beast::http::field::sec_websocket_protocol].find(subprotocol) != std::string_view::npos;
+  ws->set_option(
+      websocket::stream_base::decorator([subprotocol, offered](websocket::response_type& res) {
         if (offered) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
       }));
   auto req_ptr = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(req));

@@ -114,10 +114,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // --- called from any thread --------------------------------------------
   void Respond(Response res) {
-    asio::post(stream_.get_executor(),
-               [self = shared_from_this(), res = std::move(res)]() mutable {
-                 self->Write(std::move(res));
-               });
+    asio::post(stream_.get_executor(), [self = shared_from_this(), res = std::move(res)]() mutable {
+      self->Write(std::move(res));
+    });
   }
 
   std::shared_ptr<EventStream> StartStream(Response head) {
@@ -165,8 +164,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
     // The whole request must arrive within the timeout: slow-drip clients are cut off.
     stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -227,10 +227,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void BeginStream(std::shared_ptr<StreamImpl> s, const Response& head) {
     stream_obj_ = s;
     NetMetrics::Get().streams->Add(1);
-    std::string h = "HTTP/1.1 " + std::to_string(head.result_int()) + " " +
-                    std::string(head.reason().empty() ? http::obsolete_reason(head.result())
-                                                      : head.reason()) +
-                    "\r\n";
+    std::string h =
+        "HTTP/1.1 " + std::to_string(head.result_int()) + " " +
+        std::string(head.reason().empty() ? http::obsolete_reason(head.result()) : head.reason()) +
+        "\r\n";
     for (const auto& f : head) {
       h += std::string(f.name_string()) + ": " + std::string(f.value()) + "\r\n";
     }
@@ -241,10 +241,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     stream_.expires_never();
     // A read completes only when the peer closes (or misbehaves): end the stream then.
-    stream_.async_read_some(asio::buffer(drain_),
-                            [self = shared_from_this()](beast::error_code, size_t) {
-                              self->EndStream();
-                            });
+    stream_.async_read_some(
+        asio::buffer(drain_),
+        [self = shared_from_this()](beast::error_code, size_t) { self->EndStream(); });
     FlushStream();
   }
 
@@ -424,31 +423,32 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
 
  private:
   void DoAccept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), [self = shared_from_this()](
-                                                        boost::system::error_code ec,
-                                                        tcp::socket socket) {
-      if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-      if (!ec) {
-        if (self->live_->load() >= self->options_.max_connections) {
-          NetMetrics::Get().refused->Inc();
-          boost::system::error_code ignored;
-          socket.close(ignored);
-        } else {
-          self->live_->fetch_add(1);
-          NetMetrics::Get().accepted->Inc();
-          std::make_shared<Session>(std::move(socket), self->options_, self->handler_,
-                                    self->live_, self->ws_route_)
-              ->Start();
-        }
-      } else if (ec == asio::error::no_descriptors) {
-        // Out of file descriptors: back off briefly instead of spinning.
-        LogWarn("accept: out of file descriptors");
-        auto t = std::make_shared<asio::steady_timer>(self->ioc_, std::chrono::milliseconds(50));
-        t->async_wait([self, t](boost::system::error_code) { self->DoAccept(); });
-        return;
-      }
-      self->DoAccept();
-    });
+    acceptor_.async_accept(
+        asio::make_strand(ioc_),
+        [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+          if (!ec) {
+            if (self->live_->load() >= self->options_.max_connections) {
+              NetMetrics::Get().refused->Inc();
+              boost::system::error_code ignored;
+              socket.close(ignored);
+            } else {
+              self->live_->fetch_add(1);
+              NetMetrics::Get().accepted->Inc();
+              std::make_shared<Session>(std::move(socket), self->options_, self->handler_,
+                                        self->live_, self->ws_route_)
+                  ->Start();
+            }
+          } else if (ec == asio::error::no_descriptors) {
+            // Out of file descriptors: back off briefly instead of spinning.
+            LogWarn("accept: out of file descriptors");
+            auto t =
+                std::make_shared<asio::steady_timer>(self->ioc_, std::chrono::milliseconds(50));
+            t->async_wait([self, t](boost::system::error_code) { self->DoAccept(); });
+            return;
+          }
+          self->DoAccept();
+        });
   }
 
   asio::io_context& ioc_;

@@ -42,12 +42,13 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
  private:
   void DoAccept() {
     acceptor_.async_accept(
-        asio::make_strand(ioc_), [self = shared_from_this()](boost::system::error_code ec,
-                                                             tcp::socket socket) {
+        asio::make_strand(ioc_),
+        [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
           if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
           if (ec == asio::error::no_descriptors) {
             LogWarn("mqtt accept: out of file descriptors");
-            auto t = std::make_shared<asio::steady_timer>(self->ioc_, std::chrono::milliseconds(50));
+            auto t =
+                std::make_shared<asio::steady_timer>(self->ioc_, std::chrono::milliseconds(50));
             t->async_wait([self, t](boost::system::error_code) { self->DoAccept(); });
             return;
           }

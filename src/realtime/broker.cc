@@ -54,9 +54,10 @@ Broker::Broker(BrokerOptions options) : options_(options) {
                             "Queued snapshots replaced by a newer one on the same topic");
   kicked_slow_ = r.GetCounter("persona_mqtt_slow_consumer_disconnects_total",
                               "Clients disconnected because their queue was full");
-  sessions_gauge_ = r.GetGauge("persona_mqtt_sessions", "MQTT client sessions (online and offline)");
-  queued_gauge_ = r.GetGauge("persona_mqtt_queued_messages",
-                             "QoS 1 messages waiting in session queues");
+  sessions_gauge_ =
+      r.GetGauge("persona_mqtt_sessions", "MQTT client sessions (online and offline)");
+  queued_gauge_ =
+      r.GetGauge("persona_mqtt_queued_messages", "QoS 1 messages waiting in session queues");
 }
 
 Broker::~Broker() = default;
@@ -76,8 +77,8 @@ void Broker::Discard(const std::shared_ptr<Session>& s) {
 
 bool Broker::Reap(bool need_room) {
   const int64_t cutoff = NowMillis() - options_.session_expiry_ms;
-  while (!offline_.empty() &&
-         (offline_.begin()->first < cutoff || (need_room && sessions_.size() >= options_.max_sessions))) {
+  while (!offline_.empty() && (offline_.begin()->first < cutoff ||
+                               (need_room && sessions_.size() >= options_.max_sessions))) {
     auto it = by_id_.find(offline_.begin()->second);
     if (it == by_id_.end()) {
       offline_.erase(offline_.begin());

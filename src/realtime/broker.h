@@ -14,8 +14,8 @@
 // if it is still full, an online client is disconnected (it resumes from its
 // persistent session) and an offline session loses its oldest message
 // (counted). Offline sessions expire after `session_expiry_ms`, and the
-// longest-offline one is discarded when `max_sessions` is reached. All methods are thread-safe; no connection I/O happens under a
-// lock (Link::Send only queues).
+// longest-offline one is discarded when `max_sessions` is reached. All methods are thread-safe; no
+// connection I/O happens under a lock (Link::Send only queues).
 #pragma once
 
 #include <cstdint>
@@ -40,8 +40,8 @@ struct Message {
   std::string topic;
   std::shared_ptr<const std::string> payload;
   uint8_t qos = 0;
-  bool retain = false;     // the RETAIN flag on the wire
-  bool snapshot = false;   // a state snapshot: a newer one on the topic supersedes it
+  bool retain = false;    // the RETAIN flag on the wire
+  bool snapshot = false;  // a state snapshot: a newer one on the topic supersedes it
 };
 
 // What the broker needs of a live connection.
@@ -56,11 +56,11 @@ class Link {
 };
 
 struct BrokerOptions {
-  size_t max_queued_messages = 1000;   // per session, QoS 1, online or offline
-  size_t max_inflight = 64;            // unacknowledged QoS 1 messages per session
-  size_t max_link_bytes = 4 << 20;     // socket backlog above which QoS 0 is dropped
-  size_t max_retained = 100000;        // retained topics
-  size_t max_sessions = 100000;        // client sessions; the longest-offline one makes room
+  size_t max_queued_messages = 1000;     // per session, QoS 1, online or offline
+  size_t max_inflight = 64;              // unacknowledged QoS 1 messages per session
+  size_t max_link_bytes = 4 << 20;       // socket backlog above which QoS 0 is dropped
+  size_t max_retained = 100000;          // retained topics
+  size_t max_sessions = 100000;          // client sessions; the longest-offline one makes room
   int64_t session_expiry_ms = 86400000;  // offline persistent sessions are discarded after this
 };
 

@@ -74,9 +74,9 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     }
     if (!r.ok && !closing_) {
       MqttMetrics::Get().protocol_errors->Inc();
-      LogInfo("mqtt protocol error", {{"remote", conn_->remote_address()},
-                                      {"client_id", client_id_},
-                                      {"reason", r.reason}});
+      LogInfo(
+          "mqtt protocol error",
+          {{"remote", conn_->remote_address()}, {"client_id", client_id_}, {"reason", r.reason}});
       if (r.connack_code) {
         std::string out;
         mqtt::EncodeConnack({false, *r.connack_code}, &out);

@@ -22,7 +22,8 @@ StatusOr<SessionMeta> SessionMetaFromJson(const json::value& v) {
   m.user_id = std::string(GetString(o, "user_id").value_or(""));
   m.schema = std::string(GetString(o, "schema").value_or("default"));
   m.created_at_ms = GetInt(o, "created_at_ms").value_or(0);
-  if (const json::value* md = Find(o, "metadata"); md && md->is_object()) m.metadata = md->get_object();
+  if (const json::value* md = Find(o, "metadata"); md && md->is_object())
+    m.metadata = md->get_object();
   m.version = static_cast<uint64_t>(GetInt(o, "version").value_or(0));
   m.message_count = static_cast<uint64_t>(GetInt(o, "message_count").value_or(0));
   if (m.session_id.empty()) return absl::DataLossError("session meta: missing session_id");

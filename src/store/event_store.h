@@ -26,17 +26,17 @@ struct SessionMeta {
   std::string user_id;
   std::string schema;
   int64_t created_at_ms = 0;
-  json::object metadata;      // client-supplied, opaque
-  uint64_t version = 0;       // seq of the last event
-  uint64_t message_count = 0; // message.user + message.assistant events
+  json::object metadata;       // client-supplied, opaque
+  uint64_t version = 0;        // seq of the last event
+  uint64_t message_count = 0;  // message.user + message.assistant events
 };
 
 json::object SessionMetaToJson(const SessionMeta& m);
 StatusOr<SessionMeta> SessionMetaFromJson(const json::value& v);
 
 struct Snapshot {
-  uint64_t seq = 0;     // the state includes every event up to and including seq
-  json::object state;   // opaque to the store (the engine's projection)
+  uint64_t seq = 0;    // the state includes every event up to and including seq
+  json::object state;  // opaque to the store (the engine's projection)
 };
 
 struct LoadedSession {

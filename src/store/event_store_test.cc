@@ -147,7 +147,8 @@ TEST_F(RocksDbStoreTest, SessionIdsThatArePrefixesDoNotMix) {
 }
 
 TEST(RocksDbStoreOpen, CorruptDirectoryFailsWithAClearMessage) {
-  auto dir = std::filesystem::temp_directory_path() / ("persona-corrupt-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("persona-corrupt-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   {
     RocksDbOptions opt;

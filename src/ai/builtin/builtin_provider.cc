@@ -64,7 +64,8 @@ std::string ContactWord(const std::string& v, bool ko) {
       {"phone", {"phone", "전화"}},
       {"sms", {"text message", "문자"}},
   };
-  if (auto it = kWords.find(v); it != kWords.end()) return ko ? it->second.second : it->second.first;
+  if (auto it = kWords.find(v); it != kWords.end())
+    return ko ? it->second.second : it->second.first;
   return v;
 }
 
@@ -105,12 +106,14 @@ std::string Ack(const model::FieldSpec& f, const json::value& v, const json::val
   if (n == "age")
     return updated ? "Thanks for the correction — you're " + shown + "."
                    : "Got it — you're " + shown + ".";
-  if (n == "email") return updated ? "Thanks, I've updated your email." : "Thanks, I've noted your email.";
+  if (n == "email")
+    return updated ? "Thanks, I've updated your email." : "Thanks, I've noted your email.";
   if (n == "phone")
     return updated ? "Thanks, I've updated your phone number."
                    : "Thanks, I've noted your phone number.";
   if (n == "city")
-    return updated ? "Got it — you live in " + shown + " now." : "Got it — you live in " + shown + ".";
+    return updated ? "Got it — you live in " + shown + " now."
+                   : "Got it — you live in " + shown + ".";
   if (n == "occupation") {
     std::string what;
     if (shown == "retired" || shown == "unemployed" || shown == "self-employed" ||
@@ -134,8 +137,8 @@ std::string Ack(const model::FieldSpec& f, const json::value& v, const json::val
 }
 
 // Interests: mention only the items that are new.
-std::string InterestsAck(const model::FieldSpec& f, const json::value& v,
-                         const json::value& before, bool ko) {
+std::string InterestsAck(const model::FieldSpec& f, const json::value& v, const json::value& before,
+                         bool ko) {
   json::array fresh;
   if (v.is_array()) {
     for (const auto& item : v.get_array()) {
@@ -159,8 +162,8 @@ std::string InterestsAck(const model::FieldSpec& f, const json::value& v,
 
 bool IsGreeting(const std::string& lower) {
   const std::string t = builtin::TrimPunct(lower);
-  for (std::string_view g : {"hi", "hello", "hey", "good morning", "good afternoon",
-                             "good evening", "yo", "howdy", "안녕", "반가워", "반갑습니다"})
+  for (std::string_view g : {"hi", "hello", "hey", "good morning", "good afternoon", "good evening",
+                             "yo", "howdy", "안녕", "반가워", "반갑습니다"})
     if (t == g || t.starts_with(std::string(g) + " ") || t.starts_with(std::string(g) + ","))
       return true;
   return t.starts_with("안녕");
@@ -243,8 +246,8 @@ StatusOr<AiReply> BuiltinProvider::Reply(const AiRequest& req) const {
     parts.push_back(ko ? "괜찮아요, 넘어갈게요." : "No problem, we can skip that.");
     skip.insert(req.asked_field);
   }
-  const bool learned = !ex.changes.empty() || !ex.restated.empty() || !ex.rejected.empty() ||
-                       ex.declined;
+  const bool learned =
+      !ex.changes.empty() || !ex.restated.empty() || !ex.rejected.empty() || ex.declined;
   if (next == nullptr) {
     for (const auto& f : schema.fields()) {
       const json::value* v = Find(after, f.name);

@@ -179,7 +179,8 @@ TEST_F(BuiltinProviderTest, ClosingWhenComplete) {
   EXPECT_EQ(r.changes[0].value, json::value("sms"));
   EXPECT_EQ(r.asks, "");
   EXPECT_TRUE(Has(r.text, "I'll contact you by text message.")) << r.text;
-  EXPECT_TRUE(Has(r.text, "Thanks, Alice — I have everything I need. Anything you'd like to update?"))
+  EXPECT_TRUE(
+      Has(r.text, "Thanks, Alice — I have everything I need. Anything you'd like to update?"))
       << r.text;
 }
 

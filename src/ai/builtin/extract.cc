@@ -1,11 +1,11 @@
 #include "ai/builtin/extract.h"
 
 #include <algorithm>
+#include <boost/regex.hpp>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <mutex>
-#include <boost/regex.hpp>
 #include <set>
 #include <utility>
 
@@ -101,7 +101,8 @@ struct Ctx {
 // Calls fn(match) for every match of `re` in `s`.
 void ForEach(const boost::regex& re, const std::string& s,
              const std::function<void(const boost::smatch&)>& fn) {
-  for (auto it = boost::sregex_iterator(s.begin(), s.end(), re); it != boost::sregex_iterator(); ++it)
+  for (auto it = boost::sregex_iterator(s.begin(), s.end(), re); it != boost::sregex_iterator();
+       ++it)
     fn(*it);
 }
 
@@ -170,8 +171,8 @@ std::string Clause(const Ctx& c, size_t pos, bool comma,
   });
   if (end == std::string::npos) end = c.text.size();
   for (std::string_view stop : stops) {
-    const size_t at = c.Find(c.StopCache(stop), pos,
-                             [&](size_t from) { return c.lower.find(stop, from); });
+    const size_t at =
+        c.Find(c.StopCache(stop), pos, [&](size_t from) { return c.lower.find(stop, from); });
     if (at != std::string::npos && at < end) end = at;
   }
   return Trim(c.text.substr(pos, end - pos));
@@ -221,7 +222,7 @@ std::string StripKoreanEnding(std::string s) {
 // conjunction (과, 와, 하고, 이랑, 랑) that separates list items.
 std::string StripParticle(std::string w, bool* conj) {
   static constexpr std::pair<std::string_view, bool> kParticles[] = {
-      {"이랑", true}, {"하고", true}, {"랑", true}, {"과", true}, {"와", true},
+      {"이랑", true}, {"하고", true}, {"랑", true},  {"과", true},  {"와", true},
       {"을", false},  {"를", false},  {"도", false}, {"은", false}, {"는", false}};
   *conj = false;
   for (const auto& [p, is_conj] : kParticles) {
@@ -235,44 +236,81 @@ std::string StripParticle(std::string w, bool* conj) {
 }
 
 bool IsRefusal(const std::string& lower) {
-  static const boost::regex kEn = Re(
-      R"(\b(skip|pass|rather not|prefer not|don't want to (say|tell|share|answer)|not telling|)"
-      R"(no comment|none of your business|next question|i don't know|dunno|not sure|)"
-      R"(private|no thanks|nothing|not much|none)\b)");
-  static const boost::regex kKo = Re("(건너|넘어가|말하고 싶지 않|말하기 싫|비밀|모르겠|패스|다음 질문)");
-  const bool en = ContainsAny(lower, {"skip", "pass", "rather not", "prefer not", "don't want to ",
-                                      "not telling", "no comment", "none", "next question",
-                                      "i don't know", "dunno", "not sure", "private", "no thanks",
-                                      "nothing", "not much"});
-  const bool ko = ContainsAny(lower, {"건너", "넘어가", "말하고 싶지 않", "말하기 싫", "비밀", "모르겠",
-                                      "패스", "다음 질문"});
+  static const boost::regex kEn =
+      Re(R"(\b(skip|pass|rather not|prefer not|don't want to (say|tell|share|answer)|not telling|)"
+         R"(no comment|none of your business|next question|i don't know|dunno|not sure|)"
+         R"(private|no thanks|nothing|not much|none)\b)");
+  static const boost::regex kKo =
+      Re("(건너|넘어가|말하고 싶지 않|말하기 싫|비밀|모르겠|패스|다음 질문)");
+  const bool en =
+      ContainsAny(lower, {"skip", "pass", "rather not", "prefer not", "don't want to ",
+                          "not telling", "no comment", "none", "next question", "i don't know",
+                          "dunno", "not sure", "private", "no thanks", "nothing", "not much"});
+  const bool ko = ContainsAny(lower, {"건너", "넘어가", "말하고 싶지 않", "말하기 싫", "비밀",
+                                      "모르겠", "패스", "다음 질문"});
   return (en && boost::regex_search(lower, kEn)) || (ko && boost::regex_search(lower, kKo));
 }
 
 // ---------------------------------------------------------------- names
 
 const std::initializer_list<std::string_view> kNotNames = {
-    "i", "a", "an", "the", "not", "so", "just", "really", "very", "from", "in", "at", "here",
-    "fine", "good", "great", "ok", "okay", "sorry", "back", "also", "still", "currently", "now",
-    "actually", "tired", "happy", "sad", "married", "single", "retired", "working", "living",
-    "interested", "into", "based", "looking", "going", "trying", "planning", "learning", "male",
-    "female", "korean", "american", "british", "english", "canadian", "chinese", "japanese",
-    "french", "german", "indian", "monday", "tuesday", "wednesday", "thursday", "friday",
-    "saturday", "sunday", "well", "busy", "sure", "glad", "new", "done", "free", "available",
-    "hungry", "bored", "excited", "doing", "feeling", "hoping", "thinking", "sick", "over",
-    "under", "about", "almost", "nearly", "only", "on", "off", "no", "yes", "hi", "hello", "hey",
-    "thanks", "thank", "you", "what", "why", "how", "who", "where", "when", "it", "this", "that",
-    "my", "your", "and", "but", "or", "years", "year", "old", "unemployed", "self-employed",
-    "student", "vegan", "vegetarian", "nobody", "someone", "anyone", "fan", "big", "bit",
-    "nice", "pleased", "work", "live", "like", "love", "enjoy", "want", "moving", "moved",
-    "call", "text", "email", "phone", "please", "later", "anytime", "maybe", "instead",
-    "tomorrow", "today", "cool", "awesome", "alright", "right", "wrong", "confused", "lost"};
+    "i",          "a",          "an",
+    "the",        "not",        "so",
+    "just",       "really",     "very",
+    "from",       "in",         "at",
+    "here",       "fine",       "good",
+    "great",      "ok",         "okay",
+    "sorry",      "back",       "also",
+    "still",      "currently",  "now",
+    "actually",   "tired",      "happy",
+    "sad",        "married",    "single",
+    "retired",    "working",    "living",
+    "interested", "into",       "based",
+    "looking",    "going",      "trying",
+    "planning",   "learning",   "male",
+    "female",     "korean",     "american",
+    "british",    "english",    "canadian",
+    "chinese",    "japanese",   "french",
+    "german",     "indian",     "monday",
+    "tuesday",    "wednesday",  "thursday",
+    "friday",     "saturday",   "sunday",
+    "well",       "busy",       "sure",
+    "glad",       "new",        "done",
+    "free",       "available",  "hungry",
+    "bored",      "excited",    "doing",
+    "feeling",    "hoping",     "thinking",
+    "sick",       "over",       "under",
+    "about",      "almost",     "nearly",
+    "only",       "on",         "off",
+    "no",         "yes",        "hi",
+    "hello",      "hey",        "thanks",
+    "thank",      "you",        "what",
+    "why",        "how",        "who",
+    "where",      "when",       "it",
+    "this",       "that",       "my",
+    "your",       "and",        "but",
+    "or",         "years",      "year",
+    "old",        "unemployed", "self-employed",
+    "student",    "vegan",      "vegetarian",
+    "nobody",     "someone",    "anyone",
+    "fan",        "big",        "bit",
+    "nice",       "pleased",    "work",
+    "live",       "like",       "love",
+    "enjoy",      "want",       "moving",
+    "moved",      "call",       "text",
+    "email",      "phone",      "please",
+    "later",      "anytime",    "maybe",
+    "instead",    "tomorrow",   "today",
+    "cool",       "awesome",    "alright",
+    "right",      "wrong",      "confused",
+    "lost"};
 
 // Words that end a name ("Alice and I'm 34", "Bob from Seoul").
 const std::initializer_list<std::string_view> kNameStops = {
-    "and", "but", "from", "i", "i'm", "im", "here", "nice", "in", "at", "by", "who", "btw",
-    "please", "thanks", "thank", "live", "living", "work", "working", "the", "a", "an",
-    "and", "aged", "age", "years", "my", "so", "or", "also", "not", "is", "was", "am"};
+    "and",  "but",     "from", "i",    "i'm",    "im",     "here",  "nice", "in",
+    "at",   "by",      "who",  "btw",  "please", "thanks", "thank", "live", "living",
+    "work", "working", "the",  "a",    "an",     "and",    "aged",  "age",  "years",
+    "my",   "so",      "or",   "also", "not",    "is",     "was",   "am"};
 
 // Reads a name at `pos` of the original text. `strong` triggers ("my name
 // is") accept lower-case words, weak ones ("I'm") need a capital letter.
@@ -297,14 +335,16 @@ std::optional<std::string> NameAt(const Ctx& c, size_t pos, bool strong) {
 // Korean occupations that "저는 X예요" may name (so X is not taken as a name).
 bool IsKoreanOccupation(std::string_view w) {
   static const std::set<std::string_view> kJobs = {
-      "개발자", "프로그래머", "디자이너", "엔지니어", "기자", "교수", "의사", "교사",
-      "선생님", "선생", "학생", "주부", "회사원", "공무원", "간호사", "요리사", "셰프",
-      "변호사", "약사", "회계사", "작가", "배우", "가수", "군인", "경찰", "경찰관",
-      "소방관", "농부", "사장", "자영업자", "프리랜서", "마케터", "기획자", "연구원",
-      "연구자", "은행원", "판매원", "운전기사", "기사", "사업가", "예술가", "음악가",
-      "화가", "사진작가", "번역가", "통역사", "대학생", "대학원생", "고등학생", "중학생",
-      "초등학생", "직장인", "백수", "은퇴자", "무직", "관리자", "상담원", "사무원",
-      "승무원", "조종사", "미용사", "건축가", "과학자", "데이터 과학자", "의사선생님"};
+      "개발자",        "프로그래머", "디자이너", "엔지니어", "기자",   "교수",     "의사",
+      "교사",          "선생님",     "선생",     "학생",     "주부",   "회사원",   "공무원",
+      "간호사",        "요리사",     "셰프",     "변호사",   "약사",   "회계사",   "작가",
+      "배우",          "가수",       "군인",     "경찰",     "경찰관", "소방관",   "농부",
+      "사장",          "자영업자",   "프리랜서", "마케터",   "기획자", "연구원",   "연구자",
+      "은행원",        "판매원",     "운전기사", "기사",     "사업가", "예술가",   "음악가",
+      "화가",          "사진작가",   "번역가",   "통역사",   "대학생", "대학원생", "고등학생",
+      "중학생",        "초등학생",   "직장인",   "백수",     "은퇴자", "무직",     "관리자",
+      "상담원",        "사무원",     "승무원",   "조종사",   "미용사", "건축가",   "과학자",
+      "데이터 과학자", "의사선생님"};
   if (kJobs.count(w)) return true;
   // Common job suffixes: -사 (간호사), -생 (학생), -가 (작가), -관 (경찰관).
   for (std::string_view suffix : {"사", "생", "가", "관"})
@@ -317,13 +357,12 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
   auto add = [&](const std::optional<std::string>& n) {
     if (n && !n->empty()) out.push_back({json::value(*n), *n});
   };
-  static const boost::regex kStrong = Re(
-      R"((?:\bmy name(?:'s| is)|^name(?:'s| is|:)|\bi go by|\bi'm called|\bi am called|)"
-      R"(\bpeople call me|\byou can call me|\bjust call me) +)");
+  static const boost::regex kStrong =
+      Re(R"((?:\bmy name(?:'s| is)|^name(?:'s| is|:)|\bi go by|\bi'm called|\bi am called|)"
+         R"(\bpeople call me|\byou can call me|\bjust call me) +)");
   if (ContainsAny(c.lower, {"name", "go by", "called", "call me"})) {
-    ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
-      add(NameAt(c, m.position() + m.length(), true));
-    });
+    ForEach(kStrong, c.lower,
+            [&](const boost::smatch& m) { add(NameAt(c, m.position() + m.length(), true)); });
   }
   static const boost::regex kCallMe = Re(R"(\bcall me +)");
   if (Contains(c.lower, "call me")) {
@@ -333,9 +372,8 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
   }
   static const boost::regex kWeak = Re(R"((?:\bi'm|\bi am|\bim|\bthis is|^it's|^it is) +)");
   if (ContainsAny(c.lower, {"i'm", "i am", "im", "this is", "it's", "it is"})) {
-    ForEach(kWeak, c.lower, [&](const boost::smatch& m) {
-      add(NameAt(c, m.position() + m.length(), false));
-    });
+    ForEach(kWeak, c.lower,
+            [&](const boost::smatch& m) { add(NameAt(c, m.position() + m.length(), false)); });
   }
   if (!c.hangul) return out;  // the Korean rules below all need Hangul
   // Korean: 제 이름은 김민수예요 / 저는 김민수입니다 / 민수라고 불러 주세요.
@@ -346,8 +384,8 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
       if (!n.empty() && !HasDigit(n)) add(TitleCaseIfLower(n));
     });
   }
-  static const boost::regex kKoIam =
-      Re(R"((?:^|[ ,])(?:저는|전|나는|난) *([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이야|야|이고|라고 합니다|이라고 합니다|라고 해요|이라고 해요)(?:[ ,.!?]|$))");
+  static const boost::regex kKoIam = Re(
+      R"((?:^|[ ,])(?:저는|전|나는|난) *([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이야|야|이고|라고 합니다|이라고 합니다|라고 해요|이라고 해요)(?:[ ,.!?]|$))");
   if (ContainsAny(c.lower, {"저는", "전", "나는", "난"})) {
     ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
       const std::string n = m.str(1);
@@ -385,10 +423,10 @@ std::optional<std::string> BareName(std::string_view clause) {
 
 std::optional<int> ParseWordNumber(const std::vector<std::string>& words) {
   static const std::map<std::string_view, int> kUnits = {
-      {"zero", 0},     {"one", 1},       {"two", 2},       {"three", 3},     {"four", 4},
-      {"five", 5},     {"six", 6},       {"seven", 7},     {"eight", 8},     {"nine", 9},
-      {"ten", 10},     {"eleven", 11},   {"twelve", 12},   {"thirteen", 13}, {"fourteen", 14},
-      {"fifteen", 15}, {"sixteen", 16},  {"seventeen", 17}, {"eighteen", 18}, {"nineteen", 19}};
+      {"zero", 0},     {"one", 1},      {"two", 2},        {"three", 3},     {"four", 4},
+      {"five", 5},     {"six", 6},      {"seven", 7},      {"eight", 8},     {"nine", 9},
+      {"ten", 10},     {"eleven", 11},  {"twelve", 12},    {"thirteen", 13}, {"fourteen", 14},
+      {"fifteen", 15}, {"sixteen", 16}, {"seventeen", 17}, {"eighteen", 18}, {"nineteen", 19}};
   static const std::map<std::string_view, int> kTens = {
       {"twenty", 20}, {"thirty", 30},  {"forty", 40},  {"fifty", 50},
       {"sixty", 60},  {"seventy", 70}, {"eighty", 80}, {"ninety", 90}};
@@ -485,8 +523,8 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
         }
       }
     });
-    static const boost::regex kBorn =
-        Re(R"(\bborn (?:in |on )?(?:[a-z]+ )?(?:\d{1,2}(?:st|nd|rd|th)?,? )?(\d{4})\b|(\d{4}) *년(?:생| *에 *태어))");
+    static const boost::regex kBorn = Re(
+        R"(\bborn (?:in |on )?(?:[a-z]+ )?(?:\d{1,2}(?:st|nd|rd|th)?,? )?(\d{4})\b|(\d{4}) *년(?:생| *에 *태어))");
     if (ContainsAny(l, {"born", "년"})) {
       ForEach(kBorn, l, [&](const boost::smatch& m) {
         const int year = std::stoi(m[1].matched ? m.str(1) : m.str(2));
@@ -505,9 +543,8 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
     // Korean: 34살, 34 살, 34세, 나이는 34.
     static const boost::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *(\d{1,6}))");
     if (ContainsAny(l, {"살", "세", "나이"})) {
-      ForEach(kKo, l, [&](const boost::smatch& m) {
-        add_digits(m[1].matched ? m.str(1) : m.str(2));
-      });
+      ForEach(kKo, l,
+              [&](const boost::smatch& m) { add_digits(m[1].matched ? m.str(1) : m.str(2)); });
     }
   }
   // Korean native numbers: 서른네 살, 스무살.
@@ -555,8 +592,10 @@ std::vector<Candidate> BareNumber(const Ctx& c, bool integer) {
   if (boost::regex_search(c.lower, m, kNum)) {
     const std::string d = m.str(2);
     if (d.find('.') != std::string::npos) {
-      if (!integer) out.push_back({json::value(std::stod(d)), d});
-      else out.push_back({json::value(std::stod(d)), d});  // rejected as "not an integer"
+      if (!integer)
+        out.push_back({json::value(std::stod(d)), d});
+      else
+        out.push_back({json::value(std::stod(d)), d});  // rejected as "not an integer"
     } else {
       out.push_back(IntCandidate(std::stoll(d), d));
     }
@@ -583,8 +622,7 @@ std::vector<Candidate> BareNumber(const Ctx& c, bool integer) {
 // ---------------------------------------------------------------- email, phone, date
 
 const boost::regex& EmailRe() {
-  static const boost::regex re =
-      Re(R"([a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,})");
+  static const boost::regex re = Re(R"([a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,})");
   return re;
 }
 
@@ -618,9 +656,8 @@ std::vector<Candidate> PhoneCandidates(const Ctx& c, bool asked) {
   ForEach(kPhone, masked, [&](const boost::smatch& m) {
     const std::string raw = Trim(m.str(1));
     if (boost::regex_match(raw, kDate)) return;
-    const auto digits = std::count_if(raw.begin(), raw.end(), [](char ch) {
-      return ch >= '0' && ch <= '9';
-    });
+    const auto digits =
+        std::count_if(raw.begin(), raw.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
     if (digits >= 7 || (asked && digits >= 3)) out.push_back({json::value(raw), raw});
   });
   return out;
@@ -657,8 +694,8 @@ std::vector<Candidate> CityAt(const Ctx& c, size_t pos, bool accept_lower) {
     const bool connector = InList(w, {"de", "la", "del", "do", "da", "of", "upon", "am"});
     if (!(IsUpperStart(w) || (accept_lower && place.empty()) || (connector && !place.empty())))
       break;
-    if (InList(Lower(w), {"the", "a", "an", "my", "our", "this", "that", "here", "there",
-                          "it", "love", "now", "currently"}))
+    if (InList(Lower(w), {"the", "a", "an", "my", "our", "this", "that", "here", "there", "it",
+                          "love", "now", "currently"}))
       break;
     place += (place.empty() ? "" : " ") + w;
   }
@@ -681,7 +718,7 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
       R"(\bliving in|\bbased (?:in|out of)|\b(?:just |recently |)moved to|\brelocated to|)"
       R"(\bmy (?:city|hometown|home town|location) is|\bcity:) +)");
   if (ContainsAny(c.lower, {"live", "liv", "resid", "stay", "based", "moved to", "relocated to",
-                             "city", "hometown", "home town", "location"})) {
+                            "city", "hometown", "home town", "location"})) {
     ForEach(kLive, c.lower, [&](const boost::smatch& m) {
       append(&out, CityAt(c, m.position() + m.length(),
                           Contains(m.str(0), "is") || Contains(m.str(0), "city:")));
@@ -714,7 +751,8 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
         out.push_back({json::value(TitleCaseIfLower(raw)), raw});
     });
   }
-  static const boost::regex kKoFrom = Re(R"((?:^|[ ,])([^ ,.!?]+?) *(?:출신|에서 왔|사람이에요|사람입니다))");
+  static const boost::regex kKoFrom =
+      Re(R"((?:^|[ ,])([^ ,.!?]+?) *(?:출신|에서 왔|사람이에요|사람입니다))");
   if (ContainsAny(c.lower, {"출신", "에서 왔", "사람이에요", "사람입니다"})) {
     ForEach(kKoFrom, c.lower, [&](const boost::smatch& m) {
       if (const City* city = FindCity(m.str(1)))
@@ -742,31 +780,38 @@ std::vector<Candidate> BareCity(const Ctx& c, std::string_view clause) {
 // ---------------------------------------------------------------- occupation
 
 const std::initializer_list<std::string_view> kJobWords = {
-    "engineer", "developer", "programmer", "teacher", "nurse", "doctor", "student", "designer",
-    "manager", "lawyer", "accountant", "chef", "cook", "writer", "artist", "scientist",
-    "researcher", "professor", "consultant", "analyst", "architect", "pilot", "driver",
-    "farmer", "pharmacist", "dentist", "surgeon", "physician", "therapist", "journalist",
-    "editor", "photographer", "musician", "actor", "actress", "singer", "dancer", "mechanic",
-    "electrician", "plumber", "carpenter", "firefighter", "officer", "soldier", "cashier",
-    "clerk", "salesperson", "marketer", "entrepreneur", "founder", "ceo", "cto", "owner",
-    "freelancer", "barista", "waiter", "waitress", "bartender", "librarian", "veterinarian",
-    "vet", "paramedic", "translator", "interpreter", "secretary", "assistant", "intern",
-    "tutor", "coach", "trainer", "banker", "economist", "scientist", "technician", "cleaner",
-    "housewife", "homemaker", "retiree", "specialist", "administrator", "director", "lead",
-    "president", "executive", "producer", "director", "police", "detective", "judge", "miner",
-    "fisherman", "builder", "baker", "butcher", "tailor", "hairdresser", "stylist", "model",
-    "streamer", "youtuber", "blogger", "investor", "trader", "agent", "broker", "coordinator"};
+    "engineer",     "developer",     "programmer",  "teacher",     "nurse",       "doctor",
+    "student",      "designer",      "manager",     "lawyer",      "accountant",  "chef",
+    "cook",         "writer",        "artist",      "scientist",   "researcher",  "professor",
+    "consultant",   "analyst",       "architect",   "pilot",       "driver",      "farmer",
+    "pharmacist",   "dentist",       "surgeon",     "physician",   "therapist",   "journalist",
+    "editor",       "photographer",  "musician",    "actor",       "actress",     "singer",
+    "dancer",       "mechanic",      "electrician", "plumber",     "carpenter",   "firefighter",
+    "officer",      "soldier",       "cashier",     "clerk",       "salesperson", "marketer",
+    "entrepreneur", "founder",       "ceo",         "cto",         "owner",       "freelancer",
+    "barista",      "waiter",        "waitress",    "bartender",   "librarian",   "veterinarian",
+    "vet",          "paramedic",     "translator",  "interpreter", "secretary",   "assistant",
+    "intern",       "tutor",         "coach",       "trainer",     "banker",      "economist",
+    "scientist",    "technician",    "cleaner",     "housewife",   "homemaker",   "retiree",
+    "specialist",   "administrator", "director",    "lead",        "president",   "executive",
+    "producer",     "director",      "police",      "detective",   "judge",       "miner",
+    "fisherman",    "builder",       "baker",       "butcher",     "tailor",      "hairdresser",
+    "stylist",      "model",         "streamer",    "youtuber",    "blogger",     "investor",
+    "trader",       "agent",         "broker",      "coordinator"};
 
 // The people-words that end in job-like suffixes but are not jobs.
 const std::initializer_list<std::string_view> kNotJobs = {
-    "teenager", "beginner", "lover", "member", "foreigner", "mother", "father", "brother",
-    "sister", "daughter", "parent", "resident", "person", "fan", "bit", "lot", "child", "kid",
-    "adult", "citizen", "native", "vegan", "vegetarian", "introvert", "extrovert", "friend",
-    "newbie", "local", "tourist", "visitor", "runner", "reader", "gamer", "dreamer", "believer",
-    "survivor", "winner", "loser", "thinker", "talker", "sucker", "fighter", "hugger", "other",
-    "morning", "night", "big", "huge", "little", "good", "great", "bad", "proud", "new",
-    "single", "married", "total", "bit", "true", "real", "fast", "slow", "very", "pretty",
-    "cat", "dog", "people", "only", "early", "late", "part"};
+    "teenager", "beginner",   "lover",     "member",    "foreigner", "mother",  "father",
+    "brother",  "sister",     "daughter",  "parent",    "resident",  "person",  "fan",
+    "bit",      "lot",        "child",     "kid",       "adult",     "citizen", "native",
+    "vegan",    "vegetarian", "introvert", "extrovert", "friend",    "newbie",  "local",
+    "tourist",  "visitor",    "runner",    "reader",    "gamer",     "dreamer", "believer",
+    "survivor", "winner",     "loser",     "thinker",   "talker",    "sucker",  "fighter",
+    "hugger",   "other",      "morning",   "night",     "big",       "huge",    "little",
+    "good",     "great",      "bad",       "proud",     "new",       "single",  "married",
+    "total",    "bit",        "true",      "real",      "fast",      "slow",    "very",
+    "pretty",   "cat",        "dog",       "people",    "only",      "early",   "late",
+    "part"};
 
 bool LooksLikeJob(const std::vector<std::string>& words) {
   if (words.empty()) return false;
@@ -782,10 +827,10 @@ bool LooksLikeJob(const std::vector<std::string>& words) {
 }
 
 std::optional<std::string> JobPhrase(const Ctx& c, size_t pos, bool guard) {
-  std::string phrase = Clause(c, pos, true,
-                              {" at ", " for ", " in ", " with ", " and ", " but ", " from ",
-                               " who ", " since ", " so ", " because ", " living ", " based ",
-                               " of "});
+  std::string phrase =
+      Clause(c, pos, true,
+             {" at ", " for ", " in ", " with ", " and ", " but ", " from ", " who ", " since ",
+              " so ", " because ", " living ", " based ", " of "});
   std::vector<std::string> words = SplitWords(phrase);
   while (!words.empty() && InList(Lower(words[0]), {"a", "an", "the", "as"}))
     words.erase(words.begin());
@@ -808,20 +853,18 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
       R"(\bmy (?:job|occupation|profession|role|position|job title) is(?: as)?|\boccupation:|\bi work in|)"
       R"(\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) in|\bwork(?:ing)? (?:at|for) [^,.;!?]{1,40}? as) +)");
   if (ContainsAny(c.lower, {"work", "employ", "my ", "occupation"})) {
-    ForEach(kStrong, c.lower, [&](const boost::smatch& m) {
-      add(JobPhrase(c, m.position() + m.length(), false));
-    });
+    ForEach(kStrong, c.lower,
+            [&](const boost::smatch& m) { add(JobPhrase(c, m.position() + m.length(), false)); });
   }
   const bool i_am = ContainsAny(c.lower, {"i'm ", "i am ", "im "});
-  static const boost::regex kIam = Re(
-      R"(\bi(?:'m| am|m) (?:currently |now |actually |also |still )?(?:a|an) +)");
+  static const boost::regex kIam =
+      Re(R"(\bi(?:'m| am|m) (?:currently |now |actually |also |still )?(?:a|an) +)");
   if (i_am) {
-    ForEach(kIam, c.lower, [&](const boost::smatch& m) {
-      add(JobPhrase(c, m.position() + m.length(), true));
-    });
+    ForEach(kIam, c.lower,
+            [&](const boost::smatch& m) { add(JobPhrase(c, m.position() + m.length(), true)); });
   }
-  static const boost::regex kStatus =
-      Re(R"(\bi(?:'m| am|m) (?:currently |now )?(retired|unemployed|self-employed|between jobs|a student|a freelancer)\b)");
+  static const boost::regex kStatus = Re(
+      R"(\bi(?:'m| am|m) (?:currently |now )?(retired|unemployed|self-employed|between jobs|a student|a freelancer)\b)");
   if (i_am) {
     ForEach(kStatus, c.lower, [&](const boost::smatch& m) {
       std::string s = m.str(1);
@@ -838,9 +881,8 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
   }
   static const boost::regex kLiving = Re(R"(\bi do (.{2,40}?) for a living)");
   if (Contains(c.lower, "for a living")) {
-    ForEach(kLiving, c.lower, [&](const boost::smatch& m) {
-      add(Trim(c.text.substr(m.position(1), m.length(1))));
-    });
+    ForEach(kLiving, c.lower,
+            [&](const boost::smatch& m) { add(Trim(c.text.substr(m.position(1), m.length(1)))); });
   }
   if (!c.hangul) return out;  // the Korean rules below all need Hangul
   // Korean: 직업은 교사입니다, 개발자로 일해요, 마케팅 일을 해요, 저는 개발자예요.
@@ -862,8 +904,8 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
   if (Contains(c.lower, "일을")) {
     ForEach(kKoDo, c.lower, [&](const boost::smatch& m) { add(m.str(1)); });
   }
-  static const boost::regex kKoIam = Re(
-      R"((?:^|[ ,])([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이고|이야|야)(?:[ ,.!?]|$))");
+  static const boost::regex kKoIam =
+      Re(R"((?:^|[ ,])([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이고|이야|야)(?:[ ,.!?]|$))");
   if (ContainsAny(c.lower, {"입니다", "에요", "예요", "이고", "야"})) {
     ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
       if (IsKoreanOccupation(m.str(1))) add(m.str(1));
@@ -976,7 +1018,7 @@ std::vector<std::string> InterestItems(const Ctx& c) {
       R"(\bmy (?:hobbies|hobby|interests|interest|passions?) (?:is|are|include)|\bhobbies:|\binterests:|)"
       R"(\bin my (?:free|spare) time,? i(?: like to| love to| enjoy)?) +)");
   if (ContainsAny(c.lower, {"like", "love", "enjoy", "adore", "into", "interest", "passion",
-                             "fan of", "fond of", "keen on", "hobb", "free time", "spare time"})) {
+                            "fan of", "fond of", "keen on", "hobb", "free time", "spare time"})) {
     ForEach(kEn, c.lower, [&](const boost::smatch& m) {
       if (Negated(c.lower, m.position())) return;
       const std::string phrase =
@@ -989,9 +1031,10 @@ std::vector<std::string> InterestItems(const Ctx& c) {
     });
   }
   // Korean: 등산과 요리를 좋아해요 / 취미는 독서예요.
-  static const boost::regex kKoLike =
-      Re(R"(([^.!?]*?) *(?:을|를)? *(?:좋아해|좋아합|좋아하|즐겨|즐기|즐깁|관심이 있|관심 있|관심있))");
-  if (c.hangul && ContainsAny(c.lower, {"좋아하", "좋아해", "좋아합", "즐겨", "즐기", "즐깁", "관심"})) {
+  static const boost::regex kKoLike = Re(
+      R"(([^.!?]*?) *(?:을|를)? *(?:좋아해|좋아합|좋아하|즐겨|즐기|즐깁|관심이 있|관심 있|관심있))");
+  if (c.hangul &&
+      ContainsAny(c.lower, {"좋아하", "좋아해", "좋아합", "즐겨", "즐기", "즐깁", "관심"})) {
     ForEach(kKoLike, c.lower, [&](const boost::smatch& m) {
       std::string phrase = m.str(1);
       if (Contains(phrase, "안 ") || Contains(phrase, "싫")) return;
@@ -1042,7 +1085,7 @@ std::vector<Candidate> GoalCandidates(const Ctx& c) {
       R"(^(?:change|update|correct|fix|delete|remove|forget|clear|erase|know|ask|say|tell|talk|be called|)"
       R"(be contacted|be reached|stop|go\b|add|edit|see|check|skip|pass|hear|get contacted|receive))");
   if (ContainsAny(c.lower, {"goal", "aim", "dream", "ambition", "plan", "want", "hop", "intend",
-                             "wish", "like", "love", "trying", "working", "saving"})) {
+                            "wish", "like", "love", "trying", "working", "saving"})) {
     ForEach(kEn, c.lower, [&](const boost::smatch& m) {
       const size_t pos = m.position() + m.length();
       const std::string phrase = TrimPunct(Clause(c, pos, false, {" but "}));
@@ -1061,7 +1104,8 @@ std::vector<Candidate> GoalCandidates(const Ctx& c) {
       if (!g.empty()) goals.push_back(g);
     });
   }
-  static const boost::regex kKoWant = Re(R"(([^.!?]*?(?:고|기를|기) *(?:싶어|싶습니다|싶다|희망)[^.!?]*))");
+  static const boost::regex kKoWant =
+      Re(R"(([^.!?]*?(?:고|기를|기) *(?:싶어|싶습니다|싶다|희망)[^.!?]*))");
   static const boost::regex kKoNot = Re("(바꾸|수정|삭제|지우|변경|연락|잊어)");
   if (ContainsAny(c.lower, {"싶", "희망"})) {
     ForEach(kKoWant, c.lower, [&](const boost::smatch& m) {
@@ -1098,9 +1142,9 @@ std::vector<Candidate> EnumCandidates(const Ctx& c, const FieldSpec& f) {
   const bool asked = c.asked == f.name;
   // Only a message about this field may set it: "my email is x@y.z" must not
   // set contact_preference = email.
-  static const boost::regex kContactCue = Re(
-      R"(\b(?:contact\w*|reach|prefer|preferred|preference|rather|best way|get in touch|)"
-      R"((?:email|e-mail|text|call|phone|message|mail|ring) me)\b|연락|선호)");
+  static const boost::regex kContactCue =
+      Re(R"(\b(?:contact\w*|reach|prefer|preferred|preference|rather|best way|get in touch|)"
+         R"((?:email|e-mail|text|call|phone|message|mail|ring) me)\b|연락|선호)");
   bool cue = asked || Contains(c.lower, Words(f.name));
   if (!cue && Contains(Lower(f.name), "contact") &&
       ContainsAny(c.lower, {"contact", "reach", "prefer", "rather", "best way", "get in touch",
@@ -1149,8 +1193,10 @@ std::vector<Candidate> BoolCandidates(const Ctx& c, const FieldSpec& f) {
   std::vector<Candidate> out;
   const std::string t = TrimPunct(c.lower);
   if (c.asked == f.name) {
-    if (boost::regex_search(t, kNo)) out.push_back({json::value(false), t});
-    else if (boost::regex_search(t, kYes)) out.push_back({json::value(true), t});
+    if (boost::regex_search(t, kNo))
+      out.push_back({json::value(false), t});
+    else if (boost::regex_search(t, kYes))
+      out.push_back({json::value(true), t});
   }
   const std::string words = Words(f.name);
   if (!MayMention(c.lower, words)) return out;
@@ -1219,10 +1265,10 @@ std::vector<std::string> FieldAliases(const FieldSpec& f) {
 
 std::set<std::string> ClearedFields(const Ctx& c) {
   std::set<std::string> out;
-  static const boost::regex kEn =
-      Re(R"(\b(?:forget|delete|remove|clear|erase|drop|wipe|get rid of) +(?:about +)?(?:my|the|your) +([a-z][a-z -]*))");
-  static const boost::regex kKo = Re(
-      R"(([^ ,.!?]+(?: [^ ,.!?]+)?) *(?:을|를|은|는)? *(?:지워|삭제|잊어|지우|없애))");
+  static const boost::regex kEn = Re(
+      R"(\b(?:forget|delete|remove|clear|erase|drop|wipe|get rid of) +(?:about +)?(?:my|the|your) +([a-z][a-z -]*))");
+  static const boost::regex kKo =
+      Re(R"(([^ ,.!?]+(?: [^ ,.!?]+)?) *(?:을|를|은|는)? *(?:지워|삭제|잊어|지우|없애))");
   auto match_fields = [&](const std::string& words) {
     for (const auto& f : c.schema.fields()) {
       for (const auto& alias : FieldAliases(f)) {
@@ -1233,8 +1279,8 @@ std::set<std::string> ClearedFields(const Ctx& c) {
       }
     }
   };
-  if (ContainsAny(c.lower, {"forget", "delete", "remove", "clear", "erase", "drop", "wipe",
-                             "get rid of"}))
+  if (ContainsAny(c.lower,
+                  {"forget", "delete", "remove", "clear", "erase", "drop", "wipe", "get rid of"}))
     ForEach(kEn, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
   if (ContainsAny(c.lower, {"지워", "삭제", "잊어", "지우", "없애"}))
     ForEach(kKo, c.lower, [&](const boost::smatch& m) { match_fields(m.str(1)); });
@@ -1247,31 +1293,44 @@ std::vector<Candidate> PatternCandidates(const Ctx& c, const FieldSpec& f,
                                          const std::string& first_of_type) {
   const bool asked = c.asked == f.name;
   switch (Classify(f)) {
-    case Kind::kName: return NameCandidates(c);
-    case Kind::kAge: return AgeCandidates(c);
-    case Kind::kCity: return CityCandidates(c);
-    case Kind::kOccupation: return OccupationCandidates(c);
+    case Kind::kName:
+      return NameCandidates(c);
+    case Kind::kAge:
+      return AgeCandidates(c);
+    case Kind::kCity:
+      return CityCandidates(c);
+    case Kind::kOccupation:
+      return OccupationCandidates(c);
     case Kind::kInterests: {
       auto m = MergeInterests(c, f, InterestItems(c));
       if (m) return {*m};
       return {};
     }
-    case Kind::kGoals: return GoalCandidates(c);
-    case Kind::kGeneric: break;
+    case Kind::kGoals:
+      return GoalCandidates(c);
+    case Kind::kGeneric:
+      break;
   }
   // Typed extraction, found anywhere: only for the asked field of the type or,
   // failing that, the first field of the type in schema order.
   const bool owns_type = asked || first_of_type == f.name;
   switch (f.type) {
-    case FieldType::kEmail: return owns_type ? EmailCandidates(c, asked) : std::vector<Candidate>{};
-    case FieldType::kPhone: return owns_type ? PhoneCandidates(c, asked) : std::vector<Candidate>{};
-    case FieldType::kDate: return owns_type ? DateCandidates(c) : std::vector<Candidate>{};
-    case FieldType::kEnum: return EnumCandidates(c, f);
-    case FieldType::kBoolean: return BoolCandidates(c, f);
+    case FieldType::kEmail:
+      return owns_type ? EmailCandidates(c, asked) : std::vector<Candidate>{};
+    case FieldType::kPhone:
+      return owns_type ? PhoneCandidates(c, asked) : std::vector<Candidate>{};
+    case FieldType::kDate:
+      return owns_type ? DateCandidates(c) : std::vector<Candidate>{};
+    case FieldType::kEnum:
+      return EnumCandidates(c, f);
+    case FieldType::kBoolean:
+      return BoolCandidates(c, f);
     case FieldType::kInteger:
-    case FieldType::kNumber: return NamedNumber(c, f);
+    case FieldType::kNumber:
+      return NamedNumber(c, f);
     case FieldType::kString:
-    case FieldType::kText: return NamedString(c, f);
+    case FieldType::kText:
+      return NamedString(c, f);
     case FieldType::kStringList: {
       std::vector<std::string> items;
       for (const auto& cand : NamedString(c, f))
@@ -1293,9 +1352,12 @@ std::vector<Candidate> BareCandidates(const Ctx& c, const FieldSpec& f, std::str
       if (n) return {{json::value(*n), *n}};
       return {};
     }
-    case Kind::kAge: return BareNumber(c, true);
-    case Kind::kCity: return BareCity(c, clause);
-    case Kind::kOccupation: return BareOccupation(clause);
+    case Kind::kAge:
+      return BareNumber(c, true);
+    case Kind::kCity:
+      return BareCity(c, clause);
+    case Kind::kOccupation:
+      return BareOccupation(clause);
     case Kind::kInterests: {
       auto items = HasHangul(clause) ? SplitKoreanItems(clause) : SplitItems(clause);
       auto m = MergeInterests(c, f, items);
@@ -1308,11 +1370,14 @@ std::vector<Candidate> BareCandidates(const Ctx& c, const FieldSpec& f, std::str
       if (s.empty()) return {};
       return {{json::value(s), s}};
     }
-    case Kind::kGeneric: break;
+    case Kind::kGeneric:
+      break;
   }
   switch (f.type) {
-    case FieldType::kInteger: return BareNumber(c, true);
-    case FieldType::kNumber: return BareNumber(c, false);
+    case FieldType::kInteger:
+      return BareNumber(c, true);
+    case FieldType::kNumber:
+      return BareNumber(c, false);
     case FieldType::kEmail:
     case FieldType::kPhone:
     case FieldType::kDate:
@@ -1367,8 +1432,8 @@ std::optional<int> ParseKoreanNativeNumber(std::string_view word) {
       {"열", 10}, {"스물", 20}, {"스무", 20}, {"서른", 30}, {"마흔", 40},
       {"쉰", 50}, {"예순", 60}, {"일흔", 70}, {"여든", 80}, {"아흔", 90}};
   static constexpr std::pair<std::string_view, int> kUnits[] = {
-      {"하나", 1}, {"한", 1}, {"둘", 2}, {"두", 2}, {"셋", 3}, {"세", 3}, {"넷", 4}, {"네", 4},
-      {"다섯", 5}, {"여섯", 6}, {"일곱", 7}, {"여덟", 8}, {"아홉", 9}};
+      {"하나", 1}, {"한", 1},   {"둘", 2},   {"두", 2},   {"셋", 3},   {"세", 3},  {"넷", 4},
+      {"네", 4},   {"다섯", 5}, {"여섯", 6}, {"일곱", 7}, {"여덟", 8}, {"아홉", 9}};
   std::string_view w = word;
   while (!w.empty() && w.back() == ' ') w.remove_suffix(1);
   int value = 0;

@@ -313,8 +313,9 @@ TEST_F(ExtractTest, ClearRequests) {
 // ---------------------------------------------------------------- several facts, corrections
 
 TEST_F(ExtractTest, SeveralFactsInOneMessage) {
-  auto m = Run("Hi, I'm Alice Kim, I'm 34 and I live in Seoul. I work as a nurse and "
-               "I like hiking and jazz. Email me at alice@example.com.");
+  auto m =
+      Run("Hi, I'm Alice Kim, I'm 34 and I live in Seoul. I work as a nurse and "
+          "I like hiking and jazz. Email me at alice@example.com.");
   EXPECT_EQ(m["name"], "\"Alice Kim\"");
   EXPECT_EQ(m["age"], "34");
   EXPECT_EQ(m["city"], "\"Seoul\"");

@@ -10,8 +10,8 @@ std::string Lower(std::string_view s) {
 }
 
 bool IsWordByte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c >= 0x80 || c == '\'';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80 ||
+         c == '\'';
 }
 
 bool IsHangulAt(std::string_view s, size_t i) {
@@ -41,7 +41,8 @@ bool HasLetter(std::string_view s) {
 
 std::string Trim(std::string_view s, std::string_view extra) {
   auto strip = [&](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || extra.find(c) != std::string_view::npos;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
+           extra.find(c) != std::string_view::npos;
   };
   size_t b = 0, e = s.size();
   while (b < e && strip(s[b])) ++b;

@@ -21,12 +21,13 @@ class LocalBus::LocalSubscription final : public Subscription {
   bool all_;
 };
 
-std::unique_ptr<Subscription> LocalBus::SubscribeAll(TopicHandler handler,
-                                                     std::function<bool(const std::string&)> wants) {
+std::unique_ptr<Subscription> LocalBus::SubscribeAll(
+    TopicHandler handler, std::function<bool(const std::string&)> wants) {
   const uint64_t id = next_id_.fetch_add(1);
   std::lock_guard<std::mutex> l(firehose_mu_);
-  firehoses_.push_back({id, std::make_shared<TopicHandler>(std::move(handler)),
-                        std::make_shared<std::function<bool(const std::string&)>>(std::move(wants))});
+  firehoses_.push_back(
+      {id, std::make_shared<TopicHandler>(std::move(handler)),
+       std::make_shared<std::function<bool(const std::string&)>>(std::move(wants))});
   return std::make_unique<LocalSubscription>(this, "", id, true);
 }
 

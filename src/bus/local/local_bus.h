@@ -15,8 +15,8 @@ namespace persona::bus {
 class LocalBus final : public Bus {
  public:
   std::unique_ptr<Subscription> Subscribe(const std::string& topic, Handler handler) override;
-  std::unique_ptr<Subscription> SubscribeAll(TopicHandler handler,
-                                             std::function<bool(const std::string&)> wants) override;
+  std::unique_ptr<Subscription> SubscribeAll(
+      TopicHandler handler, std::function<bool(const std::string&)> wants) override;
   void Publish(const std::string& topic, Payload payload) override;
   size_t SubscriberCount(const std::string& topic) const override;
 

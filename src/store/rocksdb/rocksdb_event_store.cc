@@ -6,8 +6,8 @@
 #include "core/clock.h"
 #include "core/logging.h"
 #include "rocksdb/compaction_filter.h"
-#include "rocksdb/table.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
 #include "rocksdb/utilities/options_util.h"
 
 namespace persona::store {
@@ -70,8 +70,8 @@ class IdempotencyTtlFilter final : public rocksdb::CompactionFilter {
 
 RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options) : options_(options) {
   auto& reg = metrics::Default();
-  commit_seconds_ = reg.GetHistogram("persona_store_commit_seconds",
-                                     "Time to write and fsync one group commit");
+  commit_seconds_ =
+      reg.GetHistogram("persona_store_commit_seconds", "Time to write and fsync one group commit");
   batch_size_ = reg.GetHistogram("persona_store_batch_size", "Appends per group commit", "",
                                  metrics::SizeBuckets());
   fsyncs_ = reg.GetCounter("persona_store_fsyncs_total", "Group commits written with fsync");
@@ -80,7 +80,8 @@ RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options) : options_(o
   queue_depth_ = reg.GetGauge("persona_store_queue_depth", "Appends waiting for a group commit");
 }
 
-StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(const RocksDbOptions& options) {
+StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
+    const RocksDbOptions& options) {
   std::unique_ptr<RocksDbEventStore> store(new RocksDbEventStore(options));
   rocksdb::Options opt;
   opt.create_if_missing = !options.read_only;
@@ -364,8 +365,8 @@ StatusOr<std::vector<model::Event>> RocksDbEventStore::ReadEventsBackward(
   return out;
 }
 
-StatusOr<std::optional<std::string>> RocksDbEventStore::GetIdempotent(std::string_view session_scope,
-                                                                      std::string_view key) {
+StatusOr<std::optional<std::string>> RocksDbEventStore::GetIdempotent(
+    std::string_view session_scope, std::string_view key) {
   std::string v;
   const std::string k = IdemPrefix(session_scope) + std::string(key);
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), k, &v);

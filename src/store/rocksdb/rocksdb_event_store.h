@@ -29,11 +29,11 @@ namespace persona::store {
 
 struct RocksDbOptions {
   std::string path;
-  bool read_only = false;       // for replay/export while a server runs
-  size_t max_batch = 1024;      // appends per group commit
-  size_t queue_limit = 8192;    // queued appends before ResourceExhausted
+  bool read_only = false;     // for replay/export while a server runs
+  size_t max_batch = 1024;    // appends per group commit
+  size_t queue_limit = 8192;  // queued appends before ResourceExhausted
   int64_t idempotency_ttl_ms = 48LL * 3600 * 1000;
-  bool sync = true;             // fsync every commit (tests of crash safety need true)
+  bool sync = true;  // fsync every commit (tests of crash safety need true)
 };
 
 class RocksDbEventStore final : public EventStore {
