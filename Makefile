@@ -8,7 +8,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test unit integration e2e bench asan tsan clean format
+.PHONY: all deps build run test unit integration e2e bench bench-realtime asan tsan clean format
 
 all: build
 
@@ -40,6 +40,10 @@ e2e: build
 
 bench: build
 	./bench/run_steps.sh
+
+# MQTT fan-out, latency, idle memory and resume: persona vs Mosquitto vs NATS.
+bench-realtime: build
+	./bench/run_realtime.sh
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan: deps

@@ -7,7 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
-#include <deque>
+#include <array>
 #include <mutex>
 #include <vector>
 
@@ -103,25 +103,20 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
       std::lock_guard<std::mutex> l(mu_);
       flush_scheduled_ = false;
       writing_items_.clear();
-      while (!out_.empty()) {
-        writing_items_.push_back(std::move(out_.front()));
-        out_.pop_front();
-      }
+      writing_items_.swap(out_);
+      if (writing_items_.empty()) std::vector<Item>().swap(out_);  // idle: hold nothing
     }
     if (writing_items_.empty()) {
+      // Idle again: give the buffers back (most connections are idle).
+      std::vector<Item>().swap(writing_items_);
       if (close_after_write_) Finish();
       return;
     }
-    buffers_.clear();
     size_t bytes = 0;
-    for (const auto& it : writing_items_) {
-      buffers_.emplace_back(asio::buffer(it.head));
-      if (it.payload) buffers_.emplace_back(asio::buffer(*it.payload));
-      bytes += it.size();
-    }
+    for (const auto& it : writing_items_) bytes += it.size();
     writing_ = true;
-    static_cast<Derived*>(this)->WriteBuffers(
-        buffers_, [self = Self(), bytes](beast::error_code ec) {
+    static_cast<Derived*>(this)->WriteItems(
+        writing_items_, [self = Self(), bytes](beast::error_code ec) {
           self->writing_ = false;
           self->queued_.fetch_sub(bytes, std::memory_order_relaxed);
           if (ec) return self->Finish();
@@ -173,11 +168,10 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
   int read_timeout_ms_ = 0;
   std::chrono::steady_clock::time_point last_read_ = std::chrono::steady_clock::now();
   std::vector<Item> writing_items_;
-  std::vector<asio::const_buffer> buffers_;
 
   // Shared with senders on other threads.
   std::mutex mu_;
-  std::deque<Item> out_;
+  std::vector<Item> out_;  // a vector: an idle connection holds no allocation
   bool closed_ = false;
   bool flush_scheduled_ = false;
   std::atomic<size_t> queued_{0};
@@ -189,21 +183,34 @@ class TcpConn final : public ConnBase<TcpConn> {
       : ConnBase(socket.get_executor()), socket_(std::move(socket)) {
     beast::error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);  // read_some after wait_read must never block
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
   std::string_view transport() const override { return "tcp"; }
 
+  // Waits for readability, then reads into a per-thread buffer: an idle
+  // connection holds no read buffer (8 KiB each would dominate its memory).
   template <class Handler>
   void ReadSome(Handler h) {
-    socket_.async_read_some(asio::buffer(buf_),
-                            [this, h = std::move(h)](beast::error_code ec, size_t n) mutable {
-                              h(ec, std::string_view(buf_, ec ? 0 : n));
-                            });
+    socket_.async_wait(tcp::socket::wait_read, [this, h = std::move(h)](
+                                                   beast::error_code ec) mutable {
+      if (ec) return h(ec, std::string_view());
+      thread_local char buf[16384];
+      const size_t n = socket_.read_some(asio::buffer(buf), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again)
+        return h(beast::error_code(), std::string_view());
+      h(ec, std::string_view(buf, ec ? 0 : n));
+    });
   }
   template <class Handler>
-  void WriteBuffers(const std::vector<asio::const_buffer>& bufs, Handler h) {
-    asio::async_write(socket_, bufs,
+  void WriteItems(const std::vector<Item>& items, Handler h) {
+    buffers_.clear();
+    for (const auto& it : items) {
+      buffers_.emplace_back(asio::buffer(it.head));
+      if (it.payload) buffers_.emplace_back(asio::buffer(*it.payload));
+    }
+    asio::async_write(socket_, buffers_,
                       [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
   }
   void CloseStream() {
@@ -214,7 +221,7 @@ class TcpConn final : public ConnBase<TcpConn> {
 
  private:
   tcp::socket socket_;
-  char buf_[8192];
+  std::vector<asio::const_buffer> buffers_;
 };
 
 class WsConn final : public ConnBase<WsConn> {
@@ -237,9 +244,22 @@ class WsConn final : public ConnBase<WsConn> {
                : std::string_view(static_cast<const char*>(data.data()), data.size()));
     });
   }
+  // One WebSocket frame per MQTT packet: the spec allows several per frame,
+  // but Paho C reads only the first packet of a frame.
   template <class Handler>
-  void WriteBuffers(const std::vector<asio::const_buffer>& bufs, Handler h) {
-    ws_.async_write(bufs, [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
+  void WriteItems(const std::vector<Item>& items, Handler h) {
+    WriteFrom(items, 0, std::move(h));
+  }
+  template <class Handler>
+  void WriteFrom(const std::vector<Item>& items, size_t i, Handler h) {
+    if (i == items.size()) return h(beast::error_code());
+    frame_[0] = asio::buffer(items[i].head);
+    frame_[1] = items[i].payload ? asio::buffer(*items[i].payload) : asio::const_buffer();
+    ws_.async_write(frame_, [this, &items, i, h = std::move(h)](beast::error_code ec,
+                                                                 size_t) mutable {
+      if (ec) return h(ec);
+      WriteFrom(items, i + 1, std::move(h));
+    });
   }
   void CloseStream() {
     beast::error_code ec;
@@ -252,6 +272,7 @@ class WsConn final : public ConnBase<WsConn> {
  private:
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buffer_;
+  std::array<asio::const_buffer, 2> frame_;
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "realtime/broker.h"
 
+#include <boost/container/deque.hpp>
+
 #include "core/clock.h"
 #include "realtime/mqtt/codec.h"
 
@@ -13,9 +15,11 @@ class Broker::Session {
   bool clean = true;
   std::shared_ptr<Link> link ABSL_GUARDED_BY(mu);
   // QoS 1 messages sent and not yet acknowledged, in send order.
-  std::deque<std::pair<uint16_t, Message>> inflight ABSL_GUARDED_BY(mu);
+  // boost::container::deque allocates nothing until used (std::deque does):
+  // most sessions are idle most of the time.
+  boost::container::deque<std::pair<uint16_t, Message>> inflight ABSL_GUARDED_BY(mu);
   // QoS 1 messages waiting for room in the in-flight window (or a connection).
-  std::deque<Message> queue ABSL_GUARDED_BY(mu);
+  boost::container::deque<Message> queue ABSL_GUARDED_BY(mu);
   uint16_t next_packet_id ABSL_GUARDED_BY(mu) = 1;
   int64_t offline_since_ms = 0;  // key in Broker::offline_ (guarded by Broker::mu_); 0 = online
 

@@ -66,9 +66,10 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
  private:
   // Runs on the connection's strand, one call at a time.
   void OnData(std::string_view data) {
-    packets_.clear();
-    mqtt::ParseResult r = parser_.Feed(data, &packets_);
-    for (auto& p : packets_) {
+    // Local, not a member: an idle connection keeps no packet storage.
+    std::vector<mqtt::Packet> packets;
+    mqtt::ParseResult r = parser_.Feed(data, &packets);
+    for (auto& p : packets) {
       if (closing_) break;
       Handle(p);
     }
@@ -232,7 +233,6 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   PublishFilter* filter_;
   mqtt::Parser parser_;
   MqttOptions options_;
-  std::vector<mqtt::Packet> packets_;
   std::string client_id_;
   std::shared_ptr<Broker::Session> session_;
   std::optional<mqtt::Will> will_;

@@ -7,7 +7,8 @@
 // The binary comes from argv[1] (CTest passes $<TARGET_FILE:persona>) or
 // $PERSONA_BIN; the schemas from $PERSONA_SCHEMAS_DIR or <repo>/schemas.
 //
-// Paho quirks seen here (Paho C 1.3.12, Paho C++ 1.2.0 on Debian 12):
+// Paho quirks seen here (Debian 12: Paho C package 1.3.12-1, whose library
+// reports 1.3.11; Paho C++ 1.2.0):
 // - libpaho-mqttpp-dev does not depend on libpaho-mqtt-dev, yet its headers
 //   include <MQTTAsync.h>; both packages must be installed.
 // - connect_options default to MQTTVERSION_DEFAULT (try 3.1.1, fall back to
@@ -19,7 +20,12 @@
 // - The consumer queue (start_consuming) must be started before connect() for
 //   a persistent session: queued messages arrive right after CONNACK.
 // - ws:// URIs work out of the box: Paho C >= 1.3 always has WebSocket support
-//   and offers the "mqtt" subprotocol.
+//   and offers the "mqtt" subprotocol. But it leaves a second MQTT packet in
+//   the same WebSocket frame unread until more bytes arrive (see NextOnWs).
+// - get_subscribe_response().get_reason_codes() is garbage for a one-topic
+//   v3 SUBSCRIBE; the granted QoS is checked on delivered messages instead.
+// - A connect while another client in the process is connected takes 1-2 s
+//   (Paho's I/O thread polls with a 1 s timeout); hence few connections.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
