@@ -229,6 +229,28 @@ json::object Engine::ProfileBody(const SessionState& s) const {
   return o;
 }
 
+bool Engine::AnsweredFromRecord(std::string_view scope, const std::string& key,
+                                ReplyCallback& done) {
+  auto prior = store_->GetIdempotent(scope, key);
+  if (!prior.ok()) {
+    done(prior.status());
+    return true;
+  }
+  if (!prior->has_value()) return false;
+  auto rec = ParseJson(**prior);
+  if (!rec.ok() || !rec->is_object()) {
+    done(absl::DataLossError("corrupt idempotency record"));
+    return true;
+  }
+  Reply r;
+  r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
+  if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
+    r.body = b->get_object();
+  r.replayed = true;
+  done(std::move(r));
+  return true;
+}
+
 std::string Engine::IdempotencyScopeKey(std::string_view route, std::string_view key) const {
   return std::string(route) + " " + std::string(key);
 }
@@ -313,22 +335,10 @@ void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
       if (!creating_keys_.insert(idem).second)
         return done(absl::AlreadyExistsError("a request with this Idempotency-Key is in progress"));
     }
-    auto prior = store_->GetIdempotent("_", idem);
-    if (!prior.ok() || prior->has_value()) {
-      {
-        std::lock_guard<std::mutex> l(create_mu_);
-        creating_keys_.erase(idem);
-      }
-      if (!prior.ok()) return done(prior.status());
-      auto rec = ParseJson(**prior);
-      if (!rec.ok() || !rec->is_object())
-        return done(absl::DataLossError("bad idempotency record"));
-      Reply r;
-      r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
-      if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
-        r.body = b->get_object();
-      r.replayed = true;
-      return done(std::move(r));
+    if (AnsweredFromRecord("_", idem, done)) {
+      std::lock_guard<std::mutex> l(create_mu_);
+      creating_keys_.erase(idem);
+      return;
     }
     done = [this, idem, done = std::move(done)](StatusOr<Reply> r) {
       {
@@ -394,27 +404,10 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
           done(st);
           return release();
         }
-        std::string idem;
-        if (!req.idempotency_key.empty()) {
-          idem = IdempotencyScopeKey("message", req.idempotency_key);
-          auto prior = store_->GetIdempotent(req.session_id, idem);
-          if (!prior.ok()) {
-            done(prior.status());
-            return release();
-          }
-          if (prior->has_value()) {
-            auto rec = ParseJson(**prior);
-            Reply r;
-            if (rec.ok() && rec->is_object()) {
-              r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
-              if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
-                r.body = b->get_object();
-            }
-            r.replayed = true;
-            done(std::move(r));
-            return release();
-          }
-        }
+        const std::string idem = req.idempotency_key.empty()
+                                     ? std::string()
+                                     : IdempotencyScopeKey("message", req.idempotency_key);
+        if (!idem.empty() && AnsweredFromRecord(req.session_id, idem, done)) return release();
         SessionState s;
         {
           std::lock_guard<std::mutex> l(a->mu);
@@ -526,27 +519,10 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
           done(st);
           return release();
         }
-        std::string idem;
-        if (!req.idempotency_key.empty()) {
-          idem = IdempotencyScopeKey("patch", req.idempotency_key);
-          auto prior = store_->GetIdempotent(req.session_id, idem);
-          if (!prior.ok()) {
-            done(prior.status());
-            return release();
-          }
-          if (prior->has_value()) {
-            auto rec = ParseJson(**prior);
-            Reply r;
-            if (rec.ok() && rec->is_object()) {
-              r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
-              if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
-                r.body = b->get_object();
-            }
-            r.replayed = true;
-            done(std::move(r));
-            return release();
-          }
-        }
+        const std::string idem = req.idempotency_key.empty()
+                                     ? std::string()
+                                     : IdempotencyScopeKey("patch", req.idempotency_key);
+        if (!idem.empty() && AnsweredFromRecord(req.session_id, idem, done)) return release();
         SessionState s;
         {
           std::lock_guard<std::mutex> l(a->mu);

@@ -138,6 +138,9 @@ class Engine {
   void Publish(const SessionState& s, const std::vector<model::Event>& events);
   json::object ProfileBody(const SessionState& s) const;
   std::string IdempotencyScopeKey(std::string_view route, std::string_view key) const;
+  // If `key` has a stored response in `scope` (or the lookup fails), answers
+  // `done` with it and returns true.
+  bool AnsweredFromRecord(std::string_view scope, const std::string& key, ReplyCallback& done);
   void BeginOp();
   void EndOp();
 
