@@ -122,6 +122,7 @@ int Serve(const ServeFlags& flags) {
   realtime::PersonaBridge bridge(&engine, &broker);
   realtime::MqttOptions mopt;
   mopt.max_packet_bytes = static_cast<size_t>(cfg->mqtt.max_packet_bytes);
+  mopt.max_connections = cfg->mqtt.max_connections;
   auto serve_mqtt = [&broker, &bridge, mopt](std::shared_ptr<net::Conn> conn) {
     realtime::ServeMqtt(std::move(conn), &broker, &bridge, mopt);
   };

@@ -16,6 +16,7 @@ struct MqttMetrics {
   metrics::Counter* messages_in;
   metrics::Counter* refused;
   metrics::Counter* protocol_errors;
+  metrics::Counter* refused_connections;
   static MqttMetrics& Get() {
     static MqttMetrics m = [] {
       auto& r = metrics::Default();
@@ -26,6 +27,8 @@ struct MqttMetrics {
                        "Client PUBLISHes on server-owned topics, dropped"),
           r.GetCounter("persona_mqtt_protocol_errors_total",
                        "Connections closed for a protocol violation"),
+          r.GetCounter("persona_mqtt_connections_refused_total",
+                       "MQTT connections closed at once because mqtt.max_connections was reached"),
       };
     }();
     return m;
@@ -66,6 +69,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
  private:
   // Runs on the connection's strand, one call at a time.
   void OnData(std::string_view data) {
+    if (closing_) return;  // bytes that arrive after we decided to close are ignored
     // Local, not a member: an idle connection keeps no packet storage.
     std::vector<mqtt::Packet> packets;
     mqtt::ParseResult r = parser_.Feed(data, &packets);
@@ -89,6 +93,9 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   }
 
   void Handle(mqtt::Packet& p) {
+    // The parser lets nothing but CONNECT through first; a refused CONNECT
+    // sets closing_, so every other packet here has a session.
+    if (!session_ && !std::holds_alternative<mqtt::Connect>(p)) return;
     std::visit([this](auto& pkt) { On(pkt); }, p);
   }
 
@@ -244,6 +251,12 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
 
 void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, PublishFilter* filter,
                const MqttOptions& options) {
+  // One bound for TCP and WebSocket together.
+  if (MqttMetrics::Get().connections->value() >= options.max_connections) {
+    MqttMetrics::Get().refused_connections->Inc();
+    conn->Abort();
+    return;
+  }
   std::make_shared<MqttConnection>(std::move(conn), broker, filter, options)->Start();
 }
 

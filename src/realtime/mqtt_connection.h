@@ -25,6 +25,7 @@ class PublishFilter {
 struct MqttOptions {
   size_t max_packet_bytes = 256 << 10;
   int connect_timeout_ms = 10000;  // CONNECT must arrive within this
+  int64_t max_connections = 20000;  // TCP and WebSocket together
 };
 
 // Runs the protocol on `conn` until it closes. `broker` and `filter` must

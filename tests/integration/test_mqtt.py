@@ -310,6 +310,24 @@ class MqttBoundsTest(unittest.TestCase):
         finally:
             s.cleanup()
 
+    def test_connection_limit(self):
+        s = Server(extra_args=["--set", "mqtt.max_connections=2"]).start()
+        try:
+            a = Client(s.mqtt_port, "a")
+            b = Client(s.mqtt_port, "b")
+            extra = Client(s.mqtt_port, connect=False)
+            extra.send(connect_packet("c"))
+            self.assertTrue(extra.closed(timeout=3))
+            self.assertTrue(a.ping() and b.ping())
+            a.disconnect()
+            time.sleep(0.2)
+            c = Client(s.mqtt_port, "c")
+            self.assertEqual(c.return_code, 0)
+            c.disconnect()
+            b.disconnect()
+        finally:
+            s.cleanup()
+
     def test_offline_sessions_expire_and_the_longest_offline_makes_room(self):
         s = Server(extra_args=["--set", "mqtt.max_sessions=2",
                                "--set", "mqtt.session_expiry_s=2"]).start()
