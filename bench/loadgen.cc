@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio.hpp>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -40,8 +41,6 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio.hpp>
-
 namespace {
 
 namespace asio = boost::asio;
@@ -56,7 +55,7 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 // ---------------------------------------------------------------- options
 
 struct Options {
-  std::string kind;  // closed | open
+  std::string kind;               // closed | open
   std::string workload = "step";  // step | profile
   std::string host = "127.0.0.1";
   std::string port = "8080";
@@ -71,7 +70,7 @@ struct Options {
   int prefill = -1;                 // steps posted to each session in setup (-1: auto)
   int setup_concurrency = 256;
   double setup_timeout = 90;
-  double drain = 5;  // seconds to wait for in-flight requests after the run
+  double drain = 5;     // seconds to wait for in-flight requests after the run
   bool metrics = true;  // scrape /metrics at the window edges
   uint64_t seed = 42;
 };
@@ -166,7 +165,8 @@ Options parse_args(int argc, char** argv) {
   }
   if (o.kind == "open" && !conn_set) o.connections = 512;
   if (o.workload != "step" && o.workload != "profile") usage("--mode must be step or profile");
-  if (o.arrival != "uniform" && o.arrival != "poisson") usage("--arrival must be uniform or poisson");
+  if (o.arrival != "uniform" && o.arrival != "poisson")
+    usage("--arrival must be uniform or poisson");
   if (o.connections < 1 || o.threads < 1 || o.sessions_per_conn < 1 || o.users < 1 ||
       o.rate_per_user <= 0 || o.duration <= 0 || o.warmup < 0 || o.setup_concurrency < 1)
     usage("numeric options out of range");
@@ -203,7 +203,6 @@ const std::vector<std::string_view> kUtterances = {
     "저는 요리하는 걸 좋아해요",
     "I'm a software engineer now",
 };
-
 
 std::string make_request(const Options& o, std::string_view method, std::string_view path,
                          std::string_view body) {
@@ -248,8 +247,8 @@ std::optional<std::string> json_string_field(std::string_view body, std::string_
 // ---------------------------------------------------------------- HTTP client
 
 struct Result {
-  error_code ec;      // transport error (or protocol error mapped to one)
-  int status = 0;     // HTTP status when !ec
+  error_code ec;          // transport error (or protocol error mapped to one)
+  int status = 0;         // HTTP status when !ec
   std::string_view body;  // valid only during the callback
 };
 
@@ -296,7 +295,8 @@ long parse_response(const char* p, size_t n, int& status, size_t& body_off, size
     if (colon != std::string_view::npos) {
       std::string_view name = h.substr(0, colon);
       std::string_view value = h.substr(colon + 1);
-      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
       auto ieq = [](std::string_view a, std::string_view b) {
         return a.size() == b.size() &&
                std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -364,29 +364,30 @@ class Client {
 
   void read(Conn& c) {
     if (c.rbuf.size() - c.rlen < 4096) c.rbuf.resize(c.rbuf.size() * 2);
-    c.sock.async_read_some(asio::buffer(c.rbuf.data() + c.rlen, c.rbuf.size() - c.rlen),
-                           [this, &c](const error_code& ec, size_t n) {
-                             if (ec) return finish(c, ec, 0, {}, true);
-                             c.rlen += n;
-                             int status = 0;
-                             size_t off = 0, len = 0;
-                             bool close = false;
-                             long total = parse_response(c.rbuf.data(), c.rlen, status, off, len, close);
-                             if (total < 0)
-                               return finish(c, asio::error::make_error_code(asio::error::invalid_argument),
-                                             0, {}, true);
-                             if (total == 0) {
-                               if (c.rlen > (64u << 20))
-                                 return finish(c, asio::error::make_error_code(asio::error::message_size),
-                                               0, {}, true);
-                               return read(c);
-                             }
-                             std::string body(c.rbuf.data() + off, len);
-                             // No pipelining: anything after the response is unexpected.
-                             bool extra = c.rlen > static_cast<size_t>(total);
-                             c.rlen = 0;
-                             finish(c, {}, status, body, close || extra);
-                           });
+    c.sock.async_read_some(
+        asio::buffer(c.rbuf.data() + c.rlen, c.rbuf.size() - c.rlen),
+        [this, &c](const error_code& ec, size_t n) {
+          if (ec) return finish(c, ec, 0, {}, true);
+          c.rlen += n;
+          int status = 0;
+          size_t off = 0, len = 0;
+          bool close = false;
+          long total = parse_response(c.rbuf.data(), c.rlen, status, off, len, close);
+          if (total < 0)
+            return finish(c, asio::error::make_error_code(asio::error::invalid_argument), 0, {},
+                          true);
+          if (total == 0) {
+            if (c.rlen > (64u << 20))
+              return finish(c, asio::error::make_error_code(asio::error::message_size), 0, {},
+                            true);
+            return read(c);
+          }
+          std::string body(c.rbuf.data() + off, len);
+          // No pipelining: anything after the response is unexpected.
+          bool extra = c.rlen > static_cast<size_t>(total);
+          c.rlen = 0;
+          finish(c, {}, status, body, close || extra);
+        });
   }
 
   void finish(Conn& c, const error_code& ec, int status, std::string_view body, bool close_conn) {
@@ -403,11 +404,11 @@ class Client {
 // ---------------------------------------------------------------- stats
 
 struct Stats {
-  uint64_t requests = 0;  // responses (any status) counted in the window
-  uint64_t ok = 0;        // 2xx responses in the window
-  uint64_t errors = 0;    // transport errors + timeouts during warmup and window
-  uint64_t timeouts = 0;  // in flight (or queued) when the drain deadline hit
-  uint64_t non_2xx = 0;   // non-2xx responses during warmup and window
+  uint64_t requests = 0;         // responses (any status) counted in the window
+  uint64_t ok = 0;               // 2xx responses in the window
+  uint64_t errors = 0;           // transport errors + timeouts during warmup and window
+  uint64_t timeouts = 0;         // in flight (or queued) when the drain deadline hit
+  uint64_t non_2xx = 0;          // non-2xx responses during warmup and window
   std::vector<uint64_t> lat_ns;  // 2xx latencies in the window
   std::vector<std::pair<int, uint64_t>> statuses;
   std::string first_error;
@@ -478,7 +479,8 @@ MetricsSample parse_metrics(std::string_view text) {
 // Scrapes /metrics once on its own connection; calls done(sample).
 class MetricsScraper {
  public:
-  MetricsScraper(asio::io_context& io, Client& client, const Options& o) : conn_(io), client_(client) {
+  MetricsScraper(asio::io_context& io, Client& client, const Options& o)
+      : conn_(io), client_(client) {
     conn_.wbuf = make_request(o, "GET", "/metrics", {});
   }
   void scrape(std::function<void(MetricsSample)> done) {
@@ -541,7 +543,8 @@ bool run_tasks(const Options& o, const tcp::resolver::results_type& eps, size_t 
     if (++tries[i] >= 5) {
       failed = true;
       why = "setup request failed 5 times: " +
-            (r.ec ? r.ec.message() : "HTTP " + std::to_string(r.status) + " " + std::string(r.body.substr(0, 200)));
+            (r.ec ? r.ec.message()
+                  : "HTTP " + std::to_string(r.status) + " " + std::string(r.body.substr(0, 200)));
       guard.cancel();
       for (auto& x : conns) client.close(*x);
       io.stop();
@@ -648,7 +651,8 @@ class ClosedWorker {
         if (c->busy) {
           ++stats.timeouts;
           ++stats.errors;
-          if (stats.first_error.empty()) stats.first_error = "timeout (no response before drain deadline)";
+          if (stats.first_error.empty())
+            stats.first_error = "timeout (no response before drain deadline)";
         }
         client_.close(*c);
       }
@@ -695,8 +699,8 @@ class ClosedWorker {
       ++stats.requests;
       if (ok) {
         ++stats.ok;
-        stats.lat_ns.push_back(
-            static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.t_start).count()));
+        stats.lat_ns.push_back(static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.t_start).count()));
       }
     }
     issue(c);
@@ -747,8 +751,15 @@ class ClosedWorker {
 class OpenLoop {
  public:
   OpenLoop(const Options& o, tcp::resolver::results_type eps, std::vector<std::string> ids)
-      : o_(o), eps_(eps), client_(io_, std::move(eps)), ids_(std::move(ids)), guard_(io_), tick_(io_),
-        scrape_timer_(io_), rng_(o.seed), user_counter_(ids_.size(), 0) {
+      : o_(o),
+        eps_(eps),
+        client_(io_, std::move(eps)),
+        ids_(std::move(ids)),
+        guard_(io_),
+        tick_(io_),
+        scrape_timer_(io_),
+        rng_(o.seed),
+        user_counter_(ids_.size(), 0) {
     for (int i = 0; i < o.connections; ++i) {
       auto c = std::make_unique<Conn>(io_);
       c->id = static_cast<size_t>(i);
@@ -765,17 +776,18 @@ class OpenLoop {
     size_t pending = conns_.size(), failed = 0;
     for (auto& c : conns_) {
       c->sock = tcp::socket(io_);
-      asio::async_connect(c->sock, eps_, [&, cp = c.get()](const error_code& ec, const tcp::endpoint&) {
-        if (ec) {
-          ++failed;
-          if (why.empty()) why = "connect: " + ec.message();
-        } else {
-          error_code ig;
-          cp->sock.set_option(tcp::no_delay(true), ig);
-          cp->connected = true;
-        }
-        --pending;
-      });
+      asio::async_connect(c->sock, eps_,
+                          [&, cp = c.get()](const error_code& ec, const tcp::endpoint&) {
+                            if (ec) {
+                              ++failed;
+                              if (why.empty()) why = "connect: " + ec.message();
+                            } else {
+                              error_code ig;
+                              cp->sock.set_option(tcp::no_delay(true), ig);
+                              cp->connected = true;
+                            }
+                            --pending;
+                          });
     }
     io_.run_until(deadline);
     io_.restart();
@@ -856,7 +868,7 @@ class OpenLoop {
   Stats stats;
   MetricsSample m_begin, m_end;
   uint64_t issued = 0;
-  uint64_t unsent_at_deadline = 0;  // of the timeouts: still queued here, never sent
+  uint64_t unsent_at_deadline = 0;      // of the timeouts: still queued here, never sent
   uint64_t ok_completed_in_window = 0;  // 2xx answers that arrived inside the window
   size_t max_queue = 0;
 
@@ -1011,9 +1023,9 @@ std::string fmt(double v, int prec = 3) {
   return b;
 }
 
-void print_result(const Options& o, Stats& s, double setup_s, size_t sessions, const MetricsSample& mb,
-                  const MetricsSample& me, const std::string& extra, const std::string& fatal,
-                  const Window* w = nullptr) {
+void print_result(const Options& o, Stats& s, double setup_s, size_t sessions,
+                  const MetricsSample& mb, const MetricsSample& me, const std::string& extra,
+                  const std::string& fatal, const Window* w = nullptr) {
   std::sort(s.lat_ns.begin(), s.lat_ns.end());
   double mean = 0;
   for (auto v : s.lat_ns) mean += static_cast<double>(v);
@@ -1043,7 +1055,8 @@ void print_result(const Options& o, Stats& s, double setup_s, size_t sessions, c
   std::sort(s.statuses.begin(), s.statuses.end());
   for (size_t i = 0; i < s.statuses.size(); ++i) {
     if (i) out += ",";
-    out += "\"" + std::to_string(s.statuses[i].first) + "\":" + std::to_string(s.statuses[i].second);
+    out +=
+        "\"" + std::to_string(s.statuses[i].first) + "\":" + std::to_string(s.statuses[i].second);
   }
   out += "}";
   if (mb.ok && me.ok) {
@@ -1080,7 +1093,8 @@ int main(int argc, char** argv) {
     eps = res.resolve(o.host, o.port, ec);
     if (ec) {
       Stats s;
-      print_result(o, s, 0, 0, {}, {}, "", "resolve " + o.host + ":" + o.port + ": " + ec.message());
+      print_result(o, s, 0, 0, {}, {}, "",
+                   "resolve " + o.host + ":" + o.port + ": " + ec.message());
       return 1;
     }
   }
@@ -1122,7 +1136,8 @@ int main(int argc, char** argv) {
                                    ids.begin() + static_cast<long>(c + 1) * o.sessions_per_conn);
         cs.push_back(std::move(s));
       }
-      workers.push_back(std::make_unique<ClosedWorker>(o, eps, w, std::move(cs), o.metrics && t == 0));
+      workers.push_back(
+          std::make_unique<ClosedWorker>(o, eps, w, std::move(cs), o.metrics && t == 0));
     }
     std::vector<std::thread> th;
     for (auto& wk : workers) th.emplace_back([&wk] { wk->run(); });
@@ -1143,14 +1158,13 @@ int main(int argc, char** argv) {
   double setup_s = seconds_between(setup_start, Clock::now());
   Window w = make_window(Clock::now() + std::chrono::milliseconds(20));
   ol.run(w);
-  std::string extra = ",\"users\":" + std::to_string(o.users) +
-                      ",\"rate_per_user\":" + fmt(o.rate_per_user, 3) +
-                      ",\"offered_rps\":" + fmt(o.users * o.rate_per_user, 1) +
-                      ",\"arrival\":" + jstr(o.arrival) + ",\"issued\":" + std::to_string(ol.issued) +
-                      ",\"max_queue\":" + std::to_string(ol.max_queue) +
-                      ",\"timeouts_unsent\":" + std::to_string(ol.unsent_at_deadline) +
-                      ",\"throughput_rps\":" +
-                      fmt(static_cast<double>(ol.ok_completed_in_window) / o.duration, 1);
+  std::string extra =
+      ",\"users\":" + std::to_string(o.users) + ",\"rate_per_user\":" + fmt(o.rate_per_user, 3) +
+      ",\"offered_rps\":" + fmt(o.users * o.rate_per_user, 1) + ",\"arrival\":" + jstr(o.arrival) +
+      ",\"issued\":" + std::to_string(ol.issued) +
+      ",\"max_queue\":" + std::to_string(ol.max_queue) +
+      ",\"timeouts_unsent\":" + std::to_string(ol.unsent_at_deadline) +
+      ",\"throughput_rps\":" + fmt(static_cast<double>(ol.ok_completed_in_window) / o.duration, 1);
   print_result(o, ol.stats, setup_s, nsessions, ol.m_begin, ol.m_end, extra, "", &w);
   return 0;
 }

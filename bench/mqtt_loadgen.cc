@@ -51,12 +51,16 @@
 //   persona_mqtt_loadgen resume --role both --sessions 100 --devices 3 --rate 1000
 //       --duration 10 --kill-at 4 --down 1
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <boost/asio.hpp>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -66,16 +70,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <csignal>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unistd.h>
 #include <vector>
-
-#include <boost/asio.hpp>
 
 #include "realtime/mqtt/codec.h"
 
@@ -127,7 +127,7 @@ struct Options {
   int keepalive = 60;
   int connect_concurrency = 128;
   std::string prefix = "bench";  // topic prefix and client-id prefix
-  std::string client_tag;         // distinguishes client ids of concurrent runs
+  std::string client_tag;        // distinguishes client ids of concurrent runs
 };
 
 [[noreturn]] void usage(const std::string& msg) {
@@ -159,17 +159,28 @@ Options parse_args(int argc, char** argv) {
       if (end == v.c_str() || *end != '\0') usage("bad number for " + a + ": " + v);
       return d;
     };
-    if (a == "--role") o.role = val();
-    else if (a == "--host") o.host = val();
-    else if (a == "--port") o.port = static_cast<uint16_t>(num());
-    else if (a == "--threads") o.threads = static_cast<int>(num());
-    else if (a == "--publishers") o.publishers = static_cast<int>(num());
-    else if (a == "--subscribers") o.subscribers = static_cast<int>(num());
-    else if (a == "--topics") o.topics = static_cast<int>(num());
-    else if (a == "--fanout") o.fanout = static_cast<int>(num());
-    else if (a == "--window") o.window = static_cast<int>(num());
-    else if (a == "--sessions") o.sessions = static_cast<int>(num());
-    else if (a == "--devices") o.devices = static_cast<int>(num());
+    if (a == "--role")
+      o.role = val();
+    else if (a == "--host")
+      o.host = val();
+    else if (a == "--port")
+      o.port = static_cast<uint16_t>(num());
+    else if (a == "--threads")
+      o.threads = static_cast<int>(num());
+    else if (a == "--publishers")
+      o.publishers = static_cast<int>(num());
+    else if (a == "--subscribers")
+      o.subscribers = static_cast<int>(num());
+    else if (a == "--topics")
+      o.topics = static_cast<int>(num());
+    else if (a == "--fanout")
+      o.fanout = static_cast<int>(num());
+    else if (a == "--window")
+      o.window = static_cast<int>(num());
+    else if (a == "--sessions")
+      o.sessions = static_cast<int>(num());
+    else if (a == "--devices")
+      o.devices = static_cast<int>(num());
     else if (a == "--shard") {
       std::string v = val();
       auto slash = v.find('/');
@@ -177,24 +188,42 @@ Options parse_args(int argc, char** argv) {
       o.shard_i = std::atoi(v.substr(0, slash).c_str());
       o.shard_n = std::atoi(v.substr(slash + 1).c_str());
       if (o.shard_n < 1 || o.shard_i < 0 || o.shard_i >= o.shard_n) usage("bad --shard " + v);
-    } else if (a == "--rate") o.rate = num();
-    else if (a == "--pub-conns") o.pub_conns = static_cast<int>(num());
-    else if (a == "--kill-at") o.kill_at = num();
-    else if (a == "--down") o.down = num();
-    else if (a == "--ready-file") o.ready_file = val();
-    else if (a == "--done-file") o.done_file = val();
-    else if (a == "--kill-file") o.kill_file = val();
-    else if (a == "--duration") o.duration = num();
-    else if (a == "--warmup") o.warmup = num();
-    else if (a == "--drain") o.drain = num();
-    else if (a == "--setup-timeout") o.setup_timeout = num();
-    else if (a == "--max-time") o.max_time = num();
-    else if (a == "--payload") o.payload = static_cast<int>(num());
-    else if (a == "--keepalive") o.keepalive = static_cast<int>(num());
-    else if (a == "--connect-concurrency") o.connect_concurrency = static_cast<int>(num());
-    else if (a == "--prefix") o.prefix = val();
-    else if (a == "--client-tag") o.client_tag = val();
-    else usage("unknown option " + a);
+    } else if (a == "--rate")
+      o.rate = num();
+    else if (a == "--pub-conns")
+      o.pub_conns = static_cast<int>(num());
+    else if (a == "--kill-at")
+      o.kill_at = num();
+    else if (a == "--down")
+      o.down = num();
+    else if (a == "--ready-file")
+      o.ready_file = val();
+    else if (a == "--done-file")
+      o.done_file = val();
+    else if (a == "--kill-file")
+      o.kill_file = val();
+    else if (a == "--duration")
+      o.duration = num();
+    else if (a == "--warmup")
+      o.warmup = num();
+    else if (a == "--drain")
+      o.drain = num();
+    else if (a == "--setup-timeout")
+      o.setup_timeout = num();
+    else if (a == "--max-time")
+      o.max_time = num();
+    else if (a == "--payload")
+      o.payload = static_cast<int>(num());
+    else if (a == "--keepalive")
+      o.keepalive = static_cast<int>(num());
+    else if (a == "--connect-concurrency")
+      o.connect_concurrency = static_cast<int>(num());
+    else if (a == "--prefix")
+      o.prefix = val();
+    else if (a == "--client-tag")
+      o.client_tag = val();
+    else
+      usage("unknown option " + a);
   }
   if (o.role != "sub" && o.role != "pub" && o.role != "both") usage("--role sub|pub|both");
   if (o.payload < 17) o.payload = 17;
@@ -312,8 +341,8 @@ class Hist {
     for (int i = 0; i < kBuckets; ++i) {
       if (!b_[i]) continue;
       if (s.size() > 1) s += ',';
-      s += "[" + std::to_string(lo(i)) + "," + std::to_string(hi(i)) + "," +
-           std::to_string(b_[i]) + "]";
+      s += "[" + std::to_string(lo(i)) + "," + std::to_string(hi(i)) + "," + std::to_string(b_[i]) +
+           "]";
     }
     return s + "]";
   }
@@ -383,7 +412,8 @@ class Link : public std::enable_shared_from_this<Link> {
     virtual void on_closed(Link& link, const std::string& what) = 0;
   };
 
-  Link(asio::io_context& io, Handler* h) : sock_(io), parser_(1 << 20, mqtt::Parser::Role::kClient), h_(h) {}
+  Link(asio::io_context& io, Handler* h)
+      : sock_(io), parser_(1 << 20, mqtt::Parser::Role::kClient), h_(h) {}
 
   void connect(const tcp::endpoint& ep, std::string first_packet) {
     auto self = shared_from_this();
@@ -613,7 +643,8 @@ void every(asio::io_context& io, std::chrono::nanoseconds period, std::function<
   std::make_shared<Repeater>(io, period, std::move(f))->fire();
 }
 
-// ================================================================ subscribers (latency, resume, idle)
+// ================================================================ subscribers (latency, resume,
+// idle)
 
 struct Device;
 
@@ -635,8 +666,8 @@ struct SubStats {
   int64_t session_present_missing = 0;  // resume: CONNACK session_present = 0
   int64_t reconnect_attempts = 0;
   std::string last_error;
-  Hist latency;       // measured updates, publish→deliver
-  Hist all_latency;   // every update
+  Hist latency;      // measured updates, publish→deliver
+  Hist all_latency;  // every update
 };
 
 class SubRunner;
@@ -674,8 +705,8 @@ class SubRunner {
       d->index = g;
       d->session = g / o.devices;
       d->client_id = o.prefix + "-" + o.mode.substr(0, 1) + "-" +
-                     (persistent_ ? std::string() : o.client_tag + "-") + std::to_string(d->session) +
-                     "-" + std::to_string(g % o.devices);
+                     (persistent_ ? std::string() : o.client_tag + "-") +
+                     std::to_string(d->session) + "-" + std::to_string(g % o.devices);
       d->topic = o.prefix + "/s" + std::to_string(d->session) + "/p";
       devices_.push_back(std::move(d));
     }
@@ -728,8 +759,8 @@ class SubRunner {
     killed_ = static_cast<int64_t>(devices_.size());
     std::fprintf(stderr, "[sub %d/%d] reset %zu device connections\n", o_.shard_i, o_.shard_n,
                  devices_.size());
-    auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::duration_cast<Clock::duration>(
-                                                           std::chrono::duration<double>(o_.down)));
+    auto t = std::make_shared<asio::steady_timer>(
+        io_, std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.down)));
     t->async_wait([this, t](const error_code&) {
       reconnect_ns_ = now_ns();
       for (auto& d : devices_) start_device(d.get(), /*resume=*/true);
@@ -762,8 +793,10 @@ class SubRunner {
     d->link.reset();
     st_.last_error = what;
     if (finished_) return;
-    if (was_ready) ++st_.unexpected_disconnects;
-    else ++st_.connect_failures;
+    if (was_ready)
+      ++st_.unexpected_disconnects;
+    else
+      ++st_.connect_failures;
     // Retry: during setup a few times, later (persistent sessions) always.
     if (persistent_ || ++d->attempts <= 5) {
       auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
@@ -828,8 +861,10 @@ class SubRunner {
     }
     d->seen[u.seq] = 1;
     ++d->distinct;
-    if (u.seq < d->max_seq) ++st_.reordered;
-    else d->max_seq = u.seq;
+    if (u.seq < d->max_seq)
+      ++st_.reordered;
+    else
+      d->max_seq = u.seq;
   }
 
   void finish() {
@@ -850,19 +885,29 @@ class SubRunner {
       if (d->distinct < e) ++incomplete;
     }
     int64_t ready_now = ready_;
-    j.str("mode", o_.mode).str("role", "sub").integer("shard", o_.shard_i).integer("shards", o_.shard_n)
+    j.str("mode", o_.mode)
+        .str("role", "sub")
+        .integer("shard", o_.shard_i)
+        .integer("shards", o_.shard_n)
         .integer("connections", static_cast<int64_t>(devices_.size()))
-        .boolean("setup_ok", setup_ok).num("setup_s", setup_s_)
+        .boolean("setup_ok", setup_ok)
+        .num("setup_s", setup_s_)
         .integer("ready_at_end", ready_now)
         .integer("published", published_)
-        .integer("expected", expected).integer("delivered_distinct", got)
-        .integer("missing", expected - got).integer("devices_incomplete", incomplete)
-        .integer("deliveries", st_.deliveries).integer("duplicates", st_.duplicates)
-        .integer("dup_flagged", st_.dup_flagged).integer("qos0_deliveries", st_.qos0_deliveries)
+        .integer("expected", expected)
+        .integer("delivered_distinct", got)
+        .integer("missing", expected - got)
+        .integer("devices_incomplete", incomplete)
+        .integer("deliveries", st_.deliveries)
+        .integer("duplicates", st_.duplicates)
+        .integer("dup_flagged", st_.dup_flagged)
+        .integer("qos0_deliveries", st_.qos0_deliveries)
         .integer("reordered", st_.reordered)
-        .integer("wrong_topic", st_.wrong_topic).integer("bad_payload", st_.bad_payload)
+        .integer("wrong_topic", st_.wrong_topic)
+        .integer("bad_payload", st_.bad_payload)
         .integer("connect_failures", st_.connect_failures)
-        .integer("connack_refused", st_.connack_refused).integer("suback_refused", st_.suback_refused)
+        .integer("connack_refused", st_.connack_refused)
+        .integer("suback_refused", st_.suback_refused)
         .integer("granted_qos_below_1", st_.granted_qos_below_1)
         .integer("unexpected_disconnects", st_.unexpected_disconnects)
         .integer("protocol_errors", st_.protocol_errors)
@@ -874,13 +919,17 @@ class SubRunner {
         .num("p999_ms", st_.latency.quantile(0.999) / 1e6, 4)
         .num("max_ms", static_cast<double>(st_.latency.max()) / 1e6, 4);
     if (persistent_) {
-      j.integer("killed", killed_).integer("resumed", st_.resumed)
+      j.integer("killed", killed_)
+          .integer("resumed", st_.resumed)
           .integer("session_present_missing", st_.session_present_missing)
-          .num("resume_s", all_resumed_ns_ && reconnect_ns_ ? secs(all_resumed_ns_ - reconnect_ns_) : NAN)
-          .num("kill_to_resumed_s", all_resumed_ns_ && kill_ns_ ? secs(all_resumed_ns_ - kill_ns_) : NAN)
+          .num("resume_s",
+               all_resumed_ns_ && reconnect_ns_ ? secs(all_resumed_ns_ - reconnect_ns_) : NAN)
+          .num("kill_to_resumed_s",
+               all_resumed_ns_ && kill_ns_ ? secs(all_resumed_ns_ - kill_ns_) : NAN)
           .num("backlog_delivered_s",
                last_backlog_ns_ && reconnect_ns_ ? secs(last_backlog_ns_ - reconnect_ns_) : NAN)
-          .integer("kill_ns", kill_ns_).integer("reconnect_ns", reconnect_ns_)
+          .integer("kill_ns", kill_ns_)
+          .integer("reconnect_ns", reconnect_ns_)
           .integer("all_resumed_ns", all_resumed_ns_);
     }
     if (!st_.last_error.empty()) j.str("last_error", st_.last_error);
@@ -898,7 +947,8 @@ class SubRunner {
       std::string ping;
       mqtt::EncodePingreq(&ping);
       for (auto& d : devices_)
-        if (d->state == Device::kReady && d->link && now - d->link->last_send_ns() > half) d->link->send(ping);
+        if (d->state == Device::kReady && d->link && now - d->link->last_send_ns() > half)
+          d->link->send(ping);
       return true;
     });
   }
@@ -929,7 +979,8 @@ void Device::on_packets(Link& l, std::vector<mqtt::Packet>& packets) {
       if (ca->return_code != mqtt::ConnackCode::kAccepted) {
         ++st.connack_refused;
         l.abort();
-        r->device_failed(this, "CONNACK refused, code " + std::to_string(static_cast<int>(ca->return_code)));
+        r->device_failed(
+            this, "CONNACK refused, code " + std::to_string(static_cast<int>(ca->return_code)));
         return;
       }
       if (r->persistent() && subscribed_once) {
@@ -956,8 +1007,10 @@ void Device::on_packets(Link& l, std::vector<mqtt::Packet>& packets) {
       if (sa->codes[0] < 1) ++st.granted_qos_below_1;
       r->device_ready(this);
     } else if (auto* p = std::get_if<mqtt::Publish>(&pk)) {
-      if (p->qos == 1) append_puback(p->packet_id, &l.pending_buffer());
-      else if (p->qos == 2) mqtt::EncodePacketId(mqtt::PacketType::kPubrec, p->packet_id, &l.pending_buffer());
+      if (p->qos == 1)
+        append_puback(p->packet_id, &l.pending_buffer());
+      else if (p->qos == 2)
+        mqtt::EncodePacketId(mqtt::PacketType::kPubrec, p->packet_id, &l.pending_buffer());
       r->record(this, *p);
     } else if (auto* pid = std::get_if<mqtt::PacketIdOnly>(&pk)) {
       if (pid->type == mqtt::PacketType::kPubrel)
@@ -993,7 +1046,8 @@ class PubRunner {
       c->index = i;
       conns_.push_back(std::move(c));
     }
-    for (int s = 0; s < o.sessions; ++s) topics_.push_back(o.prefix + "/s" + std::to_string(s) + "/p");
+    for (int s = 0; s < o.sessions; ++s)
+      topics_.push_back(o.prefix + "/s" + std::to_string(s) + "/p");
     payload_.assign(static_cast<size_t>(o.payload), 'x');
   }
 
@@ -1002,8 +1056,9 @@ class PubRunner {
     int64_t start = now_ns();
     for (auto& c : conns_) {
       c->link = std::make_shared<Link>(io_, c.get());
-      c->link->connect(ep_, connect_packet(o_.prefix + "-pub-" + o_.client_tag + "-" + std::to_string(c->index),
-                                           true, o_.keepalive));
+      c->link->connect(
+          ep_, connect_packet(o_.prefix + "-pub-" + o_.client_tag + "-" + std::to_string(c->index),
+                              true, o_.keepalive));
     }
     every(io_, std::chrono::milliseconds(20), [this, start] {
       if (!on_setup_) return false;
@@ -1031,8 +1086,10 @@ class PubRunner {
   }
 
   void on_ack(PubConn* c, uint16_t id) {
-    if (c->ids.release(id)) ++acked_;
-    else ++unexpected_acks_;
+    if (c->ids.release(id))
+      ++acked_;
+    else
+      ++unexpected_acks_;
     if (stopped_ && acked_ + lost_conn_inflight_ >= sent_) finish();
   }
   void conn_failed(PubConn* c, const std::string& what) {
@@ -1048,17 +1105,25 @@ class PubRunner {
   std::string report_json() const {
     Json j;
     double window = secs((stop_ns_ ? stop_ns_ : now_ns()) - t0_);
-    j.str("mode", o_.mode).str("role", "pub").integer("pub_conns", o_.pub_conns)
-        .integer("sessions", o_.sessions).num("rate_offered", o_.rate, 1)
-        .num("duration_s", window).integer("sent", sent_).integer("acked", acked_)
-        .integer("unacked", sent_ - acked_).integer("unexpected_acks", unexpected_acks_)
+    j.str("mode", o_.mode)
+        .str("role", "pub")
+        .integer("pub_conns", o_.pub_conns)
+        .integer("sessions", o_.sessions)
+        .num("rate_offered", o_.rate, 1)
+        .num("duration_s", window)
+        .integer("sent", sent_)
+        .integer("acked", acked_)
+        .integer("unacked", sent_ - acked_)
+        .integer("unexpected_acks", unexpected_acks_)
         .integer("skipped_no_packet_id", skipped_)
         .num("rate_sent", window > 0 ? static_cast<double>(sent_) / window : 0, 1)
         .num("send_lag_p99_ms", lag_.quantile(0.99) / 1e6, 4)
         .num("send_lag_max_ms", static_cast<double>(lag_.max()) / 1e6, 4)
-        .integer("max_in_flight", max_in_flight_).integer("conn_failures", conn_failures_)
+        .integer("max_in_flight", max_in_flight_)
+        .integer("conn_failures", conn_failures_)
         .num("ack_wait_s", ack_wait_s_)
-        .integer("t0_ns", t0_).integer("kill_ns", kill_sent_ns_);
+        .integer("t0_ns", t0_)
+        .integer("kill_ns", kill_sent_ns_);
     if (!last_error_.empty()) j.str("last_error", last_error_);
     return j.done();
   }
@@ -1074,8 +1139,9 @@ class PubRunner {
                    static_cast<long long>(sent_));
     }
     // Updates due by now (open loop: update i is due at t0 + i / rate).
-    int64_t due = std::min<int64_t>(static_cast<int64_t>(secs(std::min(now, end_) - t0_) * o_.rate) + 1,
-                                    static_cast<int64_t>(o_.duration * o_.rate));
+    int64_t due =
+        std::min<int64_t>(static_cast<int64_t>(secs(std::min(now, end_) - t0_) * o_.rate) + 1,
+                          static_cast<int64_t>(o_.duration * o_.rate));
     while (next_ < due) {
       int64_t i = next_++;
       int s = static_cast<int>(i % o_.sessions);
@@ -1107,7 +1173,8 @@ class PubRunner {
       stopped_ = true;
       stop_ns_ = now_ns();
       if (acked_ + lost_conn_inflight_ >= sent_) return finish();
-      timer_->expires_after(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.drain)));
+      timer_->expires_after(
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.drain)));
       timer_->async_wait([this](const error_code& ec) {
         if (!ec) finish();
       });
@@ -1168,7 +1235,9 @@ void PubConn::on_packets(Link& l, std::vector<mqtt::Packet>& packets) {
     }
   }
 }
-void PubConn::on_closed(Link&, const std::string& what) { r->conn_failed(this, "publisher: " + what); }
+void PubConn::on_closed(Link&, const std::string& what) {
+  r->conn_failed(this, "publisher: " + what);
+}
 
 // ---------------------------------------------------------------- latency / resume / idle driver
 
@@ -1247,8 +1316,8 @@ int run_sessions(const Options& o, const tcp::endpoint& ep) {
   if (sub) {
     sub->setup([&](bool ok) {
       sub_setup_ok = ok;
-      std::fprintf(stderr, "[sub %d/%d] %zu connections %s in %.2f s\n", o.shard_i, o.shard_n, sub->size(),
-                   ok ? "subscribed" : "NOT all subscribed (setup timeout)",
+      std::fprintf(stderr, "[sub %d/%d] %zu connections %s in %.2f s\n", o.shard_i, o.shard_n,
+                   sub->size(), ok ? "subscribed" : "NOT all subscribed (setup timeout)",
                    secs(now_ns() - process_start));
       if (!ok) {
         rc = 2;
@@ -1266,7 +1335,8 @@ int run_sessions(const Options& o, const tcp::endpoint& ep) {
   }
 
   // Hard bound.
-  asio::steady_timer guard(io, std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.max_time)));
+  asio::steady_timer guard(
+      io, std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.max_time)));
   guard.async_wait([&](const error_code& ec) {
     if (ec) return;
     std::fprintf(stderr, "max-time reached\n");
@@ -1318,7 +1388,8 @@ struct alignas(64) ThreadCounters {
   std::atomic<int64_t> granted_qos_below_1{0};
 };
 
-std::atomic<int> g_phase{0};  // 0 setup, 1 publishing (warmup), 2 measuring, 3 stop publishing, 4 quit
+std::atomic<int> g_phase{
+    0};  // 0 setup, 1 publishing (warmup), 2 measuring, 3 stop publishing, 4 quit
 
 class FanoutThread {
  public:
@@ -1330,15 +1401,18 @@ class FanoutThread {
     void on_packets(Link& l, std::vector<mqtt::Packet>& packets) override {
       for (auto& pk : packets) {
         if (auto* p = std::get_if<mqtt::Publish>(&pk)) {
-          if (p->qos == 1) append_puback(p->packet_id, &l.pending_buffer());
-          else if (p->qos == 0) t->c.qos0_deliveries.fetch_add(1, std::memory_order_relaxed);
+          if (p->qos == 1)
+            append_puback(p->packet_id, &l.pending_buffer());
+          else if (p->qos == 0)
+            t->c.qos0_deliveries.fetch_add(1, std::memory_order_relaxed);
           t->c.deliveries.fetch_add(1, std::memory_order_relaxed);
           if (p->dup) t->c.dup_flagged.fetch_add(1, std::memory_order_relaxed);
           Update u;
           if (g_phase.load(std::memory_order_relaxed) == 2 && get_update(p->payload, &u))
             t->lat.add(now_ns() - u.sent_ns);
         } else if (auto* ca = std::get_if<mqtt::Connack>(&pk)) {
-          if (ca->return_code != mqtt::ConnackCode::kAccepted) return fail(l, "subscriber CONNACK refused");
+          if (ca->return_code != mqtt::ConnackCode::kAccepted)
+            return fail(l, "subscriber CONNACK refused");
           l.send(subscribe_packet(1, filters, 1));
         } else if (auto* sa = std::get_if<mqtt::Suback>(&pk)) {
           for (uint8_t code : sa->codes) {
@@ -1369,14 +1443,17 @@ class FanoutThread {
     size_t next_topic = 0;
     bool ready = false;
     void pump() {
-      if (!ready || g_phase.load(std::memory_order_relaxed) == 0 || g_phase.load(std::memory_order_relaxed) >= 3) return;
+      if (!ready || g_phase.load(std::memory_order_relaxed) == 0 ||
+          g_phase.load(std::memory_order_relaxed) >= 3)
+        return;
       std::string& out = link->pending_buffer();
       while (ids.in_flight() < t->o.window) {
         uint16_t pid = ids.take();
         Update u;
         u.sent_ns = now_ns();
         put_update(u, t->payload.data());
-        append_publish(t->topics[static_cast<size_t>(my_topics[next_topic])], t->payload, 1, pid, &out);
+        append_publish(t->topics[static_cast<size_t>(my_topics[next_topic])], t->payload, 1, pid,
+                       &out);
         next_topic = (next_topic + 1) % my_topics.size();
         t->c.sent.fetch_add(1, std::memory_order_relaxed);
       }
@@ -1524,9 +1601,15 @@ int run_fanout(const Options& o, const tcp::endpoint& ep) {
   }
   double setup_s = secs(now_ns() - t_setup);
   Json j;
-  j.str("mode", "fanout").integer("publishers", o.publishers).integer("subscribers", o.subscribers)
-      .integer("topics", o.topics).integer("fanout", o.fanout).integer("window", o.window)
-      .integer("payload", o.payload).integer("threads", o.threads).num("setup_s", setup_s);
+  j.str("mode", "fanout")
+      .integer("publishers", o.publishers)
+      .integer("subscribers", o.subscribers)
+      .integer("topics", o.topics)
+      .integer("fanout", o.fanout)
+      .integer("window", o.window)
+      .integer("payload", o.payload)
+      .integer("threads", o.threads)
+      .num("setup_s", setup_s);
   int rc = 0;
   if (!ok) {
     j.boolean("setup_ok", false).str("fatal", "setup failed: " + first_error());
@@ -1556,22 +1639,28 @@ int run_fanout(const Options& o, const tcp::endpoint& ep) {
     sleep_s(std::min(o.drain, 1.0));
     Hist lat;
     double dps = static_cast<double>(d1 - d0) / w, aps = static_cast<double>(a1 - a0) / w;
-    j.boolean("setup_ok", true).num("window_s", w).integer("deliveries", d1 - d0)
-        .num("deliveries_per_s", dps, 1).num("publishes_acked_per_s", aps, 1)
+    j.boolean("setup_ok", true)
+        .num("window_s", w)
+        .integer("deliveries", d1 - d0)
+        .num("deliveries_per_s", dps, 1)
+        .num("publishes_acked_per_s", aps, 1)
         .num("delivery_ratio", aps > 0 ? dps / (aps * o.fanout) : 0, 4)
-        .integer("sent_total", sum(&ThreadCounters::sent)).integer("acked_total", sum(&ThreadCounters::acked))
+        .integer("sent_total", sum(&ThreadCounters::sent))
+        .integer("acked_total", sum(&ThreadCounters::acked))
         .integer("deliveries_total", sum(&ThreadCounters::deliveries))
         .integer("dup_flagged", sum(&ThreadCounters::dup_flagged))
         .integer("qos0_deliveries", sum(&ThreadCounters::qos0_deliveries))
         .integer("granted_qos_below_1", sum(&ThreadCounters::granted_qos_below_1))
-        .integer("errors", sum(&ThreadCounters::errors)).raw("deliveries_each_s", per_s);
+        .integer("errors", sum(&ThreadCounters::errors))
+        .raw("deliveries_each_s", per_s);
     g_phase = 4;
     for (auto& t : ts) t->stop();
     for (auto& x : th) x.join();
     th.clear();
     for (auto& t : ts) lat.merge(t->lat);
     j.integer("latency_count", static_cast<int64_t>(lat.count()))
-        .num("p50_ms", lat.quantile(0.5) / 1e6, 4).num("p99_ms", lat.quantile(0.99) / 1e6, 4)
+        .num("p50_ms", lat.quantile(0.5) / 1e6, 4)
+        .num("p99_ms", lat.quantile(0.99) / 1e6, 4)
         .num("max_ms", static_cast<double>(lat.max()) / 1e6, 4);
     std::string e = first_error();
     if (!e.empty()) j.str("last_error", e);
@@ -1599,7 +1688,8 @@ struct ProbeConn : Link::Handler {
         stage = 1;
         l.send(subscribe_packet(1, {topic}, 1));
       } else if (auto* sa = std::get_if<mqtt::Suback>(&pk)) {
-        if (sa->codes.empty() || sa->codes[0] == mqtt::kSubackFailure) return done(l, "SUBACK refused");
+        if (sa->codes.empty() || sa->codes[0] == mqtt::kSubackFailure)
+          return done(l, "SUBACK refused");
         stage = 2;
         std::string out;
         append_publish(topic, "probe", 1, 2, &out);
@@ -1639,8 +1729,8 @@ int run_probe(const Options& o, const tcp::endpoint& ep) {
   pc.topic = o.prefix + "/probe/" + o.client_tag;
   auto link = std::make_shared<Link>(io, &pc);
   link->connect(ep, connect_packet(o.prefix + "-probe-" + o.client_tag, true, 10));
-  asio::steady_timer guard(io, std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
-                                   std::min(o.setup_timeout, 5.0))));
+  asio::steady_timer guard(io, std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(std::min(o.setup_timeout, 5.0))));
   guard.async_wait([&](const error_code& ec) {
     if (!ec) {
       pc.why = "timeout at stage " + std::to_string(pc.stage);

@@ -1,5 +1,6 @@
 #include "net/conn_impl.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -7,7 +8,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
-#include <array>
 #include <mutex>
 #include <vector>
 
@@ -193,15 +193,15 @@ class TcpConn final : public ConnBase<TcpConn> {
   // connection holds no read buffer (8 KiB each would dominate its memory).
   template <class Handler>
   void ReadSome(Handler h) {
-    socket_.async_wait(tcp::socket::wait_read, [this, h = std::move(h)](
-                                                   beast::error_code ec) mutable {
-      if (ec) return h(ec, std::string_view());
-      thread_local char buf[16384];
-      const size_t n = socket_.read_some(asio::buffer(buf), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again)
-        return h(beast::error_code(), std::string_view());
-      h(ec, std::string_view(buf, ec ? 0 : n));
-    });
+    socket_.async_wait(tcp::socket::wait_read,
+                       [this, h = std::move(h)](beast::error_code ec) mutable {
+                         if (ec) return h(ec, std::string_view());
+                         thread_local char buf[16384];
+                         const size_t n = socket_.read_some(asio::buffer(buf), ec);
+                         if (ec == asio::error::would_block || ec == asio::error::try_again)
+                           return h(beast::error_code(), std::string_view());
+                         h(ec, std::string_view(buf, ec ? 0 : n));
+                       });
   }
   template <class Handler>
   void WriteItems(const std::vector<Item>& items, Handler h) {
@@ -255,11 +255,11 @@ class WsConn final : public ConnBase<WsConn> {
     if (i == items.size()) return h(beast::error_code());
     frame_[0] = asio::buffer(items[i].head);
     frame_[1] = items[i].payload ? asio::buffer(*items[i].payload) : asio::const_buffer();
-    ws_.async_write(frame_, [this, &items, i, h = std::move(h)](beast::error_code ec,
-                                                                 size_t) mutable {
-      if (ec) return h(ec);
-      WriteFrom(items, i + 1, std::move(h));
-    });
+    ws_.async_write(frame_,
+                    [this, &items, i, h = std::move(h)](beast::error_code ec, size_t) mutable {
+                      if (ec) return h(ec);
+                      WriteFrom(items, i + 1, std::move(h));
+                    });
   }
   void CloseStream() {
     beast::error_code ec;

@@ -24,7 +24,7 @@ class PublishFilter {
 
 struct MqttOptions {
   size_t max_packet_bytes = 256 << 10;
-  int connect_timeout_ms = 10000;  // CONNECT must arrive within this
+  int connect_timeout_ms = 10000;   // CONNECT must arrive within this
   int64_t max_connections = 20000;  // TCP and WebSocket together
 };
 

@@ -28,6 +28,8 @@
 //   (Paho's I/O thread polls with a 1 s timeout); hence few connections.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -37,6 +39,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -48,10 +51,6 @@
 #include <thread>
 #include <vector>
 
-#include <boost/json.hpp>
-#include <gtest/gtest.h>
-#include <mqtt/async_client.h>
-
 extern char** environ;
 
 namespace {
@@ -59,9 +58,9 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-std::string g_persona_bin;   // path of the persona binary
-std::string g_schemas_dir;   // <repo>/schemas
-std::string g_self_exe;      // this test binary, for the will child
+std::string g_persona_bin;  // path of the persona binary
+std::string g_schemas_dir;  // <repo>/schemas
+std::string g_self_exe;     // this test binary, for the will child
 
 // ---------------------------------------------------------------- HTTP ----
 
@@ -90,7 +89,8 @@ HttpResponse Http(int port, const std::string& method, const std::string& path,
   }
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   if (!body.empty() || method == "POST" || method == "PATCH") {
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   }
   req += "\r\n" + body;
   for (size_t off = 0; off < req.size();) {
@@ -168,8 +168,8 @@ class PersonaProcess {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return std::string("pipe2: ") + std::strerror(errno);
     std::string data_dir = dir_ + "/data";
-    std::vector<std::string> args = {g_persona_bin, "serve", "--http-listen", "127.0.0.1:0",
-                                     "--mqtt-listen", "127.0.0.1:0", "--data-dir", data_dir,
+    std::vector<std::string> args = {g_persona_bin,   "serve",       "--http-listen", "127.0.0.1:0",
+                                     "--mqtt-listen", "127.0.0.1:0", "--data-dir",    data_dir,
                                      "--schemas-dir", g_schemas_dir};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -215,7 +215,8 @@ class PersonaProcess {
         // Keep draining so persona never blocks on a full pipe.
         drain_ = std::thread([this] {
           char c[4096];
-          for (ssize_t k; (k = ::read(out_, c, sizeof c)) > 0;) AppendLog(std::string(c, static_cast<size_t>(k)));
+          for (ssize_t k; (k = ::read(out_, c, sizeof c)) > 0;)
+            AppendLog(std::string(c, static_cast<size_t>(k)));
         });
         if (http_port_ <= 0 || mqtt_port_ <= 0) return "bad listening line: " + line;
         return {};
@@ -281,7 +282,10 @@ class PersonaProcess {
 
 mqtt::connect_options Options(bool clean, std::optional<mqtt::will_options> will = std::nullopt) {
   mqtt::connect_options_builder b;
-  b.clean_session(clean).mqtt_version(MQTTVERSION_3_1_1).keep_alive_interval(20s).connect_timeout(5s);
+  b.clean_session(clean)
+      .mqtt_version(MQTTVERSION_3_1_1)
+      .keep_alive_interval(20s)
+      .connect_timeout(5s);
   if (will) b.will(*will);
   return b.finalize();
 }
@@ -354,7 +358,8 @@ class PahoTest : public ::testing::Test {
                                         std::chrono::milliseconds timeout = 5s) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left <= 0ms) return nullptr;
       auto m = c.try_consume_message_for(left);
       if (!m) return nullptr;
@@ -497,7 +502,8 @@ TEST_F(PahoTest, PersistentSessionQueuesEventsWhileOffline) {
     seqs.push_back(e.at("seq").as_int64());
   }
   std::vector<int64_t> want;
-  for (size_t i = 0; i < cities.size(); ++i) want.push_back(last - static_cast<int64_t>(cities.size()) + 1 + static_cast<int64_t>(i));
+  for (size_t i = 0; i < cities.size(); ++i)
+    want.push_back(last - static_cast<int64_t>(cities.size()) + 1 + static_cast<int64_t>(i));
   EXPECT_EQ(seqs, want);
   EXPECT_FALSE(c.try_consume_message_for(300ms)) << "nothing beyond the 5 queued events";
   Disconnect(c);
@@ -564,7 +570,8 @@ TEST_F(PahoTest, PlainBrokerWildcardRetainedAndWill) {
     // A late subscriber finds nothing retained any more. It also has a will
     // and disconnects politely, so its will must not be published.
     mqtt::async_client polite(TcpUri(), "paho-polite");
-    Connect(polite, Options(true, mqtt::will_options("wills/polite", std::string("gone"), 1, false)));
+    Connect(polite,
+            Options(true, mqtt::will_options("wills/polite", std::string("gone"), 1, false)));
     ASSERT_NO_FATAL_FAILURE(Subscribe(polite, "a/+/c", 1));
     EXPECT_FALSE(polite.try_consume_message_for(300ms)) << "retained message was cleared";
     Disconnect(polite);
@@ -573,7 +580,8 @@ TEST_F(PahoTest, PlainBrokerWildcardRetainedAndWill) {
   // close without DISCONNECT and publishes the will.
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
-  std::vector<std::string> args = {g_self_exe, "--will-child", TcpUri(), "paho-dying", "wills/dying"};
+  std::vector<std::string> args = {g_self_exe, "--will-child", TcpUri(), "paho-dying",
+                                   "wills/dying"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -639,7 +647,8 @@ TEST_F(PahoTest, WebSocketClientGetsRetainedProfile) {
   EXPECT_EQ(v.at("version").as_int64(), version);
 
   ASSERT_NO_FATAL_FAILURE(Subscribe(c, base + "/events", 1));
-  ASSERT_TRUE(c.publish(base + "/profile/set", R"({"fields":{"city":"Ulsan"}})", 1, false)->wait_for(5s));
+  ASSERT_TRUE(
+      c.publish(base + "/profile/set", R"({"fields":{"city":"Ulsan"}})", 1, false)->wait_for(5s));
   auto ev = NextOnWs(c, base + "/events", nudges);
   ASSERT_TRUE(ev) << "no event over WebSocket";
   json::value e = ParseJson(ev);
@@ -659,12 +668,17 @@ TEST_F(PahoTest, WebSocketClientGetsRetainedProfile) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 5 && std::string(argv[1]) == "--will-child") return WillChild(argv[2], argv[3], argv[4]);
+  if (argc == 5 && std::string(argv[1]) == "--will-child")
+    return WillChild(argv[2], argv[3], argv[4]);
   ::testing::InitGoogleTest(&argc, argv);
-  if (argc > 1) g_persona_bin = argv[1];
-  else if (const char* b = std::getenv("PERSONA_BIN")) g_persona_bin = b;
-  if (const char* s = std::getenv("PERSONA_SCHEMAS_DIR")) g_schemas_dir = s;
-  else g_schemas_dir = PERSONA_SOURCE_DIR "/schemas";
+  if (argc > 1)
+    g_persona_bin = argv[1];
+  else if (const char* b = std::getenv("PERSONA_BIN"))
+    g_persona_bin = b;
+  if (const char* s = std::getenv("PERSONA_SCHEMAS_DIR"))
+    g_schemas_dir = s;
+  else
+    g_schemas_dir = PERSONA_SOURCE_DIR "/schemas";
   std::error_code ec;
   g_self_exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (ec) g_self_exe = argv[0];
