@@ -236,6 +236,9 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
     if (draining_ || engine_->draining())
       return Finish(
           call, Problem(http::status::service_unavailable, "Service Unavailable", "draining", ver));
+    if (Status st = engine_->StorageHealth(); !st.ok())
+      return Finish(call, Problem(http::status::service_unavailable, "Service Unavailable",
+                                  st.message(), ver));
     return Finish(call, Json(http::status::ok, {{"status", "ready"}}, ver));
   }
   if (path == "/metrics") {

@@ -59,6 +59,7 @@ StatusOr<std::unique_ptr<store::RocksDbEventStore>> OpenStore(const config::Conf
   opt.read_only = read_only;
   opt.max_batch = static_cast<size_t>(cfg.store.max_batch);
   opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
+  opt.min_free_bytes = static_cast<uint64_t>(cfg.store.min_free_bytes);
   opt.idempotency_ttl_ms = static_cast<int64_t>(cfg.idempotency_ttl_s) * 1000;
   return store::RocksDbEventStore::Open(opt);
 }

@@ -114,6 +114,8 @@ const std::vector<Key>& Keys() {
       {"store.snapshot_every", "64",
        SubInt(&Config::store, &Config::Store::snapshot_every, 1, 1000000)},
       {"store.max_batch", "1024", SubInt(&Config::store, &Config::Store::max_batch, 1, 100000)},
+      {"store.min_free_bytes", "67108864",
+       SubInt(&Config::store, &Config::Store::min_free_bytes, 0, int64_t{1} << 50)},
       {"store.queue_limit", "8192",
        SubInt(&Config::store, &Config::Store::queue_limit, 1, 10000000)},
       {"cache.backend", "memory",

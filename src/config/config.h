@@ -50,9 +50,10 @@ struct Config {
   struct Store {
     std::string backend = "rocksdb";  // rocksdb | postgres
     std::string url;
-    int snapshot_every = 64;  // events between profile snapshots
-    int max_batch = 1024;     // steps per group commit at most
-    int queue_limit = 8192;   // pending commits before 503
+    int snapshot_every = 64;                     // events between profile snapshots
+    int max_batch = 1024;                        // steps per group commit at most
+    int queue_limit = 8192;                      // pending commits before 503
+    int64_t min_free_bytes = int64_t{64} << 20;  // refuse writes below this much free disk
   } store;
   struct Cache {
     std::string backend = "memory";

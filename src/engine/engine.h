@@ -114,6 +114,8 @@ class Engine {
   // in-flight ones to finish. Returns true if everything finished.
   bool Drain(int timeout_ms);
   bool draining() const { return draining_.load(); }
+  // OK while the store accepts writes.
+  Status StorageHealth() const { return store_->Health(); }
 
  private:
   struct Actor;

@@ -98,6 +98,10 @@ class EventStore {
 
   // Flushes and stops the commit thread after draining queued appends.
   virtual void Close() = 0;
+
+  // OK while appends can succeed; the reason otherwise (e.g. the disk filled
+  // and the store refuses writes until it is restarted).
+  virtual Status Health() const { return absl::OkStatus(); }
 };
 
 }  // namespace persona::store

@@ -138,7 +138,7 @@ class LifecycleTest(unittest.TestCase):
                           capture_output=True).returncode != 0:
             os.rmdir(mnt)
             self.skipTest("cannot mount a small tmpfs here (needs root)")
-        s = Server(data_dir=mnt)
+        s = Server(data_dir=mnt, extra_args=["--set", "store.min_free_bytes=2097152"])
         try:
             s.start()
             st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u"})
@@ -164,6 +164,9 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(st, 200)
             self.assertEqual((b["version"], b["profile"]["goals"]), acked[-1])
             self.assertEqual(s.request("GET", "/healthz")[0], 200)
+            st, _, ready = s.request("GET", "/readyz")  # not ready: writes are refused
+            self.assertEqual(st, 503)
+            self.assertIn("disk nearly full", ready["detail"])
             s.kill9()
             # Make room, restart on the same directory: every acknowledged write is there.
             subprocess.run(["mount", "-o", "remount,size=64m", mnt], check=True)
@@ -177,6 +180,10 @@ class LifecycleTest(unittest.TestCase):
             for version, value in acked[-50:]:
                 self.assertEqual(got.get(version), value)
             s.stop()
+        except Exception:
+            rc = s.proc.poll() if s.proc else None
+            print("\nserver exit status %r; log tail:\n%s" % (rc, "\n".join(s.log[-25:])))
+            raise
         finally:
             s.stop()
             subprocess.run(["umount", mnt], capture_output=True)

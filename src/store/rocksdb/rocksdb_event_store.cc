@@ -1,5 +1,7 @@
 #include "store/rocksdb/rocksdb_event_store.h"
 
+#include <sys/statvfs.h>
+
 #include <chrono>
 #include <unordered_map>
 
@@ -158,6 +160,11 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
   return absl::OkStatus();
 }
 
+Status RocksDbEventStore::Health() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return failed_.ok() ? low_space_ : failed_;
+}
+
 void RocksDbEventStore::Append(AppendRequest req, Done done) {
   if (options_.read_only) {
     done(absl::FailedPreconditionError("store opened read-only"));
@@ -174,6 +181,8 @@ void RocksDbEventStore::Append(AppendRequest req, Done done) {
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) {
       refused = absl::UnavailableError("store is shutting down");
+    } else if (!failed_.ok()) {
+      refused = failed_;
     } else if (queue_.size() >= options_.queue_limit) {
       refused = absl::ResourceExhaustedError("commit queue is full");
     } else {
@@ -261,15 +270,43 @@ void RocksDbEventStore::CommitLoop() {
       }
       results.push_back(std::move(st));
     }
-    Status write_status = absl::OkStatus();
-    if (wb.Count() > 0) {
+    Status write_status;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      write_status = failed_;  // appends queued before an earlier failure
+    }
+    if (write_status.ok() && wb.Count() > 0) {
+      // A full disk must never reach RocksDB: Debian's build asserts (aborts)
+      // in its WAL writer after a failed append. Refuse while space is short;
+      // it recovers by itself when space is freed.
+      struct statvfs fs;
+      Status space;
+      if (::statvfs(options_.path.c_str(), &fs) == 0) {
+        const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+        if (free_bytes < options_.min_free_bytes + wb.GetDataSize())
+          space = absl::UnavailableError("disk nearly full: " + std::to_string(free_bytes) +
+                                         " bytes free, store.min_free_bytes is " +
+                                         std::to_string(options_.min_free_bytes));
+      }
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        low_space_ = space;
+      }
+      if (!space.ok()) {
+        write_status = space;
+        commit_errors_->Inc();
+      }
+    }
+    if (write_status.ok() && wb.Count() > 0) {
       rocksdb::Status s = db_->Write(wo, &wb);
       if (!s.ok()) {
-        write_status = FromRocks(s, "commit");
         commit_errors_->Inc();
-        LogError("store commit failed", {{"error", s.ToString()}, {"batch", batch.size()}});
-        // A background error (e.g. disk full) makes RocksDB refuse writes until resumed.
-        db_->Resume().PermitUncheckedError();
+        LogError("store commit failed; refusing writes until restarted",
+                 {{"error", s.ToString()}, {"batch", batch.size()}});
+        write_status = absl::UnavailableError("storage failed (" + s.ToString() +
+                                              "); writes are refused until persona restarts");
+        std::lock_guard<std::mutex> l(mu_);
+        failed_ = write_status;
       } else {
         fsyncs_->Inc();
       }

@@ -11,7 +11,8 @@
 // One commit thread drains the append queue, checks expected versions, and
 // writes everything pending as one WriteBatch with sync=true: concurrent
 // requests share one fsync (group commit). Idempotency records older than
-// the TTL are dropped by a compaction filter.
+// the TTL are dropped by a compaction filter. After a failed commit (a full
+// disk) the store refuses appends until it is reopened.
 #pragma once
 
 #include <condition_variable>
@@ -34,6 +35,9 @@ struct RocksDbOptions {
   size_t queue_limit = 8192;  // queued appends before ResourceExhausted
   int64_t idempotency_ttl_ms = 48LL * 3600 * 1000;
   bool sync = true;  // fsync every commit (tests of crash safety need true)
+  // Commits are refused (Unavailable) while the data directory's file system
+  // has less free space than this, so RocksDB never runs out mid-write.
+  uint64_t min_free_bytes = uint64_t{64} << 20;
 };
 
 class RocksDbEventStore final : public EventStore {
@@ -54,6 +58,7 @@ class RocksDbEventStore final : public EventStore {
                                                      std::string_view key) override;
   Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) override;
   void Close() override;
+  Status Health() const override;
 
  private:
   struct Pending {
@@ -81,10 +86,16 @@ class RocksDbEventStore final : public EventStore {
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<void> filter_;  // keeps the compaction filter alive
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by the first failed commit: from then on every append is refused.
+  // RocksDB 7.8 must not be written to again after a failed WAL write (it
+  // asserts in WritableFileWriter), and a full disk needs an operator anyway;
+  // what was acknowledged stays readable, and a restart resumes writing.
+  Status failed_ ABSL_GUARDED_BY(mu_);
+  Status low_space_ ABSL_GUARDED_BY(mu_);  // the last commit found the disk nearly full
   std::thread committer_;
 
   metrics::Histogram* commit_seconds_;
