@@ -133,37 +133,41 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
   for (;;) {
     std::shared_ptr<Actor> a = GetActor(session_id, true);
     std::function<void()> run;
+    bool full = false;
     {
       std::lock_guard<std::mutex> l(a->mu);
       if (a->evicted) continue;  // lost a race with eviction: fetch the new actor
-      if (a->queue.size() >= options_.max_pending_per_session) {
-        reject(absl::ResourceExhaustedError("too many requests pending for this session"));
-        return;
-      }
-      BeginOp();
-      auto task = [this, a, op = std::move(op)]() mutable {
-        auto release = [this, a] {
-          std::function<void()> next;
-          {
-            std::lock_guard<std::mutex> l(a->mu);
-            if (a->queue.empty()) {
-              a->running = false;
-            } else {
-              next = std::move(a->queue.front());
-              a->queue.pop_front();
+      full = a->queue.size() >= options_.max_pending_per_session;
+      if (!full) {
+        BeginOp();
+        auto task = [this, a, op = std::move(op)]() mutable {
+          auto release = [this, a] {
+            std::function<void()> next;
+            {
+              std::lock_guard<std::mutex> l(a->mu);
+              if (a->queue.empty()) {
+                a->running = false;
+              } else {
+                next = std::move(a->queue.front());
+                a->queue.pop_front();
+              }
             }
-          }
-          EndOp();
-          if (next) executor_(std::move(next));
+            EndOp();
+            if (next) executor_(std::move(next));
+          };
+          op(a, std::move(release));
         };
-        op(a, std::move(release));
-      };
-      if (a->running) {
-        a->queue.push_back(std::move(task));
-        return;
+        if (a->running) {
+          a->queue.push_back(std::move(task));
+          return;
+        }
+        a->running = true;
+        run = std::move(task);
       }
-      a->running = true;
-      run = std::move(task);
+    }
+    if (full) {  // answered outside the lock: callbacks never run under it
+      reject(absl::ResourceExhaustedError("too many requests pending for this session"));
+      return;
     }
     run();
     return;

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -188,6 +189,37 @@ class LifecycleTest(unittest.TestCase):
             s.stop()
             subprocess.run(["umount", mnt], capture_output=True)
             shutil.rmtree(mnt, ignore_errors=True)
+
+    def test_a_session_with_too_many_pending_requests_gets_429(self):
+        s = Server(extra_args=["--set", "engine.max_pending_per_session=1"]).start()
+        try:
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u"})
+            sid = b["session_id"]
+            statuses, lock = [], threading.Lock()
+
+            def worker():
+                c = s.conn()
+                for i in range(10):
+                    st, h, body = s.request("POST", "/v1/sessions/%s/messages" % sid,
+                                            {"text": "I like x%d" % i}, conn=c)
+                    with lock:
+                        statuses.append((st, h.get("retry-after"), h.get("content-type")))
+                c.close()
+            threads = [threading.Thread(target=worker) for _ in range(16)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            codes = {st for st, _, _ in statuses}
+            self.assertLessEqual(codes, {200, 429})
+            self.assertIn(429, codes)
+            for st, retry, ctype in statuses:
+                if st == 429:
+                    self.assertEqual((retry, ctype), ("1", "application/problem+json"))
+            # The accepted steps are all there, in order, and the server still serves.
+            st, _, ev = s.request("GET", "/v1/sessions/%s/events?limit=1000" % sid)
+            users = [e for e in ev["events"] if e["type"] == "message.user"]
+            self.assertEqual(len(users), sum(1 for st, _, _ in statuses if st == 200))
+        finally:
+            s.cleanup()
 
     def test_slow_drip_client_is_cut_off_and_others_are_served(self):
         s = Server(extra_args=["--set", "http.request_timeout_ms=500"]).start()
