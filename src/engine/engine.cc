@@ -233,6 +233,21 @@ json::object Engine::ProfileBody(const SessionState& s) const {
   return o;
 }
 
+bool Engine::Prepare(Actor& a, std::string_view route, const std::string& key, ReplyCallback& done,
+                     std::string* idem, SessionState* s) {
+  if (auto st = EnsureLoaded(a); !st.ok()) {
+    done(st);
+    return false;
+  }
+  if (!key.empty()) {
+    *idem = IdempotencyScopeKey(route, key);
+    if (AnsweredFromRecord(a.id, *idem, done)) return false;
+  }
+  std::lock_guard<std::mutex> l(a.mu);
+  *s = *a.state;
+  return true;
+}
+
 bool Engine::AnsweredFromRecord(std::string_view scope, const std::string& key,
                                 ReplyCallback& done) {
   auto prior = store_->GetIdempotent(scope, key);
@@ -404,19 +419,9 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
       sid, true,
       [this, req = std::move(req), done, start](std::shared_ptr<Actor> a,
                                                 std::function<void()> release) mutable {
-        if (auto st = EnsureLoaded(*a); !st.ok()) {
-          done(st);
-          return release();
-        }
-        const std::string idem = req.idempotency_key.empty()
-                                     ? std::string()
-                                     : IdempotencyScopeKey("message", req.idempotency_key);
-        if (!idem.empty() && AnsweredFromRecord(req.session_id, idem, done)) return release();
+        std::string idem;
         SessionState s;
-        {
-          std::lock_guard<std::mutex> l(a->mu);
-          s = *a->state;
-        }
+        if (!Prepare(*a, "message", req.idempotency_key, done, &idem, &s)) return release();
         ai::AiRequest ai_req;
         ai_req.schema = s.schema;
         ai_req.profile = s.profile.values();
@@ -519,19 +524,9 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
       sid, true,
       [this, req = std::move(req), done](std::shared_ptr<Actor> a,
                                          std::function<void()> release) mutable {
-        if (auto st = EnsureLoaded(*a); !st.ok()) {
-          done(st);
-          return release();
-        }
-        const std::string idem = req.idempotency_key.empty()
-                                     ? std::string()
-                                     : IdempotencyScopeKey("patch", req.idempotency_key);
-        if (!idem.empty() && AnsweredFromRecord(req.session_id, idem, done)) return release();
+        std::string idem;
         SessionState s;
-        {
-          std::lock_guard<std::mutex> l(a->mu);
-          s = *a->state;
-        }
+        if (!Prepare(*a, "patch", req.idempotency_key, done, &idem, &s)) return release();
         if (req.if_match && *req.if_match != s.meta.version) {
           done(absl::FailedPreconditionError(
               absl::StrCat("profile is at version ", s.meta.version, ", not ", *req.if_match)));

@@ -140,6 +140,11 @@ class Engine {
   void Publish(const SessionState& s, const std::vector<model::Event>& events);
   json::object ProfileBody(const SessionState& s) const;
   std::string IdempotencyScopeKey(std::string_view route, std::string_view key) const;
+  // The start of a session operation: loads the session, answers from the
+  // idempotency record of `key` (if any), and copies the state into `*s`.
+  // False if `done` was already called (the caller releases the actor).
+  bool Prepare(Actor& a, std::string_view route, const std::string& key, ReplyCallback& done,
+               std::string* idem, SessionState* s);
   // If `key` has a stored response in `scope` (or the lookup fails), answers
   // `done` with it and returns true.
   bool AnsweredFromRecord(std::string_view scope, const std::string& key, ReplyCallback& done);

@@ -22,7 +22,7 @@ const FROM_DISK = !!process.env.E2E_WEB_FROM_DISK;
 const WEB_FILES = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/assets/mqtt.min.js": ["assets/mqtt.min.js", "text/javascript; charset=utf-8"],
-  "/assets/persona-client.js": ["assets/persona-client.js", "text/javascript; charset=utf-8"],
+  "/assets/persona-client.js": ["../clients/js/src/index.js", "text/javascript; charset=utf-8"],
 };
 
 const BASE = (process.env.PERSONA_URL || "").replace(/\/+$/, "");

@@ -4,8 +4,7 @@
 // Plain ES module, no build step. It runs unchanged in Node (where it loads
 // the `mqtt` npm package) and in browsers (where it uses the UMD global
 // `mqtt` from /assets/mqtt.min.js, or whatever `options.mqtt` passes in).
-// web/assets/persona-client.js is a byte-for-byte copy of this file
-// (clients/js/scripts/build-web.sh); edit this one.
+// The server embeds this file and serves it at /assets/persona-client.js.
 //
 // Topics (SPEC §5):
 //   session/{id}/profile      server → clients, retained: {"profile","meta","version"}

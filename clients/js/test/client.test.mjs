@@ -235,12 +235,6 @@ test("afterSeq catches up on events before the subscription", async () => {
   assert.equal(ra.events[0].type, "session.created");
 });
 
-test("web/assets/persona-client.js is a copy of src/index.js (scripts/build-web.sh)", () => {
-  const src = readFileSync(join(repoRoot, "clients/js/src/index.js"), "utf8");
-  const web = readFileSync(join(repoRoot, "web/assets/persona-client.js"), "utf8");
-  assert.ok(web === src, "web/assets/persona-client.js differs: run clients/js/scripts/build-web.sh");
-});
-
 test("web/assets/mqtt.min.js is the MQTT.js browser bundle of the installed mqtt version", () => {
   const bundled = readFileSync(join(repoRoot, "web/assets/mqtt.min.js"));
   const dist = readFileSync(join(repoRoot, "clients/js/node_modules/mqtt/dist/mqtt.min.js"));
