@@ -70,8 +70,9 @@ struct Options {
   int prefill = -1;                 // steps posted to each session in setup (-1: auto)
   int setup_concurrency = 256;
   double setup_timeout = 90;
-  double drain = 5;     // seconds to wait for in-flight requests after the run
-  bool metrics = true;  // scrape /metrics at the window edges
+  double drain = 5;           // seconds to wait for in-flight requests after the run
+  bool metrics = true;        // scrape /metrics at the window edges
+  bool prefer_async = false;  // steps ask for 202 Accepted (Prefer: respond-async)
   uint64_t seed = 42;
 };
 
@@ -93,7 +94,8 @@ struct Options {
                "  --setup-concurrency N  connections used to create sessions (256)\n"
                "  --setup-timeout S      abort if setup takes longer (90)\n"
                "  --drain S              wait for in-flight requests after the run (5)\n"
-               "  --no-metrics           do not scrape /metrics\n");
+               "  --no-metrics           do not scrape /metrics\n"
+               "  --prefer-async         measured steps send Prefer: respond-async (202)\n");
   std::exit(2);
 }
 
@@ -152,6 +154,8 @@ Options parse_args(int argc, char** argv) {
         o.drain = std::stod(val());
       } else if (a == "--no-metrics") {
         o.metrics = false;
+      } else if (a == "--prefer-async") {
+        o.prefer_async = true;
       } else if (a == "--seed") {
         o.seed = std::stoull(val());
       } else if (a == "-h" || a == "--help") {
@@ -205,7 +209,7 @@ const std::vector<std::string_view> kUtterances = {
 };
 
 std::string make_request(const Options& o, std::string_view method, std::string_view path,
-                         std::string_view body) {
+                         std::string_view body, bool prefer_async = false) {
   std::string r;
   r.reserve(160 + path.size() + body.size());
   r.append(method).append(" ").append(path).append(" HTTP/1.1\r\nHost: ");
@@ -214,15 +218,17 @@ std::string make_request(const Options& o, std::string_view method, std::string_
     r.append("Content-Type: application/json\r\nContent-Length: ");
     r.append(std::to_string(body.size())).append("\r\n");
   }
+  if (prefer_async) r.append("Prefer: respond-async\r\n");
   r.append("Accept: application/json\r\n\r\n");
   r.append(body);
   return r;
 }
 
-std::string step_request(const Options& o, const std::string& session, size_t n) {
+std::string step_request(const Options& o, const std::string& session, size_t n,
+                         bool prefer_async = false) {
   std::string body = "{\"text\":\"";
   body.append(kUtterances[n % kUtterances.size()]).append("\"}");
-  return make_request(o, "POST", "/v1/sessions/" + session + "/messages", body);
+  return make_request(o, "POST", "/v1/sessions/" + session + "/messages", body, prefer_async);
 }
 
 std::string profile_request(const Options& o, const std::string& session) {
@@ -448,7 +454,8 @@ struct Stats {
 struct MetricsSample {
   bool ok = false;
   double appends = 0, fsyncs = 0;
-  Clock::time_point at;  // when the answer arrived
+  double applied = 0, intake_depth = 0;  // async write mode
+  Clock::time_point at;                  // when the answer arrived
 };
 
 MetricsSample parse_metrics(std::string_view text) {
@@ -471,6 +478,8 @@ MetricsSample parse_metrics(std::string_view text) {
     };
     if (take("persona_store_appends_total", m.appends)) a = true;
     if (take("persona_store_fsyncs_total", m.fsyncs)) f = true;
+    take("persona_intake_applied_total", m.applied);
+    take("persona_intake_depth", m.intake_depth);
   }
   m.ok = a && f;
   return m;
@@ -672,7 +681,7 @@ class ClosedWorker {
     const auto& ss = sessions_[c.id];
     const std::string& sid = ss[c.counter % ss.size()];
     if (o_.workload == "step")
-      c.wbuf = step_request(o_, sid, c.counter / ss.size() + c.id);
+      c.wbuf = step_request(o_, sid, c.counter / ss.size() + c.id, o_.prefer_async);
     else
       c.wbuf = profile_request(o_, sid);
     ++c.counter;
@@ -921,7 +930,7 @@ class OpenLoop {
   void send(Conn& c, const Ev& e) {
     c.t_start = e.t;
     c.user = e.user;
-    c.wbuf = step_request(o_, ids_[e.user], user_counter_[e.user]++);
+    c.wbuf = step_request(o_, ids_[e.user], user_counter_[e.user]++, o_.prefer_async);
     ++inflight_;
     client_.send(c);
   }
@@ -1064,6 +1073,8 @@ void print_result(const Options& o, Stats& s, double setup_s, size_t sessions,
     out += ",\"window_appends\":" + fmt(da, 0);
     out += ",\"window_fsyncs\":" + fmt(df, 0);
     out += ",\"appends_per_fsync\":" + (df > 0 ? fmt(da / df, 2) : std::string("null"));
+    out += ",\"window_async_applied\":" + fmt(me.applied - mb.applied, 0);
+    out += ",\"intake_depth_end\":" + fmt(me.intake_depth, 0);
     if (w) {
       // How late the scrapes answered after the window edges (a slow /metrics
       // under load blurs the window).

@@ -42,6 +42,7 @@ const char* kRouteNames[] = {"/",
                              "/v1/sessions/{id}/messages",
                              "/v1/sessions/{id}/profile",
                              "/v1/sessions/{id}/events",
+                             "/v1/requests/{id}",
                              "other"};
 
 net::Response Json(http::status status, const json::value& body, unsigned version) {
@@ -128,9 +129,28 @@ bool PeekEvent(std::string_view text, uint64_t* seq, std::string* type) {
   return true;
 }
 
+// The preferences in a Prefer header (RFC 7240), lower-cased, without values.
+bool HasPreference(std::string_view header, std::string_view token) {
+  while (!header.empty()) {
+    const size_t comma = header.find(',');
+    std::string_view item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    item = item.substr(0, item.find_first_of(";="));
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (item.size() != token.size()) continue;
+    bool eq = true;
+    for (size_t i = 0; i < item.size() && eq; ++i)
+      eq = std::tolower(static_cast<unsigned char>(item[i])) == token[i];
+    if (eq) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
-HttpApi::HttpApi(engine::Engine* engine) : engine_(engine) {
+HttpApi::HttpApi(engine::Engine* engine, HttpApiOptions options)
+    : engine_(engine), options_(options) {
   auto& reg = metrics::Default();
   static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   for (int r = 0; r < kRouteCount; ++r) {
@@ -175,6 +195,11 @@ engine::ReplyCallback HttpApi::ReplyTo(std::shared_ptr<Call> call) {
     }
     net::Response res = Json(static_cast<http::status>(r->status), r->body, call->req.version());
     if (r->replayed) res.set("Idempotent-Replayed", "true");
+    if (r->status == 202) {
+      if (auto loc = GetString(r->body, "location")) res.set(http::field::location, *loc);
+      if (HasPreference(call->req["Prefer"], "respond-async"))
+        res.set("Preference-Applied", "respond-async");
+    }
     if (const json::value* v = r->body.if_contains("version"); v && v->is_number())
       res.set(http::field::etag, "\"" + std::to_string(v->to_number<uint64_t>()) + "\"");
     if (call->route == kSessions) {
@@ -254,6 +279,14 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
     res.set(http::field::content_type, "application/json");
     res.body() = std::string(kOpenApiJson);
     return Finish(call, std::move(res));
+  }
+
+  constexpr std::string_view kRequestsPrefix = "/v1/requests/";
+  if (path.starts_with(kRequestsPrefix)) {
+    call->route = kRequests;
+    if (method != http::verb::get) return method_not_allowed("GET");
+    call->session_id = path.substr(kRequestsPrefix.size());  // the request id
+    return GetRequest(call);
   }
 
   // /v1/sessions[/{id}[/messages|/profile|/events]]
@@ -410,7 +443,35 @@ void HttpApi::PostMessage(std::shared_ptr<Call> call) {
   r.session_id = call->session_id;
   r.text = std::string(*text);
   r.idempotency_key = *key;
+  if (WantsAsync(*call)) return engine_->AcceptMessage(std::move(r), ReplyTo(call));
   engine_->PostMessage(std::move(r), ReplyTo(call));
+}
+
+bool HttpApi::WantsAsync(const Call& call) const {
+  const auto prefer = call.req["Prefer"];
+  if (prefer.empty()) return options_.async_default;
+  if (HasPreference(prefer, "respond-async")) return true;
+  if (HasPreference(prefer, "respond-sync")) return false;
+  return options_.async_default;
+}
+
+void HttpApi::GetRequest(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  auto r = engine_->GetRequest(call->session_id);
+  if (!r.ok()) return Finish(call, ProblemFor(r.status(), ver));
+  // A failure is stored as a status code and message; render it as the
+  // problem the synchronous request would have got.
+  if (const json::value* e = r->if_contains("error"); e && e->is_object()) {
+    const auto code = GetInt(e->get_object(), "code").value_or(13);
+    const auto msg = GetString(e->get_object(), "message").value_or("");
+    const Status st(static_cast<absl::StatusCode>(code), absl::string_view(msg.data(), msg.size()));
+    net::Response pr = ProblemFor(st, ver);
+    if (auto pv = ParseJson(pr.body()); pv.ok()) (*r)["problem"] = std::move(*pv);
+    r->erase("error");
+  }
+  net::Response res = Json(http::status::ok, *r, ver);
+  if (GetString(*r, "status") == "pending") res.set(http::field::retry_after, "1");
+  Finish(call, std::move(res));
 }
 
 void HttpApi::ListMessages(std::shared_ptr<Call> call) {
@@ -469,6 +530,7 @@ void HttpApi::PatchProfile(std::shared_ptr<Call> call) {
     return Finish(call,
                   Problem(http::status::bad_request, "Bad Request", key.status().message(), ver));
   r.idempotency_key = *key;
+  if (WantsAsync(*call)) return engine_->AcceptPatch(std::move(r), ReplyTo(call));
   engine_->PatchProfile(std::move(r), ReplyTo(call));
 }
 

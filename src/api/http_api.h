@@ -15,9 +15,16 @@
 
 namespace persona::api {
 
+struct HttpApiOptions {
+  // write_mode: async. Messages and profile PATCHes are answered 202 unless
+  // the request says `Prefer: respond-sync`; otherwise only requests that
+  // say `Prefer: respond-async` are.
+  bool async_default = false;
+};
+
 class HttpApi final : public net::Handler {
  public:
-  explicit HttpApi(engine::Engine* engine);
+  explicit HttpApi(engine::Engine* engine, HttpApiOptions options = {});
 
   void Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) override;
   net::Response Refusal(net::http::status status, std::string_view detail) override;
@@ -37,6 +44,7 @@ class HttpApi final : public net::Handler {
     kMessages,
     kProfile,
     kEvents,
+    kRequests,
     kNotFound,
     kRouteCount
   };
@@ -50,10 +58,14 @@ class HttpApi final : public net::Handler {
   void PatchProfile(std::shared_ptr<Call> call);
   void ListEvents(std::shared_ptr<Call> call);
   void StreamEvents(std::shared_ptr<Call> call);
+  void GetRequest(std::shared_ptr<Call> call);
+  // Whether this write goes through the async intake (Prefer, write_mode).
+  bool WantsAsync(const Call& call) const;
   void Finish(const std::shared_ptr<Call>& call, net::Response res);
   engine::ReplyCallback ReplyTo(std::shared_ptr<Call> call);
 
   engine::Engine* engine_;
+  HttpApiOptions options_;
   std::atomic<bool> draining_{false};
   std::array<metrics::Histogram*, kRouteCount> latency_;
   std::array<std::array<metrics::Counter*, 6>, kRouteCount> responses_;  // by status class

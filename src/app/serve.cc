@@ -14,8 +14,10 @@
 #include "api/http_api.h"
 #include "app/commands.h"
 #include "bus/local/local_bus.h"
+#include "cache/profile_cache.h"
 #include "config/config.h"
 #include "core/logging.h"
+#include "engine/applier.h"
 #include "engine/engine.h"
 #include "model/schema.h"
 #include "net/http_server.h"
@@ -101,9 +103,39 @@ int Serve(const ServeFlags& flags) {
   eopt.max_cached_sessions = static_cast<size_t>(cfg->engine.max_cached_sessions);
   eopt.max_pending_per_session = static_cast<size_t>(cfg->engine.max_pending_per_session);
   eopt.history_window = static_cast<size_t>(cfg->engine.history_window);
-  engine::Engine engine(eopt, store->get(), &bus, &provider, *schemas,
-                        [&ioc](std::function<void()> fn) { asio::post(ioc, std::move(fn)); });
-  api::HttpApi api(&engine);
+  eopt.max_intake = static_cast<size_t>(cfg->async.max_pending);
+  std::unique_ptr<cache::ProfileCache> cache;
+  if (cfg->cache.backend != "none") {
+    cache::CacheOptions copt;
+    copt.backend = cfg->cache.backend;
+    copt.url = cfg->cache.url;
+    copt.ttl_s = cfg->cache.ttl_s;
+    copt.max_entries = static_cast<size_t>(cfg->cache.max_entries);
+    copt.timeout_ms = cfg->cache.timeout_ms;
+    auto made = cache::MakeProfileCache(copt);
+    if (!made.ok()) {
+      std::cerr << "persona: invalid configuration: cache: " << made.status().message() << "\n";
+      return 2;
+    }
+    cache = std::move(*made);
+  }
+  engine::Engine engine(
+      eopt, store->get(), &bus, &provider, *schemas,
+      [&ioc](std::function<void()> fn) { asio::post(ioc, std::move(fn)); }, cache.get());
+  // Async writes: the applier resumes what a previous run accepted before
+  // anything new is accepted.
+  engine::ApplierOptions aopt;
+  aopt.batch_size = static_cast<size_t>(cfg->async.batch_size);
+  aopt.max_delay_ms = cfg->async.max_delay_ms;
+  aopt.max_pending = static_cast<size_t>(cfg->async.max_pending);
+  engine::Applier applier(aopt, &engine, store->get());
+  if (Status st = applier.Recover(); !st.ok()) {
+    LogError("cannot read the async intake", {{"error", std::string(st.message())}});
+    std::cerr << "persona: async intake: " << st.message() << "\n";
+    return 2;
+  }
+  engine.AttachApplier(&applier, applier.Background());
+  api::HttpApi api(&engine, api::HttpApiOptions{.async_default = cfg->write_mode == "async"});
 
   net::ServerOptions sopt;
   sopt.max_body_bytes = cfg->http.max_body_bytes;
@@ -152,6 +184,8 @@ int Serve(const ServeFlags& flags) {
                         {"mqtt", mqtt_address},
                         {"mqtt_websocket", cfg->mqtt.websocket_path},
                         {"data_dir", cfg->data_dir},
+                        {"write_mode", cfg->write_mode},
+                        {"cache", cfg->cache.backend},
                         {"threads", threads},
                         {"version", PERSONA_VERSION}});
 
@@ -165,6 +199,7 @@ int Serve(const ServeFlags& flags) {
       api.SetDraining();
       server.StopAccepting();
       mqtt_server.StopAccepting();
+      applier.Stop();  // after the batch in flight; the rest stays in the intake
       const bool drained = engine.Drain(cfg->shutdown_grace_ms);
       // Let the last responses reach their sockets.
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -175,6 +210,7 @@ int Serve(const ServeFlags& flags) {
     });
   });
 
+  applier.Start();
   std::vector<std::thread> pool;
   for (int i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
   ioc.run();

@@ -120,9 +120,16 @@ const std::vector<Key>& Keys() {
        SubInt(&Config::store, &Config::Store::queue_limit, 1, 10000000)},
       {"cache.backend", "memory",
        OneOf(SubStr(&Config::cache, &Config::Cache::backend),
-             [](const Config& c) { return c.cache.backend; }, {"memory", "redis"})},
+             [](const Config& c) { return c.cache.backend; }, {"memory", "redis", "none"})},
       {"cache.url", "", SubStr(&Config::cache, &Config::Cache::url)},
       {"cache.ttl_s", "3600", SubInt(&Config::cache, &Config::Cache::ttl_s, 1, 100000000)},
+      {"cache.max_entries", "100000",
+       SubInt(&Config::cache, &Config::Cache::max_entries, 1, 100000000)},
+      {"cache.timeout_ms", "50", SubInt(&Config::cache, &Config::Cache::timeout_ms, 1, 60000)},
+      {"async.batch_size", "256", SubInt(&Config::async, &Config::Async::batch_size, 1, 100000)},
+      {"async.max_delay_ms", "2", SubInt(&Config::async, &Config::Async::max_delay_ms, 0, 60000)},
+      {"async.max_pending", "100000",
+       SubInt(&Config::async, &Config::Async::max_pending, 1, 100000000)},
       {"bus.backend", "local",
        OneOf(SubStr(&Config::bus, &Config::Bus::backend),
              [](const Config& c) { return c.bus.backend; }, {"local", "redis"})},
@@ -258,12 +265,10 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     return absl::InvalidArgumentError("store.url: required when store.backend is postgres");
   if (c.store.backend == "postgres")
     return absl::InvalidArgumentError("store.backend: postgres is not built yet (use rocksdb)");
-  if (c.cache.backend == "redis")
-    return absl::InvalidArgumentError("cache.backend: redis is not built yet (use memory)");
+  if (c.cache.backend == "redis" && c.cache.url.empty())
+    return absl::InvalidArgumentError("cache.url: required when cache.backend is redis");
   if (c.bus.backend == "redis")
     return absl::InvalidArgumentError("bus.backend: redis is not built yet (use local)");
-  if (c.write_mode == "async")
-    return absl::InvalidArgumentError("write_mode: async is not built yet (use sync)");
   for (size_t i = 0; i < c.ai.providers.size(); ++i)
     if (c.ai.providers[i].kind != "builtin")
       return absl::InvalidArgumentError(absl::StrCat("ai.providers[", i,

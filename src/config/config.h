@@ -56,10 +56,17 @@ struct Config {
     int64_t min_free_bytes = int64_t{64} << 20;  // refuse writes below this much free disk
   } store;
   struct Cache {
-    std::string backend = "memory";
-    std::string url;
+    std::string backend = "memory";  // memory | redis | none
+    std::string url;                 // redis://[:password@]host[:port][/db]
     int ttl_s = 3600;
+    int max_entries = 100000;  // memory: profiles held at most
+    int timeout_ms = 50;       // redis: connect and command timeout
   } cache;
+  struct Async {
+    int batch_size = 256;      // requests the applier applies at once
+    int max_delay_ms = 2;      // how long a batch may wait to fill
+    int max_pending = 100000;  // accepted and not yet applied; more get 503
+  } async;
   struct Bus {
     std::string backend = "local";
     std::string url;

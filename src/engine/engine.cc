@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/ids.h"
 #include "core/logging.h"
+#include "engine/applier.h"
 
 namespace persona::engine {
 
@@ -15,7 +16,11 @@ struct Engine::Actor {
   bool deleted ABSL_GUARDED_BY(mu) = false;               // erased, or never existed
   bool evicted ABSL_GUARDED_BY(mu) = false;               // removed from the map; re-fetch
   bool running ABSL_GUARDED_BY(mu) = false;
-  std::deque<std::function<void()>> queue ABSL_GUARDED_BY(mu);
+  struct Queued {
+    std::function<void()> task;
+    bool background = false;  // runs on the applier's executor
+  };
+  std::deque<Queued> queue ABSL_GUARDED_BY(mu);
   std::string id;
 };
 
@@ -34,18 +39,40 @@ std::string Greeting(const model::Schema& schema, const std::string& lang, std::
   return "Hi! Tell me a little about yourself.";
 }
 
+// A request id names its session: "{session_id}.{22-character id}", so the
+// status lives (and is erased) with the session.
+constexpr size_t kRequestSuffix = 23;
+
+bool SplitRequestId(std::string_view rid, std::string* sid) {
+  if (rid.size() <= kRequestSuffix || rid[rid.size() - kRequestSuffix] != '.') return false;
+  *sid = std::string(rid.substr(0, rid.size() - kRequestSuffix));
+  return IsValidId(*sid) && IsValidId(rid.substr(rid.size() - kRequestSuffix + 1));
+}
+
+std::string RequestLocation(std::string_view rid) { return "/v1/requests/" + std::string(rid); }
+
+json::object RequestRecord(const Applying& ap, const std::string& sid, std::string_view status) {
+  json::object o;
+  o["request_id"] = ap.request_id;
+  o["session_id"] = sid;
+  o["status"] = status;
+  o["accepted_at"] = FormatRfc3339Millis(ap.accepted_at_ms);
+  return o;
+}
+
 }  // namespace
 
 Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
                ai::Provider* provider,
                std::map<std::string, std::shared_ptr<const model::Schema>> schemas,
-               Executor executor)
+               Executor executor, cache::ProfileCache* cache)
     : options_(std::move(options)),
       store_(store),
       bus_(bus),
       provider_(provider),
       schemas_(std::move(schemas)),
-      executor_(std::move(executor)) {
+      executor_(std::move(executor)),
+      cache_(cache) {
   auto& reg = metrics::Default();
   step_seconds_ =
       reg.GetHistogram("persona_step_seconds", "Chat step latency from receipt to durable reply");
@@ -59,6 +86,14 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
   ai_calls_ = reg.GetCounter("persona_ai_calls_total", "AI provider calls", "provider=\"all\"");
   ai_tokens_in_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"in\"");
   ai_tokens_out_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"out\"");
+  const std::string backend =
+      "backend=\"" + std::string(cache_ ? cache_->backend() : "none") + "\"";
+  cache_hits_ =
+      reg.GetCounter("persona_cache_hits_total", "Profile reads answered by the cache", backend);
+  cache_misses_ = reg.GetCounter("persona_cache_misses_total",
+                                 "Profile reads the cache could not answer", backend);
+  accepted_ = reg.GetCounter("persona_intake_accepted_total",
+                             "Async requests made durable in the intake and answered 202");
 }
 
 Engine::~Engine() = default;
@@ -129,7 +164,8 @@ std::shared_ptr<Engine::Actor> Engine::GetActor(const std::string& session_id, b
   return a;
 }
 
-void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject) {
+void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject,
+                    bool bounded, bool background) {
   for (;;) {
     std::shared_ptr<Actor> a = GetActor(session_id, true);
     std::function<void()> run;
@@ -137,12 +173,12 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
     {
       std::lock_guard<std::mutex> l(a->mu);
       if (a->evicted) continue;  // lost a race with eviction: fetch the new actor
-      full = a->queue.size() >= options_.max_pending_per_session;
+      full = bounded && a->queue.size() >= options_.max_pending_per_session;
       if (!full) {
         BeginOp();
         auto task = [this, a, op = std::move(op)]() mutable {
           auto release = [this, a] {
-            std::function<void()> next;
+            Actor::Queued next;
             {
               std::lock_guard<std::mutex> l(a->mu);
               if (a->queue.empty()) {
@@ -153,12 +189,12 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
               }
             }
             EndOp();
-            if (next) executor_(std::move(next));
+            if (next.task) ExecutorFor(next.background)(std::move(next.task));
           };
           op(a, std::move(release));
         };
         if (a->running) {
-          a->queue.push_back(std::move(task));
+          a->queue.push_back(Actor::Queued{std::move(task), background});
           return;
         }
         a->running = true;
@@ -234,22 +270,22 @@ json::object Engine::ProfileBody(const SessionState& s) const {
 }
 
 bool Engine::Prepare(Actor& a, std::string_view route, const std::string& key, ReplyCallback& done,
-                     std::string* idem, SessionState* s) {
+                     std::string* idem, SessionState* s, const std::optional<Applying>& applying) {
   if (auto st = EnsureLoaded(a); !st.ok()) {
     done(st);
     return false;
   }
   if (!key.empty()) {
     *idem = IdempotencyScopeKey(route, key);
-    if (AnsweredFromRecord(a.id, *idem, done)) return false;
+    if (AnsweredFromRecord(a.id, *idem, done, applying ? applying->request_id : "")) return false;
   }
   std::lock_guard<std::mutex> l(a.mu);
   *s = *a.state;
   return true;
 }
 
-bool Engine::AnsweredFromRecord(std::string_view scope, const std::string& key,
-                                ReplyCallback& done) {
+bool Engine::AnsweredFromRecord(std::string_view scope, const std::string& key, ReplyCallback& done,
+                                std::string_view own_request) {
   auto prior = store_->GetIdempotent(scope, key);
   if (!prior.ok()) {
     done(prior.status());
@@ -261,6 +297,9 @@ bool Engine::AnsweredFromRecord(std::string_view scope, const std::string& key,
     done(absl::DataLossError("corrupt idempotency record"));
     return true;
   }
+  // The record an async accept wrote for the request now being applied.
+  if (!own_request.empty() && GetString(rec->get_object(), "request_id") == own_request)
+    return false;
   Reply r;
   r.status = static_cast<int>(GetInt(rec->get_object(), "status").value_or(200));
   if (const json::value* b = Find(rec->get_object(), "body"); b && b->is_object())
@@ -287,7 +326,7 @@ void Engine::Publish(const SessionState& s, const std::vector<model::Event>& eve
 
 void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
                     std::vector<model::Event> events, Reply reply, std::string idempotency_key,
-                    ReplyCallback done) {
+                    ReplyCallback done, const std::optional<Applying>& applying) {
   store::AppendRequest req;
   req.session_id = next.meta.session_id;
   req.expected_version = next.meta.version;
@@ -314,13 +353,23 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
     req.idempotency = store::AppendRequest::Idempotency{
         req.expected_version == 0 ? "_" : req.session_id, idempotency_key, json::serialize(rec)};
   }
+  if (applying) {  // the intake entry goes, and the request's result is kept, atomically
+    json::object rec = RequestRecord(*applying, req.session_id, "applied");
+    rec["applied_at"] = FormatRfc3339Millis(NowMillis());
+    rec["http_status"] = reply.status;
+    rec["result"] = reply.body;
+    req.intake_done = applying->intake_seq;
+    req.request_status = store::AppendRequest::RequestStatus{req.session_id, applying->request_id,
+                                                             json::serialize(rec)};
+  }
   auto shared = std::make_shared<std::tuple<SessionState, std::vector<model::Event>, Reply>>(
       std::move(next), std::move(events), std::move(reply));
-  store_->Append(std::move(req), [this, a, release = std::move(release), shared,
+  const bool applying_op = applying.has_value();
+  store_->Append(std::move(req), [this, a, release = std::move(release), shared, applying_op,
                                   done = std::move(done)](Status st) mutable {
     // Continue on the executor: the commit thread only commits.
-    executor_([this, a, release = std::move(release), shared, done = std::move(done),
-               st = std::move(st)]() mutable {
+    ExecutorFor(applying_op)([this, a, release = std::move(release), shared, done = std::move(done),
+                              st = std::move(st)]() mutable {
       if (!st.ok()) {
         done(st);
         release();
@@ -333,6 +382,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
         std::lock_guard<std::mutex> l(a->mu);
         a->state = std::move(state);
       }
+      if (cache_) cache_->Invalidate(a->id);
       // Only this operation writes the state until release(), so reading it
       // without the lock is safe here.
       Publish(*a->state, events);
@@ -415,13 +465,15 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
   const auto start = std::chrono::steady_clock::now();
   const std::string sid = req.session_id;
+  const bool background = req.applying.has_value();
   Submit(
       sid, true,
       [this, req = std::move(req), done, start](std::shared_ptr<Actor> a,
                                                 std::function<void()> release) mutable {
         std::string idem;
         SessionState s;
-        if (!Prepare(*a, "message", req.idempotency_key, done, &idem, &s)) return release();
+        if (!Prepare(*a, "message", req.idempotency_key, done, &idem, &s, req.applying))
+          return release();
         ai::AiRequest ai_req;
         ai_req.schema = s.schema;
         ai_req.profile = s.profile.values();
@@ -447,6 +499,7 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
           user_msg["message_id"] = message_id;
           user_msg["text"] = req.text;
           user_msg["lang"] = ai_reply->language;
+          if (req.applying) user_msg["request_id"] = req.applying->request_id;
           events.push_back(NewEvent(model::kMessageUser, req.origin, std::move(user_msg)));
           json::array changes;
           for (const auto& c : ai_reply->changes) {
@@ -510,23 +563,26 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
             }
             done(std::move(r));
           };
+          const std::optional<Applying> applying = req.applying;
           Commit(std::move(a), std::move(release), std::move(s), std::move(events),
-                 std::move(reply), idem, std::move(timed));
+                 std::move(reply), idem, std::move(timed), applying);
         });
       },
-      done);
+      done, /*bounded=*/!background, background);
 }
 
 void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
   const std::string sid = req.session_id;
+  const bool bounded = !req.applying;
   Submit(
       sid, true,
       [this, req = std::move(req), done](std::shared_ptr<Actor> a,
                                          std::function<void()> release) mutable {
         std::string idem;
         SessionState s;
-        if (!Prepare(*a, "patch", req.idempotency_key, done, &idem, &s)) return release();
+        if (!Prepare(*a, "patch", req.idempotency_key, done, &idem, &s, req.applying))
+          return release();
         if (req.if_match && *req.if_match != s.meta.version) {
           done(absl::FailedPreconditionError(
               absl::StrCat("profile is at version ", s.meta.version, ", not ", *req.if_match)));
@@ -563,6 +619,7 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
           if (!value.is_null()) data["value"] = value;
           data["previous"] = prev ? *prev : json::value(nullptr);
           data["source"] = req.source;
+          if (req.applying) data["request_id"] = req.applying->request_id;
           model::Event e = NewEvent(value.is_null() ? model::kFieldCleared : model::kFieldSet,
                                     req.source, std::move(data));
           // A device edit based on an older HLC than the field's current
@@ -584,13 +641,25 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
         reply.body["version"] = s.meta.version;
         if (events.empty()) {
           reply.body["profile"] = s.profile.ValuesJson(s.schema.get());
+          if (req.applying) {  // nothing to append, but the request is done: record it
+            return FinishRequest(
+                *req.applying, a->id, std::move(reply),
+                [done = std::move(done), release = std::move(release), reply](Status st) mutable {
+                  if (st.ok()) {
+                    done(std::move(reply));
+                  } else {
+                    done(st);
+                  }
+                  release();
+                });
+          }
           done(std::move(reply));
           return release();
         }
         Commit(std::move(a), std::move(release), std::move(s), std::move(events), std::move(reply),
-               idem, std::move(done));
+               idem, std::move(done), req.applying);
       },
-      done);
+      done, bounded, /*background=*/!bounded);
 }
 
 void Engine::DeleteSession(std::string session_id, ReplyCallback done) {
@@ -617,6 +686,7 @@ void Engine::DeleteSession(std::string session_id, ReplyCallback done) {
                 a->deleted = true;
               }
               Forget(*a);
+              if (cache_) cache_->Invalidate(a->id);
               model::Event e = NewEvent(model::kSessionDeleted, "system", {});
               e.seq = version + 1;
               bus_->Publish(EventsTopic(a->id),
@@ -654,11 +724,177 @@ StatusOr<json::object> Engine::GetSession(const std::string& session_id) {
 }
 
 StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const std::string& session_id) {
+  if (cache_) {
+    // The authoritative version: the resident state's, else the store's. An
+    // entry built from another version is not used, so the cache can never
+    // answer with less than what was acknowledged.
+    std::optional<uint64_t> version;
+    if (auto a = GetActor(session_id, false)) {
+      std::lock_guard<std::mutex> l(a->mu);
+      if (a->deleted) return absl::NotFoundError("no such session");
+      if (a->state) version = a->state->meta.version;
+    }
+    if (!version) {
+      auto v = store_->SessionVersion(session_id);
+      if (!v.ok()) return v.status();
+      version = *v;
+    }
+    if (auto c = cache_->Get(session_id); c && c->version == *version) {
+      cache_hits_->Inc();
+      return std::make_pair(std::move(c->body), *version);
+    }
+    cache_misses_->Inc();
+  }
   auto a = GetActor(session_id, true);
   if (auto st = EnsureLoaded(*a); !st.ok()) return st;
-  std::lock_guard<std::mutex> l(a->mu);
-  if (!a->state) return absl::NotFoundError("no such session");
-  return std::make_pair(json::serialize(ProfileBody(*a->state)), a->state->meta.version);
+  std::pair<std::string, uint64_t> out;
+  {
+    std::lock_guard<std::mutex> l(a->mu);
+    if (!a->state) return absl::NotFoundError("no such session");
+    out = std::make_pair(json::serialize(ProfileBody(*a->state)), a->state->meta.version);
+  }
+  if (cache_) cache_->Put(session_id, cache::CachedProfile{out.first, out.second});
+  return out;
+}
+
+Status Engine::Exists(const std::string& session_id) {
+  if (auto a = GetActor(session_id, false)) {
+    std::lock_guard<std::mutex> l(a->mu);
+    if (a->deleted) return absl::NotFoundError("no such session");
+    if (a->state) return absl::OkStatus();
+  }
+  auto v = store_->SessionVersion(session_id);
+  return v.ok() ? absl::OkStatus() : v.status();
+}
+
+void Engine::AcceptMessage(MessageRequest req, ReplyCallback done) {
+  json::object p;
+  p["op"] = "message";
+  p["text"] = req.text;
+  p["origin"] = req.origin;
+  Accept(std::move(req.session_id), "message", std::move(req.idempotency_key), std::move(p),
+         std::move(done));
+}
+
+void Engine::AcceptPatch(PatchRequest req, ReplyCallback done) {
+  json::object p;
+  p["op"] = "patch";
+  p["fields"] = std::move(req.fields);
+  if (req.if_match) p["if_match"] = *req.if_match;
+  if (req.base_hlc) p["base_hlc"] = HlcToString(*req.base_hlc);
+  p["source"] = req.source;
+  Accept(std::move(req.session_id), "patch", std::move(req.idempotency_key), std::move(p),
+         std::move(done));
+}
+
+void Engine::Accept(std::string session_id, std::string route, std::string idempotency_key,
+                    json::object payload, ReplyCallback done) {
+  if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  if (applier_ == nullptr) return done(absl::FailedPreconditionError("async writes are off"));
+  if (Status st = Exists(session_id); !st.ok()) return done(st);
+  if (Status st = store_->Health(); !st.ok()) return done(st);
+  if (applier_->Full())
+    return done(absl::UnavailableError("too many async requests waiting to be applied"));
+  std::string idem;
+  if (!idempotency_key.empty()) {
+    idem = IdempotencyScopeKey(route, idempotency_key);
+    const std::string guard = session_id + " " + idem;
+    {
+      std::lock_guard<std::mutex> l(accept_mu_);
+      if (!accepting_keys_.insert(guard).second)
+        return done(absl::AlreadyExistsError("a request with this Idempotency-Key is in progress"));
+    }
+    done = [this, guard, done = std::move(done)](StatusOr<Reply> r) {
+      {
+        std::lock_guard<std::mutex> l(accept_mu_);
+        accepting_keys_.erase(guard);
+      }
+      done(std::move(r));
+    };
+    // A key with an answer already (a sync reply, an applied or a pending
+    // async request) is answered from its record.
+    if (AnsweredFromRecord(session_id, idem, done)) return;
+  }
+  Applying ap;
+  ap.request_id = session_id + "." + NewId();
+  ap.intake_seq = applier_->NextSeq();
+  ap.accepted_at_ms = NowMillis();
+  payload["request_id"] = ap.request_id;
+  payload["session_id"] = session_id;
+  payload["accepted_at_ms"] = ap.accepted_at_ms;
+  if (!idempotency_key.empty()) payload["idempotency_key"] = idempotency_key;
+
+  Reply reply;
+  reply.status = 202;
+  reply.body = RequestRecord(ap, session_id, "pending");
+  reply.body["location"] = RequestLocation(ap.request_id);
+
+  store::AppendRequest req;  // no session: only the intake, the status, the key
+  req.intake_add = store::IntakeEntry{ap.intake_seq, json::serialize(payload)};
+  req.request_status =
+      store::AppendRequest::RequestStatus{session_id, ap.request_id, json::serialize(reply.body)};
+  if (!idem.empty()) {
+    json::object rec;
+    rec["status"] = 202;
+    rec["body"] = reply.body;
+    rec["request_id"] = ap.request_id;
+    req.idempotency = store::AppendRequest::Idempotency{session_id, idem, json::serialize(rec)};
+  }
+  BeginOp();
+  store_->Append(
+      std::move(req), [this, seq = ap.intake_seq, payload = std::move(payload),
+                       reply = std::move(reply), done = std::move(done)](Status st) mutable {
+        // Durable (or refused). Hand over in commit order, then answer.
+        if (st.ok()) {
+          accepted_->Inc();
+          applier_->Push(seq, std::move(payload));
+        }
+        executor_(
+            [this, st = std::move(st), reply = std::move(reply), done = std::move(done)]() mutable {
+              if (st.ok()) {
+                done(std::move(reply));
+              } else {
+                done(st);
+              }
+              EndOp();
+            });
+      });
+}
+
+void Engine::FinishRequest(const Applying& applying, const std::string& session_id,
+                           StatusOr<Reply> outcome, std::function<void(Status)> done) {
+  json::object rec;
+  if (outcome.ok()) {
+    rec = RequestRecord(applying, session_id, "applied");
+    rec["applied_at"] = FormatRfc3339Millis(NowMillis());
+    rec["http_status"] = outcome->status;
+    rec["result"] = std::move(outcome->body);
+  } else {
+    rec = RequestRecord(applying, session_id, "failed");
+    rec["failed_at"] = FormatRfc3339Millis(NowMillis());
+    json::object err;
+    err["code"] = static_cast<int>(outcome.status().code());
+    err["message"] = std::string(outcome.status().message());
+    rec["error"] = std::move(err);
+  }
+  store::AppendRequest req;
+  req.intake_done = applying.intake_seq;
+  req.request_status =
+      store::AppendRequest::RequestStatus{session_id, applying.request_id, json::serialize(rec)};
+  store_->Append(std::move(req), [this, done = std::move(done)](Status st) mutable {
+    ExecutorFor(true)([st = std::move(st), done = std::move(done)]() mutable { done(st); });
+  });
+}
+
+StatusOr<json::object> Engine::GetRequest(const std::string& request_id) {
+  std::string sid;
+  if (!SplitRequestId(request_id, &sid)) return absl::NotFoundError("no such request");
+  auto rec = store_->GetRequestStatus(sid, request_id);
+  if (!rec.ok()) return rec.status();
+  if (!rec->has_value()) return absl::NotFoundError("no such request");
+  auto v = ParseJson(**rec);
+  if (!v.ok() || !v->is_object()) return absl::DataLossError("corrupt request status");
+  return std::move(v->get_object());
 }
 
 StatusOr<uint64_t> Engine::Version(const std::string& session_id) {

@@ -29,6 +29,7 @@
 #include "absl/base/thread_annotations.h"
 #include "ai/provider.h"
 #include "bus/bus.h"
+#include "cache/profile_cache.h"
 #include "core/clock.h"
 #include "engine/session_state.h"
 #include "metrics/metrics.h"
@@ -43,6 +44,17 @@ struct EngineOptions {
   size_t max_pending_per_session = 32;
   size_t history_window = 12;
   std::string node_id = "n1";  // origin of server-generated events
+  // Async write mode: accepted requests waiting to be applied, at most.
+  size_t max_intake = 100000;
+};
+
+// Set on a request the applier is applying from the async intake: its commit
+// also deletes the intake entry and records the request's final status, so
+// a request is applied exactly once even across kill -9.
+struct Applying {
+  std::string request_id;
+  uint64_t intake_seq = 0;
+  int64_t accepted_at_ms = 0;
 };
 
 // The JSON body of a successful mutation and the HTTP status it maps to.
@@ -70,6 +82,7 @@ struct PatchRequest {
   std::optional<Hlc> base_hlc;  // device edits: the HLC the device saw (LWW)
   std::string source = "user";  // user | device
   std::string idempotency_key;
+  std::optional<Applying> applying;
 };
 
 struct MessageRequest {
@@ -77,18 +90,45 @@ struct MessageRequest {
   std::string text;
   std::string idempotency_key;
   std::string origin = "user";
+  std::optional<Applying> applying;
 };
+
+class Applier;
 
 class Engine {
  public:
+  // `cache` may be null (no profile cache).
   Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus, ai::Provider* provider,
-         std::map<std::string, std::shared_ptr<const model::Schema>> schemas, Executor executor);
+         std::map<std::string, std::shared_ptr<const model::Schema>> schemas, Executor executor,
+         cache::ProfileCache* cache = nullptr);
   ~Engine();
 
   void CreateSession(CreateSessionRequest req, ReplyCallback done);
   void PostMessage(MessageRequest req, ReplyCallback done);
   void PatchProfile(PatchRequest req, ReplyCallback done);
   void DeleteSession(std::string session_id, ReplyCallback done);
+
+  // Async write mode. The request is made durable in the intake log and
+  // answered 202 {"request_id", "session_id", "status": "pending",
+  // "location"}; the applier applies it later. An Idempotency-Key that
+  // already has an answer (from either mode) is answered from its record.
+  // Requires AttachApplier().
+  void AcceptMessage(MessageRequest req, ReplyCallback done);
+  void AcceptPatch(PatchRequest req, ReplyCallback done);
+  // The status record of an async request: {"request_id", "session_id",
+  // "status": pending | applied | failed, …}; NotFound if unknown.
+  StatusOr<json::object> GetRequest(const std::string& request_id);
+  // `background` runs the applier's operations (at a lower priority than
+  // the I/O threads, so accepting requests comes before applying them).
+  void AttachApplier(Applier* applier, Executor background) {
+    applier_ = applier;
+    background_ = std::move(background);
+  }
+  // Records the outcome of an applied request that committed no events of
+  // its own (it failed for good, or was answered from an idempotency record)
+  // and deletes its intake entry.
+  void FinishRequest(const Applying& applying, const std::string& session_id,
+                     StatusOr<Reply> outcome, std::function<void(Status)> done);
 
   // Reads. NotFound for unknown sessions.
   StatusOr<json::object> GetSession(const std::string& session_id);
@@ -123,8 +163,14 @@ class Engine {
 
   std::shared_ptr<Actor> GetActor(const std::string& session_id, bool create);
   // Runs `op` exclusively on the session; `reject` gets the status if the
-  // session's queue is full.
-  void Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject);
+  // session's queue is full (`bounded`; the applier bounds itself).
+  void Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject,
+              bool bounded = true, bool background = false);
+  // Where an operation's continuations run: the applier's own thread for
+  // requests from the intake, the I/O pool otherwise.
+  const Executor& ExecutorFor(bool background) const {
+    return background && background_ ? background_ : executor_;
+  }
   // Loads the session state into the actor if needed (called inside an op).
   Status EnsureLoaded(Actor& a);
   // Removes the actor from the map (the session does not exist).
@@ -135,7 +181,12 @@ class Engine {
   // publishes them and calls `done` with `reply`.
   void Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
               std::vector<model::Event> events, Reply reply, std::string idempotency_key,
-              ReplyCallback done);
+              ReplyCallback done, const std::optional<Applying>& applying = std::nullopt);
+  // Writes a request into the intake and answers 202.
+  void Accept(std::string session_id, std::string route, std::string idempotency_key,
+              json::object payload, ReplyCallback done);
+  // True if the session exists (resident, or in the store).
+  Status Exists(const std::string& session_id);
   model::Event NewEvent(std::string_view type, std::string_view origin, json::object data);
   void Publish(const SessionState& s, const std::vector<model::Event>& events);
   json::object ProfileBody(const SessionState& s) const;
@@ -144,10 +195,12 @@ class Engine {
   // idempotency record of `key` (if any), and copies the state into `*s`.
   // False if `done` was already called (the caller releases the actor).
   bool Prepare(Actor& a, std::string_view route, const std::string& key, ReplyCallback& done,
-               std::string* idem, SessionState* s);
+               std::string* idem, SessionState* s, const std::optional<Applying>& applying);
   // If `key` has a stored response in `scope` (or the lookup fails), answers
-  // `done` with it and returns true.
-  bool AnsweredFromRecord(std::string_view scope, const std::string& key, ReplyCallback& done);
+  // `done` with it and returns true. A pending record of `own_request` (the
+  // request being applied) is not an answer.
+  bool AnsweredFromRecord(std::string_view scope, const std::string& key, ReplyCallback& done,
+                          std::string_view own_request = {});
   void BeginOp();
   void EndOp();
 
@@ -157,6 +210,9 @@ class Engine {
   ai::Provider* provider_;
   std::map<std::string, std::shared_ptr<const model::Schema>> schemas_;
   Executor executor_;
+  cache::ProfileCache* cache_;
+  Applier* applier_ = nullptr;
+  Executor background_;
   HybridClock clock_;
 
   static constexpr size_t kShards = 64;
@@ -169,6 +225,9 @@ class Engine {
 
   std::mutex create_mu_;
   std::unordered_set<std::string> creating_keys_ ABSL_GUARDED_BY(create_mu_);
+  // Idempotency keys of async requests being written into the intake.
+  std::mutex accept_mu_;
+  std::unordered_set<std::string> accepting_keys_ ABSL_GUARDED_BY(accept_mu_);
 
   std::atomic<bool> draining_{false};
   std::mutex inflight_mu_;
@@ -184,6 +243,9 @@ class Engine {
   metrics::Counter* ai_calls_;
   metrics::Counter* ai_tokens_in_;
   metrics::Counter* ai_tokens_out_;
+  metrics::Counter* cache_hits_;
+  metrics::Counter* cache_misses_;
+  metrics::Counter* accepted_;
 };
 
 }  // namespace persona::engine

@@ -45,6 +45,13 @@ struct LoadedSession {
   std::vector<model::Event> tail;  // events after the snapshot (or all), in seq order
 };
 
+// A request accepted in async write mode and not yet applied. The engine
+// numbers entries; they are read back in seq order after a restart.
+struct IntakeEntry {
+  uint64_t seq = 0;
+  std::string payload;  // opaque to the store (the engine's request JSON)
+};
+
 struct AppendRequest {
   std::string session_id;
   // The session's version before this append; 0 creates the session. A
@@ -60,8 +67,22 @@ struct AppendRequest {
     std::string response;  // returned verbatim to retries
   };
   std::optional<Idempotency> idempotency;
+  // Async intake bookkeeping, written in the same batch (see IntakeEntry):
+  // `intake_add` stores a newly accepted request and `request_status` its
+  // status record; `intake_done` deletes an applied (or failed) request's
+  // entry, and `request_status` holds its final status. With an empty
+  // session_id the request touches no session (no version check, no meta).
+  std::optional<IntakeEntry> intake_add;
+  std::optional<uint64_t> intake_done;  // the intake seq to delete
+  struct RequestStatus {
+    std::string session_id;  // erasing the session erases its request statuses
+    std::string request_id;
+    std::string record;  // opaque to the store (the engine's status JSON)
+  };
+  std::optional<RequestStatus> request_status;
   // Erase the session instead: every key of the session is deleted
-  // (events, meta, snapshot, its idempotency records).
+  // (events, meta, snapshot, its idempotency records and request
+  // statuses).
   bool erase = false;
 };
 
@@ -92,6 +113,17 @@ class EventStore {
   // The response stored under an idempotency key, if any and not expired.
   virtual StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
                                                              std::string_view key) = 0;
+
+  // The session's version without loading it; NotFound if it does not exist.
+  virtual StatusOr<uint64_t> SessionVersion(std::string_view session_id) = 0;
+
+  // Intake entries with seq > after, oldest first, at most `limit`.
+  virtual StatusOr<std::vector<IntakeEntry>> ReadIntake(uint64_t after, size_t limit) = 0;
+  // The highest intake seq still stored (0 if none), so numbering continues.
+  virtual StatusOr<uint64_t> LastIntakeSeq() = 0;
+  // The status record of an async request, if any and not expired.
+  virtual StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,
+                                                                std::string_view request_id) = 0;
 
   // Calls `fn` for every session's metadata until it returns false.
   virtual Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) = 0;

@@ -146,6 +146,48 @@ TEST_F(RocksDbStoreTest, SessionIdsThatArePrefixesDoNotMix) {
   EXPECT_EQ(store_->Load("ab")->tail.size(), 2u);
 }
 
+TEST_F(RocksDbStoreTest, IntakeEntriesLeaveAtomicallyWithTheirEvents) {
+  ASSERT_TRUE(AppendSync(Req("s1", 0, 1)).ok());
+  EXPECT_EQ(*store_->LastIntakeSeq(), 0u);
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    AppendRequest accept;  // no session: intake entry and pending status only
+    accept.intake_add = IntakeEntry{seq, "payload-" + std::to_string(seq)};
+    accept.request_status =
+        AppendRequest::RequestStatus{"s1", "r" + std::to_string(seq), "pending"};
+    ASSERT_TRUE(AppendSync(std::move(accept)).ok());
+  }
+  EXPECT_EQ(*store_->SessionVersion("s1"), 1u);
+  EXPECT_TRUE(absl::IsNotFound(store_->SessionVersion("nope").status()));
+  // Applying r1 appends its events, deletes its entry and records the result
+  // in one write; a refused append (stale version) changes none of them.
+  AppendRequest stale = Req("s1", 0, 1);
+  stale.intake_done = 2;
+  stale.request_status = AppendRequest::RequestStatus{"s1", "r2", "applied"};
+  EXPECT_TRUE(absl::IsAborted(AppendSync(std::move(stale))));
+  AppendRequest apply = Req("s1", 1, 2);
+  apply.intake_done = 1;
+  apply.request_status = AppendRequest::RequestStatus{"s1", "r1", "applied"};
+  ASSERT_TRUE(AppendSync(std::move(apply)).ok());
+  Reopen();
+  auto left = store_->ReadIntake(0, 10);
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 2u);
+  EXPECT_EQ((*left)[0].seq, 2u);
+  EXPECT_EQ((*left)[0].payload, "payload-2");
+  EXPECT_EQ((*left)[1].seq, 3u);
+  EXPECT_EQ(store_->ReadIntake(2, 10)->size(), 1u);
+  EXPECT_EQ(*store_->LastIntakeSeq(), 3u);
+  EXPECT_EQ(**store_->GetRequestStatus("s1", "r1"), "applied");
+  EXPECT_EQ(**store_->GetRequestStatus("s1", "r2"), "pending");
+  EXPECT_FALSE(store_->GetRequestStatus("s1", "r9")->has_value());
+  // Erasing the session erases its request statuses.
+  AppendRequest erase;
+  erase.session_id = "s1";
+  erase.erase = true;
+  ASSERT_TRUE(AppendSync(std::move(erase)).ok());
+  EXPECT_FALSE(store_->GetRequestStatus("s1", "r1")->has_value());
+}
+
 TEST(RocksDbStoreOpen, CorruptDirectoryFailsWithAClearMessage) {
   auto dir =
       std::filesystem::temp_directory_path() / ("persona-corrupt-" + std::to_string(::getpid()));

@@ -36,6 +36,22 @@ std::string EventKey(std::string_view sid, uint64_t seq) {
   return k;
 }
 std::string IdemPrefix(std::string_view scope) { return "i:" + std::string(scope) + ":"; }
+std::string IntakeKey(uint64_t seq) {
+  std::string k = "q:";
+  PutBigEndian64(&k, seq);
+  return k;
+}
+std::string RequestPrefix(std::string_view sid) { return "r:" + std::string(sid) + ":"; }
+std::string RequestKey(std::string_view sid, std::string_view id) {
+  return RequestPrefix(sid) + std::string(id);
+}
+// A record that expires: 8-byte BE creation time, then the payload.
+std::string Timestamped(std::string_view payload) {
+  std::string v;
+  PutBigEndian64(&v, static_cast<uint64_t>(NowMillis()));
+  v += payload;
+  return v;
+}
 // The key just past every key with `prefix` (prefixes end in ':', and ';' follows it).
 std::string PrefixEnd(std::string prefix) {
   prefix.back() = static_cast<char>(prefix.back() + 1);
@@ -52,13 +68,14 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   return absl::InternalError(msg);
 }
 
-// Drops idempotency records older than the TTL during compaction.
+// Drops idempotency records and request statuses older than the TTL during
+// compaction.
 class IdempotencyTtlFilter final : public rocksdb::CompactionFilter {
  public:
   explicit IdempotencyTtlFilter(int64_t ttl_ms) : ttl_ms_(ttl_ms) {}
   bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*,
               bool*) const override {
-    if (!key.starts_with("i:") || value.size() < 8) return false;
+    if (!(key.starts_with("i:") || key.starts_with("r:")) || value.size() < 8) return false;
     const int64_t at = static_cast<int64_t>(GetBigEndian64(std::string_view(value.data(), 8)));
     return NowMillis() - at > ttl_ms_;
   }
@@ -133,29 +150,37 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
   p->erase = req.erase;
   if (req.erase) return absl::OkStatus();
   const std::string& sid = p->session_id;
-  uint64_t seq = req.expected_version;
-  p->puts.reserve(req.events.size() + 4);
-  for (const auto& e : req.events) {
-    if (e.seq != seq + 1) return absl::InvalidArgumentError("append: events are not contiguous");
-    seq = e.seq;
-    p->puts.emplace_back(EventKey(sid, e.seq), model::EventToJsonString(e));
-  }
-  p->new_version = seq;
-  std::string vbytes;
-  PutBigEndian64(&vbytes, seq);
-  p->puts.emplace_back(VersionKey(sid), std::move(vbytes));
-  p->puts.emplace_back(MetaKey(sid), json::serialize(SessionMetaToJson(req.meta)));
-  if (req.snapshot) {
-    json::object snap;
-    snap["seq"] = req.snapshot->seq;
-    snap["state"] = std::move(req.snapshot->state);
-    p->puts.emplace_back(SnapshotKey(sid), json::serialize(snap));
+  if (!sid.empty()) {
+    uint64_t seq = req.expected_version;
+    p->puts.reserve(req.events.size() + 4);
+    for (const auto& e : req.events) {
+      if (e.seq != seq + 1) return absl::InvalidArgumentError("append: events are not contiguous");
+      seq = e.seq;
+      p->puts.emplace_back(EventKey(sid, e.seq), model::EventToJsonString(e));
+    }
+    p->new_version = seq;
+    std::string vbytes;
+    PutBigEndian64(&vbytes, seq);
+    p->puts.emplace_back(VersionKey(sid), std::move(vbytes));
+    p->puts.emplace_back(MetaKey(sid), json::serialize(SessionMetaToJson(req.meta)));
+    if (req.snapshot) {
+      json::object snap;
+      snap["seq"] = req.snapshot->seq;
+      snap["state"] = std::move(req.snapshot->state);
+      p->puts.emplace_back(SnapshotKey(sid), json::serialize(snap));
+    }
+  } else if (!req.events.empty()) {
+    return absl::InvalidArgumentError("append: events without a session");
   }
   if (req.idempotency) {
-    std::string v;
-    PutBigEndian64(&v, static_cast<uint64_t>(NowMillis()));
-    v += req.idempotency->response;
-    p->puts.emplace_back(IdemPrefix(req.idempotency->scope) + req.idempotency->key, std::move(v));
+    p->puts.emplace_back(IdemPrefix(req.idempotency->scope) + req.idempotency->key,
+                         Timestamped(req.idempotency->response));
+  }
+  if (req.intake_add) p->puts.emplace_back(IntakeKey(req.intake_add->seq), req.intake_add->payload);
+  if (req.intake_done) p->deletes.push_back(IntakeKey(*req.intake_done));
+  if (req.request_status) {
+    p->puts.emplace_back(RequestKey(req.request_status->session_id, req.request_status->request_id),
+                         Timestamped(req.request_status->record));
   }
   return absl::OkStatus();
 }
@@ -206,6 +231,11 @@ StatusOr<uint64_t> RocksDbEventStore::StoredVersion(const std::string& sid) {
 
 Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
                                 std::unordered_map<std::string, uint64_t>* versions) {
+  if (p.session_id.empty()) {  // intake bookkeeping only: no session, no version
+    for (const auto& [k, v] : p.puts) batch->Put(k, v);
+    for (const auto& k : p.deletes) batch->Delete(k);
+    return absl::OkStatus();
+  }
   auto it = versions->find(p.session_id);
   uint64_t current;
   if (it != versions->end()) {
@@ -223,6 +253,8 @@ Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
     batch->DeleteRange(ep, PrefixEnd(ep));
     const std::string ip = IdemPrefix(p.session_id);
     batch->DeleteRange(ip, PrefixEnd(ip));
+    const std::string rp = RequestPrefix(p.session_id);
+    batch->DeleteRange(rp, PrefixEnd(rp));
     (*versions)[p.session_id] = 0;
     return absl::OkStatus();
   }
@@ -231,6 +263,7 @@ Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
                               ", stored " + std::to_string(current));
   }
   for (const auto& [k, v] : p.puts) batch->Put(k, v);
+  for (const auto& k : p.deletes) batch->Delete(k);
   (*versions)[p.session_id] = p.new_version;
   return absl::OkStatus();
 }
@@ -412,6 +445,54 @@ StatusOr<std::optional<std::string>> RocksDbEventStore::GetIdempotent(
   if (v.size() < 8) return absl::DataLossError("corrupt idempotency record");
   const int64_t at = static_cast<int64_t>(GetBigEndian64(v));
   if (NowMillis() - at > options_.idempotency_ttl_ms) return std::optional<std::string>();
+  return std::optional<std::string>(v.substr(8));
+}
+
+StatusOr<uint64_t> RocksDbEventStore::SessionVersion(std::string_view session_id) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), VersionKey(session_id), &v);
+  if (s.IsNotFound()) return absl::NotFoundError("no such session");
+  if (!s.ok()) return FromRocks(s, "read version");
+  return GetBigEndian64(v);
+}
+
+StatusOr<std::vector<IntakeEntry>> RocksDbEventStore::ReadIntake(uint64_t after, size_t limit) {
+  std::vector<IntakeEntry> out;
+  rocksdb::ReadOptions ro;
+  const std::string end = "q;";
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(IntakeKey(after + 1)); it->Valid() && out.size() < limit; it->Next()) {
+    if (it->key().size() != 10) return absl::DataLossError("corrupt intake key");
+    IntakeEntry e;
+    e.seq = GetBigEndian64(std::string_view(it->key().data() + 2, 8));
+    e.payload.assign(it->value().data(), it->value().size());
+    out.push_back(std::move(e));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "read intake");
+  return out;
+}
+
+StatusOr<uint64_t> RocksDbEventStore::LastIntakeSeq() {
+  rocksdb::ReadOptions ro;
+  const std::string lower = "q:";
+  rocksdb::Slice lo(lower);
+  ro.iterate_lower_bound = &lo;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  it->SeekForPrev("q;");
+  if (!it->status().ok()) return FromRocks(it->status(), "read intake");
+  if (!it->Valid() || !it->key().starts_with("q:") || it->key().size() != 10) return uint64_t{0};
+  return GetBigEndian64(std::string_view(it->key().data() + 2, 8));
+}
+
+StatusOr<std::optional<std::string>> RocksDbEventStore::GetRequestStatus(
+    std::string_view session_id, std::string_view request_id) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), RequestKey(session_id, request_id), &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "read request status");
+  if (v.size() < 8) return absl::DataLossError("corrupt request status");
   return std::optional<std::string>(v.substr(8));
 }
 

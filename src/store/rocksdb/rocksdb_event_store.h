@@ -6,12 +6,14 @@
 //   e:{sid}:{seq 8B BE}      event (JSON)
 //   s:{sid}                  latest snapshot (JSON {"seq", "state"})
 //   i:{scope}:{key}          idempotency record: 8-byte BE creation time + response
+//   q:{seq 8B BE}            async intake entry (the engine's request JSON)
+//   r:{sid}:{request_id}     async request status: 8-byte BE time + status JSON
 // Session ids never contain ':', so prefixes never overlap.
 //
 // One commit thread drains the append queue, checks expected versions, and
 // writes everything pending as one WriteBatch with sync=true: concurrent
 // requests share one fsync (group commit). Idempotency records older than
-// the TTL are dropped by a compaction filter. After a failed commit (a full
+// the TTL (and request statuses) are dropped by a compaction filter. After a failed commit (a full
 // disk) the store refuses appends until it is reopened.
 #pragma once
 
@@ -56,6 +58,11 @@ class RocksDbEventStore final : public EventStore {
       const std::vector<std::string_view>& types) override;
   StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
                                                      std::string_view key) override;
+  StatusOr<uint64_t> SessionVersion(std::string_view session_id) override;
+  StatusOr<std::vector<IntakeEntry>> ReadIntake(uint64_t after, size_t limit) override;
+  StatusOr<uint64_t> LastIntakeSeq() override;
+  StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,
+                                                        std::string_view request_id) override;
   Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) override;
   void Close() override;
   Status Health() const override;
@@ -69,6 +76,7 @@ class RocksDbEventStore final : public EventStore {
     // Keys and values, encoded by Append() on the caller's thread so the
     // commit thread only checks versions, copies bytes and fsyncs.
     std::vector<std::pair<std::string, std::string>> puts;
+    std::vector<std::string> deletes;
     Done done;
   };
   // Encodes `req` into `p`; InvalidArgument if its events are not contiguous.
