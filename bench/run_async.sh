@@ -6,8 +6,8 @@
 #       async how many were applied in the window and how many still wait
 #   (f) GET …/profile, 64 connections: warm in-process cache, Redis cache (a
 #       redis-server started here), no cache (every read serializes the
-#       resident profile) and cold (no cache and one resident session: every
-#       read loads the session from RocksDB)
+#       resident profile) and cold (6,400 sessions, at most 500 held in memory
+#       and in the cache: nearly every read misses and loads from RocksDB)
 #
 # Each case runs on a fresh persona and data dir. Prints a markdown table and
 # merges its results into bench/results/steps.json under "async_and_cache".
@@ -113,6 +113,11 @@ if [[ -n $REDIS_SERVER ]]; then
   PIDS+=("$REDIS_PID")
   sleep 0.5
 fi
+# 64 × PROFILE_SESSIONS_PER_CONN sessions; "cold" holds at most COLD_CAP of
+# them in memory and in the cache, so nearly every read misses and loads the
+# session from RocksDB.
+PROFILE_SESSIONS_PER_CONN=${PROFILE_SESSIONS_PER_CONN:-100}
+COLD_CAP=${COLD_CAP:-500}
 for cache in memory redis none cold; do
   name="profile_$cache"
   case $cache in
@@ -121,13 +126,13 @@ for cache in memory redis none cold; do
       [[ -n $REDIS_PID ]] || { log "no redis-server: skipping"; continue; }
       args=(--set cache.backend=redis --set "cache.url=redis://127.0.0.1:$RPORT") ;;
     none) args=(--set cache.backend=none) ;;
-    cold) args=(--set cache.backend=none --set engine.max_cached_sessions=1) ;;
+    cold) args=(--set "cache.max_entries=$COLD_CAP" --set "engine.max_cached_sessions=$COLD_CAP") ;;
   esac
   start_persona "$name" "${args[@]}"
   log "(f) profile GET, cache $cache"
   loadgen "$WORK/$name/result.json" closed --url "http://127.0.0.1:$PERSONA_PORT" \
-    --connections "$CONNECTIONS" --sessions-per-conn 4 --duration "$DURATION" --warmup "$WARMUP" \
-    --mode profile
+    --connections "$CONNECTIONS" --sessions-per-conn "$PROFILE_SESSIONS_PER_CONN" --prefill 1 \
+    --duration "$DURATION" --warmup "$WARMUP" --mode profile
   curl -s "http://127.0.0.1:$PERSONA_PORT/metrics" | grep -E '^persona_cache_(hits|misses)_total' \
     >"$WORK/$name/cache_metrics.txt" || true
   stop_persona "$name"
@@ -198,8 +203,10 @@ result = {"benchmark": "async_and_cache", "started_at": os.environ["START_TS"], 
           "notes": ["Closed loop: every connection sends its next request when the previous one is answered.",
                     "async: answered = 202 Accepted (durable in the intake); applied_in_window = requests the "
                     "applier finished during the measured window; intake_depth_end = still waiting at its end.",
-                    "cold: cache.backend=none and engine.max_cached_sessions=1, so every read loads the session "
-                    "(snapshot + tail) from RocksDB; none: no cache, the resident profile is serialized per read."]}
+                    "Profile reads cycle over 64 x 100 sessions. cold: cache.max_entries and "
+                    "engine.max_cached_sessions are 500, so nearly every read misses and loads the session "
+                    "(snapshot + tail) from RocksDB; none: no cache, the resident profile is serialized per "
+                    "read; memory and redis: warm caches holding every session."]}
 out = os.environ["OUT"]
 try:
     doc = json.load(open(out))
