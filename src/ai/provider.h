@@ -2,16 +2,21 @@
 // user's message, produce a reply and proposed profile changes.
 //
 // Providers are asynchronous: Respond() returns at once and calls `done`
-// exactly once, on any thread. The engine validates every proposed change
-// against the schema before it becomes an event, so a provider can never
-// write a field the schema lacks or an invalid value.
+// exactly once, on any thread. A call can be cancelled through the handle
+// Respond() returns (done then gets Cancelled, unless it already ran), and
+// never runs past AiRequest::deadline. The engine validates every proposed
+// change against the schema before it becomes an event, so a provider can
+// never write a field the schema lacks or an invalid value.
 #pragma once
 
+#include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "core/json.h"
 #include "core/status.h"
 #include "model/schema.h"
@@ -30,6 +35,13 @@ struct AiRequest {
   std::string asked_field;           // the field the previous assistant turn asked for; "" if none
   std::vector<HistoryItem> history;  // bounded window, oldest first, excluding `text`
   std::string language_hint;         // language of earlier turns ("en", "ko"), "" if unknown
+  std::string session_id;            // for usage accounting and logs
+  std::string user_id;               // for usage accounting and budgets
+  // The whole step's AI budget: no provider call outlives it.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Streaming: called with each piece of the reply text as the model produces
+  // it (on any thread, in order). Providers that do not stream never call it.
+  std::function<void(std::string_view)> on_token;
 };
 
 struct ProposedChange {
@@ -44,10 +56,37 @@ struct AiReply {
   std::string language;                 // language of the reply ("en", "ko")
   std::string provider;                 // provider name from config, e.g. "offline"
   std::string model;                    // model id, e.g. "builtin-rules-1"
+  std::string source = "builtin";       // "llm" when a model answered, else "builtin"
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
   double cost_usd = 0;
+  int64_t latency_ms = 0;  // of the provider call that answered
+  // Why an earlier provider in the chain did not answer (e.g. "primary:
+  // timeout"), and whether the model's output had to be repaired or its
+  // extraction replaced by the built-in rules. Empty when neither happened.
+  std::vector<std::string> fallbacks;
+  std::string repair;  // "" | "repaired" | "builtin_extraction"
 };
+
+// A call in flight.
+class Call {
+ public:
+  virtual ~Call() = default;
+  virtual void Cancel() = 0;  // idempotent, from any thread
+};
+
+// A provider's answer to "how long should I wait": a 429 or 503 with
+// Retry-After becomes a ResourceExhausted or Unavailable status carrying it.
+inline constexpr char kRetryAfterPayload[] = "persona.retry_after_ms";
+inline Status WithRetryAfter(Status st, int64_t ms) {
+  st.SetPayload(kRetryAfterPayload, absl::Cord(std::to_string(ms)));
+  return st;
+}
+inline int64_t RetryAfterMs(const Status& st) {
+  auto p = st.GetPayload(kRetryAfterPayload);
+  if (!p) return 0;
+  return std::atoll(std::string(*p).c_str());
+}
 
 class Provider {
  public:
@@ -55,7 +94,11 @@ class Provider {
   virtual ~Provider() = default;
 
   virtual const std::string& name() const = 0;
-  virtual void Respond(AiRequest req, Callback done) = 0;
+  // Returns a handle to cancel the call, or null when it already finished.
+  virtual std::shared_ptr<Call> Respond(AiRequest req, Callback done) = 0;
+  // The most this call could cost in USD (for budget reservations); 0 for
+  // free providers.
+  virtual double MaxCostUsd(const AiRequest& req) const { return 0; }
 };
 
 }  // namespace persona::ai

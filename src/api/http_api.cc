@@ -43,6 +43,7 @@ const char* kRouteNames[] = {"/",
                              "/v1/sessions/{id}/profile",
                              "/v1/sessions/{id}/events",
                              "/v1/requests/{id}",
+                             "/v1/users/{id}/usage",
                              "other"};
 
 net::Response Json(http::status status, const json::value& body, unsigned version) {
@@ -146,6 +147,8 @@ bool HasPreference(std::string_view header, std::string_view token) {
   }
   return false;
 }
+
+int HttpStatusForClass(const Status& st) { return static_cast<int>(HttpStatusFor(st)) / 100; }
 
 }  // namespace
 
@@ -281,6 +284,25 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
     return Finish(call, std::move(res));
   }
 
+  constexpr std::string_view kUsersPrefix = "/v1/users/";
+  if (path.starts_with(kUsersPrefix) && path.ends_with("/usage") &&
+      path.size() > kUsersPrefix.size() + 6) {
+    call->route = kUsers;
+    if (method != http::verb::get) return method_not_allowed("GET");
+    std::string raw = path.substr(kUsersPrefix.size(), path.size() - kUsersPrefix.size() - 6);
+    std::string user;  // percent-decoded
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '%' && i + 2 < raw.size() &&
+          std::isxdigit(static_cast<unsigned char>(raw[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
+        user += static_cast<char>(std::stoi(raw.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        user += raw[i];
+      }
+    }
+    return GetUserUsage(call, std::move(user));
+  }
   constexpr std::string_view kRequestsPrefix = "/v1/requests/";
   if (path.starts_with(kRequestsPrefix)) {
     call->route = kRequests;
@@ -444,7 +466,69 @@ void HttpApi::PostMessage(std::shared_ptr<Call> call) {
   r.text = std::string(*text);
   r.idempotency_key = *key;
   if (WantsAsync(*call)) return engine_->AcceptMessage(std::move(r), ReplyTo(call));
+  if (call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)
+    return StreamMessage(std::move(call), std::move(r));
   engine_->PostMessage(std::move(r), ReplyTo(call));
+}
+
+void HttpApi::StreamMessage(std::shared_ptr<Call> call, engine::MessageRequest r) {
+  // The stream starts with the first token (or with the final reply), so a
+  // step refused before the AI runs (unknown session, too many pending)
+  // still gets its problem+json status.
+  struct State {
+    std::mutex mu;
+    std::shared_ptr<net::EventStream> stream;
+    bool started = false;
+  };
+  auto st = std::make_shared<State>();
+  auto start = [this, call](State& s) {
+    if (s.started) return;
+    s.started = true;
+    net::Response head(http::status::ok, call->req.version());
+    head.set(http::field::content_type, "text/event-stream");
+    head.set(http::field::cache_control, "no-cache");
+    head.set("X-Request-Id", call->request_id);
+    head.set("X-Accel-Buffering", "no");
+    s.stream = call->ex->StartStream(std::move(head));
+  };
+  r.on_token = [st, start](std::string_view text) {
+    json::object o;
+    o["text"] = text;
+    std::lock_guard<std::mutex> l(st->mu);
+    start(*st);
+    if (st->stream) st->stream->Send("event: token\ndata: " + json::serialize(o) + "\n\n");
+  };
+  engine_->PostMessage(std::move(r), [this, call, st, start](StatusOr<engine::Reply> res) {
+    std::unique_lock<std::mutex> l(st->mu);
+    if (!st->started && !res.ok()) {
+      l.unlock();
+      return Finish(call, ProblemFor(res.status(), call->req.version()));
+    }
+    start(*st);
+    const int cls = res.ok() ? 2 : HttpStatusForClass(res.status());
+    responses_[kMessages][cls - 1]->Inc();
+    latency_[kMessages]->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - call->start).count());
+    if (!st->stream) return;
+    if (res.ok()) {
+      st->stream->Send("event: done\ndata: " + json::serialize(res->body) + "\n\n");
+    } else {
+      st->stream->Send("event: error\ndata: " +
+                       std::string(ProblemFor(res.status(), call->req.version()).body()) + "\n\n");
+    }
+    st->stream->Close();
+  });
+}
+
+void HttpApi::GetUserUsage(std::shared_ptr<Call> call, std::string user_id) {
+  const unsigned ver = call->req.version();
+  if (user_id.empty() || user_id.size() > kMaxUserIdBytes)
+    return Finish(call, Problem(http::status::not_found, "Not Found", "no such user", ver));
+  auto u = engine_->UserUsage(user_id);
+  if (!u.ok()) return Finish(call, ProblemFor(u.status(), ver));
+  json::object o = store::UsageToJson(*u);
+  o["user_id"] = user_id;
+  Finish(call, Json(http::status::ok, o, ver));
 }
 
 bool HttpApi::WantsAsync(const Call& call) const {

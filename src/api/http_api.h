@@ -45,6 +45,7 @@ class HttpApi final : public net::Handler {
     kProfile,
     kEvents,
     kRequests,
+    kUsers,
     kNotFound,
     kRouteCount
   };
@@ -59,6 +60,9 @@ class HttpApi final : public net::Handler {
   void ListEvents(std::shared_ptr<Call> call);
   void StreamEvents(std::shared_ptr<Call> call);
   void GetRequest(std::shared_ptr<Call> call);
+  void GetUserUsage(std::shared_ptr<Call> call, std::string user_id);
+  // POST …/messages with Accept: text/event-stream: reply tokens as they come.
+  void StreamMessage(std::shared_ptr<Call> call, engine::MessageRequest r);
   // Whether this write goes through the async intake (Prefer, write_mode).
   bool WantsAsync(const Call& call) const;
   void Finish(const std::shared_ptr<Call>& call, net::Response res);

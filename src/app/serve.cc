@@ -11,15 +11,20 @@
 #include <thread>
 
 #include "ai/builtin/builtin_provider.h"
+#include "ai/llm/budget.h"
+#include "ai/llm/chain.h"
+#include "ai/llm/openai_provider.h"
 #include "api/http_api.h"
 #include "app/commands.h"
 #include "bus/local/local_bus.h"
 #include "cache/profile_cache.h"
 #include "config/config.h"
 #include "core/logging.h"
+#include "core/scheduler.h"
 #include "engine/applier.h"
 #include "engine/engine.h"
 #include "model/schema.h"
+#include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/tcp_server.h"
 #include "realtime/broker.h"
@@ -97,7 +102,59 @@ int Serve(const ServeFlags& flags) {
   auto work = asio::make_work_guard(ioc);
 
   bus::LocalBus bus;
-  ai::BuiltinProvider provider(cfg->ai.providers.back().name);
+  // AI: the configured providers in order, the built-in rules last.
+  std::string rules_name = "offline";
+  for (const auto& p : cfg->ai.providers)
+    if (p.kind == "builtin") {
+      rules_name = p.name;
+      break;
+    }
+  auto rules = std::make_shared<ai::BuiltinProvider>(rules_name);
+  Scheduler scheduler;
+  std::unique_ptr<net::HttpClient> http_client;
+  ai::llm::BudgetLedger budget(cfg->ai.budget_usd_per_user,
+                               [&store](const std::string& user) -> StatusOr<double> {
+                                 auto u = (*store)->UserUsage(user);
+                                 if (!u.ok()) return u.status();
+                                 return u->cost_usd;
+                               });
+  std::vector<ai::llm::ChainEntry> chain_entries;
+  for (const auto& p : cfg->ai.providers) {
+    if (p.kind == "builtin") break;  // always answers: nothing after it is reached
+    if (!http_client) http_client = std::make_unique<net::HttpClient>();
+    ai::llm::ChainEntry e;
+    e.timeout_ms = p.timeout_ms;
+    e.max_retries = p.max_retries;
+    if (p.kind == "openai") {
+      ai::llm::OpenAiOptions o;
+      o.name = p.name;
+      o.base_url = p.base_url;
+      o.model = p.model;
+      o.max_tokens = p.max_tokens;
+      o.temperature = p.temperature;
+      o.price_in_per_mtok = p.price_in_per_mtok;
+      o.price_out_per_mtok = p.price_out_per_mtok;
+      if (!p.api_key_env.empty()) {
+        const char* key = std::getenv(p.api_key_env.c_str());
+        if (key == nullptr || *key == '\0') {
+          LogWarn("AI provider key variable is not set; calling without a key",
+                  {{"provider", p.name}, {"api_key_env", p.api_key_env}});
+        } else {
+          o.api_key = key;
+        }
+      }
+      e.provider =
+          std::make_shared<ai::llm::OpenAiProvider>(std::move(o), http_client.get(), rules);
+    }
+    chain_entries.push_back(std::move(e));
+  }
+  ai::llm::ChainOptions chain_opt;
+  chain_opt.deadline_ms = cfg->ai.deadline_ms;
+  chain_opt.breaker_failures = cfg->ai.breaker_failures;
+  chain_opt.breaker_cooldown_ms = cfg->ai.breaker_cooldown_ms;
+  const bool rules_only = chain_entries.empty();
+  ai::llm::ProviderChain chain(std::move(chain_entries), rules, chain_opt, &scheduler, &budget);
+  ai::Provider& provider = rules_only ? static_cast<ai::Provider&>(*rules) : chain;
   engine::EngineOptions eopt;
   eopt.snapshot_every = static_cast<size_t>(cfg->store.snapshot_every);
   eopt.max_cached_sessions = static_cast<size_t>(cfg->engine.max_cached_sessions);

@@ -135,6 +135,15 @@ const std::vector<Key>& Keys() {
              [](const Config& c) { return c.bus.backend; }, {"local", "redis"})},
       {"bus.url", "", SubStr(&Config::bus, &Config::Bus::url)},
       {"ai.deadline_ms", "10000", SubInt(&Config::ai, &Config::Ai::deadline_ms, 1, 600000)},
+      {"ai.budget_usd_per_user", "0",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.ai.budget_usd_per_user, "a number of US dollars");
+         if (err.empty() && c.ai.budget_usd_per_user < 0) err = "must be >= 0";
+         return err;
+       }},
+      {"ai.breaker_failures", "5", SubInt(&Config::ai, &Config::Ai::breaker_failures, 1, 1000)},
+      {"ai.breaker_cooldown_ms", "10000",
+       SubInt(&Config::ai, &Config::Ai::breaker_cooldown_ms, 1, 3600000)},
       {"auth.enabled", "false",
        [](Config& c, const YAML::Node& n) { return Decode(n, &c.auth.enabled, "true or false"); }},
       {"engine.max_cached_sessions", "100000",
@@ -172,12 +181,43 @@ std::string DecodeProviders(Config& c, const YAML::Node& n) {
       pc.timeout_ms = p["timeout_ms"].as<int>(8000);
       pc.price_in_per_mtok = p["price_in_per_mtok"].as<double>(0);
       pc.price_out_per_mtok = p["price_out_per_mtok"].as<double>(0);
+      pc.max_tokens = p["max_tokens"].as<int>(512);
+      pc.max_retries = p["max_retries"].as<int>(2);
+      pc.temperature = p["temperature"].as<double>(0.2);
+      for (const auto& kv : p) {
+        static const char* kKnown[] = {"name",
+                                       "kind",
+                                       "base_url",
+                                       "model",
+                                       "api_key_env",
+                                       "region",
+                                       "endpoint_url",
+                                       "timeout_ms",
+                                       "price_in_per_mtok",
+                                       "price_out_per_mtok",
+                                       "max_tokens",
+                                       "max_retries",
+                                       "temperature"};
+        const std::string k = kv.first.as<std::string>();
+        bool known = false;
+        for (const char* n : kKnown) known = known || k == n;
+        if (!known) return at + k + ": unknown key";
+      }
     } catch (const YAML::Exception& e) {
       return at + ": " + e.what();
     }
     if (pc.kind != "builtin" && pc.kind != "openai" && pc.kind != "bedrock")
       return at + "kind: must be one of builtin | openai | bedrock";
     if (pc.name.empty()) pc.name = pc.kind;
+    if (pc.timeout_ms < 1 || pc.timeout_ms > 600000) return at + "timeout_ms: must be 1..600000";
+    if (pc.max_tokens < 1 || pc.max_tokens > 1000000) return at + "max_tokens: must be 1..1000000";
+    if (pc.max_retries < 0 || pc.max_retries > 10) return at + "max_retries: must be 0..10";
+    if (pc.price_in_per_mtok < 0 || pc.price_out_per_mtok < 0) return at + "prices must be >= 0";
+    if (pc.kind == "openai" && pc.base_url.empty())
+      return at + "base_url: required for kind openai (e.g. https://api.openai.com/v1)";
+    if (pc.kind != "builtin" && pc.model.empty()) return at + "model: required";
+    if (pc.kind == "bedrock" && pc.region.empty() && pc.endpoint_url.empty())
+      return at + "region: required for kind bedrock";
     out.push_back(std::move(pc));
   }
   c.ai.providers = std::move(out);
@@ -270,10 +310,10 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
   if (c.bus.backend == "redis")
     return absl::InvalidArgumentError("bus.backend: redis is not built yet (use local)");
   for (size_t i = 0; i < c.ai.providers.size(); ++i)
-    if (c.ai.providers[i].kind != "builtin")
+    if (c.ai.providers[i].kind == "bedrock")
       return absl::InvalidArgumentError(absl::StrCat("ai.providers[", i,
-                                                     "].kind: ", c.ai.providers[i].kind,
-                                                     " is not built yet (use builtin)"));
+                                                     "].kind: bedrock is not built yet "
+                                                     "(use openai or builtin)"));
   return c;
 }
 

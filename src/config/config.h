@@ -22,6 +22,9 @@ struct AiProviderConfig {
   int timeout_ms = 8000;
   double price_in_per_mtok = 0;
   double price_out_per_mtok = 0;
+  int max_tokens = 512;  // the reply's token limit (also bounds the cost reserved)
+  int max_retries = 2;   // on 429, 5xx and connection failures, while the deadline allows
+  double temperature = 0.2;
 };
 
 struct Config {
@@ -73,6 +76,9 @@ struct Config {
   } bus;
   struct Ai {
     int deadline_ms = 10000;
+    double budget_usd_per_user = 0;  // 0: no limit
+    int breaker_failures = 5;        // failures in a row that open a provider's circuit
+    int breaker_cooldown_ms = 10000;
     std::vector<AiProviderConfig> providers{{.name = "offline", .kind = "builtin"}};
   } ai;
   struct Auth {

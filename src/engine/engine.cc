@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <chrono>
+#include <cmath>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
@@ -86,6 +87,9 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
   ai_calls_ = reg.GetCounter("persona_ai_calls_total", "AI provider calls", "provider=\"all\"");
   ai_tokens_in_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"in\"");
   ai_tokens_out_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"out\"");
+  ai_cost_microusd_ = reg.GetCounter("persona_ai_cost_microusd_total",
+                                     "AI spend in millionths of a US dollar (configured prices)");
+  ai_llm_answers_ = reg.GetCounter("persona_ai_llm_answers_total", "Steps a model answered");
   const std::string backend =
       "backend=\"" + std::string(cache_ ? cache_->backend() : "none") + "\"";
   cache_hits_ =
@@ -326,7 +330,8 @@ void Engine::Publish(const SessionState& s, const std::vector<model::Event>& eve
 
 void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
                     std::vector<model::Event> events, Reply reply, std::string idempotency_key,
-                    ReplyCallback done, const std::optional<Applying>& applying) {
+                    ReplyCallback done, const std::optional<Applying>& applying,
+                    std::optional<store::Usage> user_usage) {
   store::AppendRequest req;
   req.session_id = next.meta.session_id;
   req.expected_version = next.meta.version;
@@ -338,6 +343,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
   }
   req.meta = next.meta;
   req.events = events;
+  if (user_usage) req.user_usage = store::AppendRequest::UserUsage{next.meta.user_id, *user_usage};
   // Snapshot whenever the version crosses a multiple of snapshot_every, so a
   // load replays fewer than snapshot_every + (events per request) events.
   if (next.meta.version / options_.snapshot_every != req.expected_version / options_.snapshot_every)
@@ -481,6 +487,9 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
         ai_req.asked_field = s.asked_field;
         ai_req.language_hint = s.language;
         ai_req.history.assign(s.history.begin(), s.history.end());
+        ai_req.session_id = s.meta.session_id;
+        ai_req.user_id = s.meta.user_id;
+        ai_req.on_token = std::move(req.on_token);
         ai_calls_->Inc();
         provider_->Respond(std::move(ai_req), [this, a, release = std::move(release),
                                                s = std::move(s), req = std::move(req),
@@ -493,6 +502,14 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
           }
           ai_tokens_in_->Inc(ai_reply->tokens_in);
           ai_tokens_out_->Inc(ai_reply->tokens_out);
+          std::optional<store::Usage> usage;
+          if (ai_reply->source == "llm") {
+            ai_llm_answers_->Inc();
+            ai_cost_microusd_->Inc(static_cast<uint64_t>(std::llround(ai_reply->cost_usd * 1e6)));
+            usage = store::Usage{1, static_cast<uint64_t>(ai_reply->tokens_in),
+                                 static_cast<uint64_t>(ai_reply->tokens_out), ai_reply->cost_usd};
+            s.meta.usage.Add(*usage);
+          }
           std::vector<model::Event> events;
           json::object user_msg;
           const std::string message_id = NewId();
@@ -541,9 +558,23 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
           bot["asks"] = ai_reply->asks;
           bot["lang"] = ai_reply->language;
           bot["reply_to"] = message_id;
-          bot["source"] = "builtin";
+          bot["source"] = ai_reply->source;
           bot["provider"] = ai_reply->provider;
           bot["model"] = ai_reply->model;
+          {
+            json::object u;  // this call's usage, durable with the step
+            u["tokens_in"] = ai_reply->tokens_in;
+            u["tokens_out"] = ai_reply->tokens_out;
+            u["cost_usd"] = ai_reply->cost_usd;
+            u["latency_ms"] = ai_reply->latency_ms;
+            bot["usage"] = std::move(u);
+          }
+          if (!ai_reply->fallbacks.empty()) {
+            json::array fb;
+            for (const auto& f : ai_reply->fallbacks) fb.push_back(json::string(f));
+            bot["fallbacks"] = std::move(fb);
+          }
+          if (!ai_reply->repair.empty()) bot["repair"] = ai_reply->repair;
           events.push_back(NewEvent(model::kMessageAssistant, "ai", std::move(bot)));
           Reply reply;
           reply.body["message_id"] = message_id;
@@ -554,7 +585,7 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
           reply.body["changes"] = std::move(changes);
           reply.body["profile"] = json::object();
           reply.body["version"] = 0;
-          reply.body["source"] = "builtin";
+          reply.body["source"] = ai_reply->source;
           auto timed = [this, start, done = std::move(done)](StatusOr<Reply> r) {
             if (r.ok()) {
               steps_->Inc();
@@ -565,7 +596,7 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
           };
           const std::optional<Applying> applying = req.applying;
           Commit(std::move(a), std::move(release), std::move(s), std::move(events),
-                 std::move(reply), idem, std::move(timed), applying);
+                 std::move(reply), idem, std::move(timed), applying, usage);
         });
       },
       done, /*bounded=*/!background, background);
@@ -720,6 +751,7 @@ StatusOr<json::object> Engine::GetSession(const std::string& session_id) {
   counts["events"] = s.meta.version;
   counts["messages"] = s.meta.message_count;
   o["counts"] = std::move(counts);
+  o["usage"] = store::UsageToJson(s.meta.usage);
   return o;
 }
 

@@ -91,6 +91,9 @@ struct MessageRequest {
   std::string idempotency_key;
   std::string origin = "user";
   std::optional<Applying> applying;
+  // Streaming: the reply's text as the model produces it (any thread, in
+  // order); the final reply still comes through the ReplyCallback.
+  std::function<void(std::string_view)> on_token;
 };
 
 class Applier;
@@ -137,6 +140,10 @@ class Engine {
   StatusOr<json::object> ListMessages(const std::string& session_id, size_t limit, uint64_t before);
   StatusOr<std::vector<model::Event>> ListEvents(const std::string& session_id, uint64_t after,
                                                  size_t limit);
+  // A user's AI usage over all their sessions.
+  StatusOr<store::Usage> UserUsage(const std::string& user_id) {
+    return store_->UserUsage(user_id);
+  }
   // The session's current version (after loading it); NotFound if unknown.
   StatusOr<uint64_t> Version(const std::string& session_id);
 
@@ -181,7 +188,8 @@ class Engine {
   // publishes them and calls `done` with `reply`.
   void Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
               std::vector<model::Event> events, Reply reply, std::string idempotency_key,
-              ReplyCallback done, const std::optional<Applying>& applying = std::nullopt);
+              ReplyCallback done, const std::optional<Applying>& applying = std::nullopt,
+              std::optional<store::Usage> user_usage = std::nullopt);
   // Writes a request into the intake and answers 202.
   void Accept(std::string session_id, std::string route, std::string idempotency_key,
               json::object payload, ReplyCallback done);
@@ -243,6 +251,8 @@ class Engine {
   metrics::Counter* ai_calls_;
   metrics::Counter* ai_tokens_in_;
   metrics::Counter* ai_tokens_out_;
+  metrics::Counter* ai_cost_microusd_;
+  metrics::Counter* ai_llm_answers_;
   metrics::Counter* cache_hits_;
   metrics::Counter* cache_misses_;
   metrics::Counter* accepted_;

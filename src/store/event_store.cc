@@ -2,6 +2,27 @@
 
 namespace persona::store {
 
+json::object UsageToJson(const Usage& u) {
+  json::object o;
+  o["calls"] = u.calls;
+  o["tokens_in"] = u.tokens_in;
+  o["tokens_out"] = u.tokens_out;
+  o["cost_usd"] = u.cost_usd;
+  return o;
+}
+
+Usage UsageFromJson(const json::value& v) {
+  Usage u;
+  if (!v.is_object()) return u;
+  const json::object& o = v.get_object();
+  u.calls = static_cast<uint64_t>(GetInt(o, "calls").value_or(0));
+  u.tokens_in = static_cast<uint64_t>(GetInt(o, "tokens_in").value_or(0));
+  u.tokens_out = static_cast<uint64_t>(GetInt(o, "tokens_out").value_or(0));
+  if (const json::value* c = Find(o, "cost_usd"); c && c->is_number())
+    u.cost_usd = c->to_number<double>();
+  return u;
+}
+
 json::object SessionMetaToJson(const SessionMeta& m) {
   json::object o;
   o["session_id"] = m.session_id;
@@ -11,6 +32,7 @@ json::object SessionMetaToJson(const SessionMeta& m) {
   o["metadata"] = m.metadata;
   o["version"] = m.version;
   o["message_count"] = m.message_count;
+  if (m.usage.calls > 0) o["usage"] = UsageToJson(m.usage);
   return o;
 }
 
@@ -26,6 +48,7 @@ StatusOr<SessionMeta> SessionMetaFromJson(const json::value& v) {
     m.metadata = md->get_object();
   m.version = static_cast<uint64_t>(GetInt(o, "version").value_or(0));
   m.message_count = static_cast<uint64_t>(GetInt(o, "message_count").value_or(0));
+  if (const json::value* u = Find(o, "usage")) m.usage = UsageFromJson(*u);
   if (m.session_id.empty()) return absl::DataLossError("session meta: missing session_id");
   return m;
 }

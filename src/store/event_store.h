@@ -21,6 +21,23 @@
 
 namespace persona::store {
 
+// AI usage: calls, tokens and cost, summed (per session in its metadata,
+// per user in a separate record).
+struct Usage {
+  uint64_t calls = 0;
+  uint64_t tokens_in = 0;
+  uint64_t tokens_out = 0;
+  double cost_usd = 0;
+  void Add(const Usage& o) {
+    calls += o.calls;
+    tokens_in += o.tokens_in;
+    tokens_out += o.tokens_out;
+    cost_usd += o.cost_usd;
+  }
+};
+json::object UsageToJson(const Usage& u);
+Usage UsageFromJson(const json::value& v);
+
 struct SessionMeta {
   std::string session_id;
   std::string user_id;
@@ -29,6 +46,7 @@ struct SessionMeta {
   json::object metadata;       // client-supplied, opaque
   uint64_t version = 0;        // seq of the last event
   uint64_t message_count = 0;  // message.user + message.assistant events
+  Usage usage;                 // AI calls that answered this session's steps
 };
 
 json::object SessionMetaToJson(const SessionMeta& m);
@@ -80,6 +98,13 @@ struct AppendRequest {
     std::string record;  // opaque to the store (the engine's status JSON)
   };
   std::optional<RequestStatus> request_status;
+  // Added to the user's usage total in the same batch (a merge: concurrent
+  // steps of one user's sessions never lose each other's additions).
+  struct UserUsage {
+    std::string user_id;
+    Usage delta;
+  };
+  std::optional<UserUsage> user_usage;
   // Erase the session instead: every key of the session is deleted
   // (events, meta, snapshot, its idempotency records and request
   // statuses).
@@ -124,6 +149,10 @@ class EventStore {
   // The status record of an async request, if any and not expired.
   virtual StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,
                                                                 std::string_view request_id) = 0;
+
+  // A user's AI usage summed over all their sessions (erased sessions
+  // included: usage is accounting, not conversation content).
+  virtual StatusOr<Usage> UserUsage(std::string_view user_id) = 0;
 
   // Calls `fn` for every session's metadata until it returns false.
   virtual Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) = 0;

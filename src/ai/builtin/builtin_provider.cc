@@ -182,7 +182,10 @@ std::string Join(const std::vector<std::string>& parts) {
 
 BuiltinProvider::BuiltinProvider(std::string name) : name_(std::move(name)) {}
 
-void BuiltinProvider::Respond(AiRequest req, Callback done) { done(Reply(req)); }
+std::shared_ptr<Call> BuiltinProvider::Respond(AiRequest req, Callback done) {
+  done(Reply(req));
+  return nullptr;
+}
 
 std::string BuiltinProvider::Question(const model::FieldSpec& field, const std::string& lang) {
   for (const std::string& l : {lang, std::string("en")}) {

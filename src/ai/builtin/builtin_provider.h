@@ -24,7 +24,7 @@ class BuiltinProvider final : public Provider {
   const std::string& name() const override { return name_; }
 
   // Calls done(Reply(req)) synchronously. InvalidArgument if req.schema is null.
-  void Respond(AiRequest req, Callback done) override;
+  std::shared_ptr<Call> Respond(AiRequest req, Callback done) override;
 
   // The reply for `req` (what Respond passes to `done`).
   StatusOr<AiReply> Reply(const AiRequest& req) const;

@@ -9,6 +9,7 @@
 #include "core/logging.h"
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/merge_operator.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/options_util.h"
 
@@ -41,6 +42,7 @@ std::string IntakeKey(uint64_t seq) {
   PutBigEndian64(&k, seq);
   return k;
 }
+std::string UsageKey(std::string_view user) { return "u:" + std::string(user); }
 std::string RequestPrefix(std::string_view sid) { return "r:" + std::string(sid) + ":"; }
 std::string RequestKey(std::string_view sid, std::string_view id) {
   return RequestPrefix(sid) + std::string(id);
@@ -85,6 +87,24 @@ class IdempotencyTtlFilter final : public rocksdb::CompactionFilter {
   int64_t ttl_ms_;
 };
 
+// u: records are usage totals; a merge adds a delta to them.
+class UsageAddOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* new_value, rocksdb::Logger*) const override {
+    Usage total;
+    if (existing != nullptr) {
+      if (auto v = ParseJson(std::string_view(existing->data(), existing->size())); v.ok())
+        total = UsageFromJson(*v);
+    }
+    if (auto v = ParseJson(std::string_view(value.data(), value.size())); v.ok())
+      total.Add(UsageFromJson(*v));
+    *new_value = json::serialize(UsageToJson(total));
+    return true;
+  }
+  const char* Name() const override { return "persona.UsageAdd"; }
+};
+
 }  // namespace
 
 RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options) : options_(options) {
@@ -114,6 +134,7 @@ StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
   opt.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   auto filter = std::make_shared<IdempotencyTtlFilter>(options.idempotency_ttl_ms);
   opt.compaction_filter = filter.get();
+  opt.merge_operator = std::make_shared<UsageAddOperator>();
   store->filter_ = filter;
 
   rocksdb::DB* db = nullptr;
@@ -178,6 +199,10 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
   }
   if (req.intake_add) p->puts.emplace_back(IntakeKey(req.intake_add->seq), req.intake_add->payload);
   if (req.intake_done) p->deletes.push_back(IntakeKey(*req.intake_done));
+  if (req.user_usage && req.user_usage->delta.calls > 0) {
+    p->merges.emplace_back(UsageKey(req.user_usage->user_id),
+                           json::serialize(UsageToJson(req.user_usage->delta)));
+  }
   if (req.request_status) {
     p->puts.emplace_back(RequestKey(req.request_status->session_id, req.request_status->request_id),
                          Timestamped(req.request_status->record));
@@ -234,6 +259,7 @@ Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
   if (p.session_id.empty()) {  // intake bookkeeping only: no session, no version
     for (const auto& [k, v] : p.puts) batch->Put(k, v);
     for (const auto& k : p.deletes) batch->Delete(k);
+    for (const auto& [k, v] : p.merges) batch->Merge(k, v);
     return absl::OkStatus();
   }
   auto it = versions->find(p.session_id);
@@ -264,6 +290,7 @@ Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
   }
   for (const auto& [k, v] : p.puts) batch->Put(k, v);
   for (const auto& k : p.deletes) batch->Delete(k);
+  for (const auto& [k, v] : p.merges) batch->Merge(k, v);
   (*versions)[p.session_id] = p.new_version;
   return absl::OkStatus();
 }
@@ -494,6 +521,16 @@ StatusOr<std::optional<std::string>> RocksDbEventStore::GetRequestStatus(
   if (!s.ok()) return FromRocks(s, "read request status");
   if (v.size() < 8) return absl::DataLossError("corrupt request status");
   return std::optional<std::string>(v.substr(8));
+}
+
+StatusOr<Usage> RocksDbEventStore::UserUsage(std::string_view user_id) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), UsageKey(user_id), &v);
+  if (s.IsNotFound()) return Usage{};
+  if (!s.ok()) return FromRocks(s, "read usage");
+  auto parsed = ParseJson(v);
+  if (!parsed.ok()) return absl::DataLossError("corrupt usage record");
+  return UsageFromJson(*parsed);
 }
 
 Status RocksDbEventStore::ForEachSession(const std::function<bool(const SessionMeta&)>& fn) {

@@ -8,6 +8,7 @@
 //   i:{scope}:{key}          idempotency record: 8-byte BE creation time + response
 //   q:{seq 8B BE}            async intake entry (the engine's request JSON)
 //   r:{sid}:{request_id}     async request status: 8-byte BE time + status JSON
+//   u:{user_id}              AI usage totals (JSON), updated with a summing merge operator
 // Session ids never contain ':', so prefixes never overlap.
 //
 // One commit thread drains the append queue, checks expected versions, and
@@ -63,6 +64,7 @@ class RocksDbEventStore final : public EventStore {
   StatusOr<uint64_t> LastIntakeSeq() override;
   StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,
                                                         std::string_view request_id) override;
+  StatusOr<Usage> UserUsage(std::string_view user_id) override;
   Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) override;
   void Close() override;
   Status Health() const override;
@@ -77,6 +79,7 @@ class RocksDbEventStore final : public EventStore {
     // commit thread only checks versions, copies bytes and fsyncs.
     std::vector<std::pair<std::string, std::string>> puts;
     std::vector<std::string> deletes;
+    std::vector<std::pair<std::string, std::string>> merges;
     Done done;
   };
   // Encodes `req` into `p`; InvalidArgument if its events are not contiguous.
