@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "ai/builtin/builtin_provider.h"
+#include "ai/llm/bedrock_provider.h"
 #include "ai/llm/budget.h"
 #include "ai/llm/chain.h"
 #include "ai/llm/openai_provider.h"
@@ -145,6 +146,29 @@ int Serve(const ServeFlags& flags) {
       }
       e.provider =
           std::make_shared<ai::llm::OpenAiProvider>(std::move(o), http_client.get(), rules);
+    } else if (p.kind == "bedrock") {
+      ai::llm::BedrockOptions o;
+      o.name = p.name;
+      o.region = p.region;
+      o.endpoint_url = p.endpoint_url;
+      o.model = p.model;
+      o.max_tokens = p.max_tokens;
+      o.temperature = p.temperature;
+      o.price_in_per_mtok = p.price_in_per_mtok;
+      o.price_out_per_mtok = p.price_out_per_mtok;
+      auto env = [](const char* name) {
+        const char* v = std::getenv(name);
+        return std::string(v ? v : "");
+      };
+      o.credentials = {env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
+                       env("AWS_SESSION_TOKEN")};
+      if (o.credentials.access_key_id.empty() || o.credentials.secret_access_key.empty())
+        LogWarn(
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set; Bedrock calls will be "
+            "refused and answered by the next provider",
+            {{"provider", p.name}});
+      e.provider =
+          std::make_shared<ai::llm::BedrockProvider>(std::move(o), http_client.get(), rules);
     }
     chain_entries.push_back(std::move(e));
   }

@@ -309,11 +309,6 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     return absl::InvalidArgumentError("cache.url: required when cache.backend is redis");
   if (c.bus.backend == "redis")
     return absl::InvalidArgumentError("bus.backend: redis is not built yet (use local)");
-  for (size_t i = 0; i < c.ai.providers.size(); ++i)
-    if (c.ai.providers[i].kind == "bedrock")
-      return absl::InvalidArgumentError(absl::StrCat("ai.providers[", i,
-                                                     "].kind: bedrock is not built yet "
-                                                     "(use openai or builtin)"));
   return c;
 }
 

@@ -23,7 +23,10 @@ class FakeOpenAI:
         self.script = []       # behaviours for the next calls, in order
         self.default = None    # behaviour when the script is empty (None: echo)
         self.requests = []     # (headers dict, body dict) per call
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # listen backlog: no SYN drops under load
+
+        self.server = Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -64,6 +67,7 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes
 
             def log_message(self, *args):
                 pass
@@ -143,3 +147,23 @@ class FakeOpenAI:
                     pass
 
         return Handler
+
+
+if __name__ == "__main__":
+    # Standalone (bench/run_llm.sh): answers every call after --delay-ms with
+    # a small JSON contract and prints {"port": N} once listening.
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--delay-ms", type=int, default=300)
+    args = ap.parse_args()
+    fake = FakeOpenAI()
+    fake.default = {"content": json.dumps({"reply": "Thanks! Where do you live?", "changes": [],
+                                           "asks": "city"}),
+                    "delay_ms": args.delay_ms}
+    print(json.dumps({"port": fake.port}), flush=True)
+    try:
+        fake.server.serve_forever()
+    except KeyboardInterrupt:
+        sys.exit(0)

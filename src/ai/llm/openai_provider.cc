@@ -7,7 +7,6 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "ai/builtin/text.h"
 #include "ai/llm/prompt.h"
 
 namespace persona::ai::llm {
@@ -15,16 +14,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-class HttpCall final : public Call {
- public:
-  explicit HttpCall(std::shared_ptr<net::HttpClient::Call> c) : c_(std::move(c)) {}
-  void Cancel() override {
-    if (c_) c_->Cancel();
-  }
-
- private:
-  std::shared_ptr<net::HttpClient::Call> c_;
-};
+}  // namespace
 
 int64_t RetryAfterHeaderMs(const std::string& v) {
   if (v.empty()) return 0;
@@ -33,6 +23,8 @@ int64_t RetryAfterHeaderMs(const std::string& v) {
   if (end == v.c_str() || s < 0) return 0;  // HTTP dates are not honoured: back off normally
   return static_cast<int64_t>(std::min(s, 3600.0) * 1000);
 }
+
+namespace {
 
 std::string Snippet(std::string s) {
   if (s.size() > 200) s.resize(200);
@@ -149,39 +141,15 @@ double OpenAiProvider::MaxCostUsd(const AiRequest& req) const {
 StatusOr<AiReply> OpenAiProvider::Finish(const AiRequest& req, const std::string& content,
                                          int64_t tokens_in, int64_t tokens_out,
                                          int64_t request_bytes) const {
-  AiReply r;
-  r.provider = options_.name;
-  r.model = options_.model;
-  r.source = "llm";
-  r.tokens_in = tokens_in > 0 ? tokens_in : (request_bytes + 3) / 4;
-  r.tokens_out = tokens_out > 0 ? tokens_out : static_cast<int64_t>(content.size() + 3) / 4;
-  r.cost_usd = (static_cast<double>(r.tokens_in) * options_.price_in_per_mtok +
-                static_cast<double>(r.tokens_out) * options_.price_out_per_mtok) /
-               1e6;
-  auto out = req.schema ? ParseModelOutput(content, *req.schema)
-                        : StatusOr<ModelOutput>(absl::InvalidArgumentError("no schema"));
-  if (out.ok()) {
-    r.text = std::move(out->reply);
-    r.changes = std::move(out->changes);
-    r.asks = std::move(out->asks);
-    r.repair = out->repaired ? "repaired" : "";
-  } else {
-    // Not the contract even after repair: the built-in rules extract the
-    // changes; the model's words stay the reply when they are prose.
-    auto rules = rules_->Reply(req);
-    if (!rules.ok()) return rules.status();
-    r.changes = std::move(rules->changes);
-    r.asks = std::move(rules->asks);
-    std::string prose = content;
-    while (!prose.empty() && std::isspace(static_cast<unsigned char>(prose.back())))
-      prose.pop_back();
-    const bool looks_like_json = prose.find('{') != std::string::npos;
-    r.text = (!prose.empty() && !looks_like_json && prose.size() <= kMaxReplyBytes) ? prose
-                                                                                    : rules->text;
-    r.repair = "builtin_extraction";
-  }
-  r.language = builtin::HasHangul(r.text) ? "ko" : "en";
-  return r;
+  CallInfo info;
+  info.provider = options_.name;
+  info.model = options_.model;
+  info.tokens_in = tokens_in;
+  info.tokens_out = tokens_out;
+  info.request_bytes = request_bytes;
+  info.price_in_per_mtok = options_.price_in_per_mtok;
+  info.price_out_per_mtok = options_.price_out_per_mtok;
+  return ReplyFromModel(req, content, info, *rules_);
 }
 
 std::shared_ptr<Call> OpenAiProvider::Respond(AiRequest req, Callback done) {

@@ -56,8 +56,22 @@ class OpenAiProvider final : public Provider {
   std::shared_ptr<BuiltinProvider> rules_;
 };
 
-// Maps a non-200 answer to a status (shared with the Bedrock provider).
+// Maps a non-200 answer to a status.
 Status StatusForHttp(int status, const std::string& body, const std::string& retry_after,
                      const std::string& provider);
+// A Retry-After header in milliseconds (seconds form only; 0 if absent or a date).
+int64_t RetryAfterHeaderMs(const std::string& value);
+
+// An outbound HTTP call as a provider call (Cancel() cancels the request).
+class HttpCall final : public Call {
+ public:
+  explicit HttpCall(std::shared_ptr<net::HttpClient::Call> c) : c_(std::move(c)) {}
+  void Cancel() override {
+    if (c_) c_->Cancel();
+  }
+
+ private:
+  std::shared_ptr<net::HttpClient::Call> c_;
+};
 
 }  // namespace persona::ai::llm

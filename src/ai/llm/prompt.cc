@@ -1,6 +1,9 @@
 #include "ai/llm/prompt.h"
 
+#include <cctype>
+
 #include "absl/strings/str_cat.h"
+#include "ai/builtin/text.h"
 
 namespace persona::ai::llm {
 namespace {
@@ -186,6 +189,46 @@ StatusOr<ModelOutput> ParseModelOutput(std::string_view text, const model::Schem
     if (schema.Find(a->get_string()) != nullptr) out.asks = std::string(a->get_string());
   }
   return out;
+}
+
+StatusOr<AiReply> ReplyFromModel(const AiRequest& req, const std::string& content,
+                                 const CallInfo& info, const BuiltinProvider& rules) {
+  AiReply r;
+  r.provider = info.provider;
+  r.model = info.model;
+  r.source = "llm";
+  r.tokens_in = info.tokens_in > 0 ? info.tokens_in : (info.request_bytes + 3) / 4;
+  r.tokens_out =
+      info.tokens_out > 0 ? info.tokens_out : static_cast<int64_t>(content.size() + 3) / 4;
+  r.cost_usd = (static_cast<double>(r.tokens_in) * info.price_in_per_mtok +
+                static_cast<double>(r.tokens_out) * info.price_out_per_mtok) /
+               1e6;
+  auto out = req.schema ? ParseModelOutput(content, *req.schema)
+                        : StatusOr<ModelOutput>(absl::InvalidArgumentError("no schema"));
+  if (out.ok()) {
+    r.text = std::move(out->reply);
+    r.changes = std::move(out->changes);
+    r.asks = std::move(out->asks);
+    r.repair = out->repaired ? "repaired" : "";
+  } else {
+    // Not the contract even after repair: the built-in rules extract the
+    // changes; the model's words stay the reply when they are prose.
+    auto fallback = rules.Reply(req);
+    if (!fallback.ok()) return fallback.status();
+    r.changes = std::move(fallback->changes);
+    r.asks = std::move(fallback->asks);
+    std::string prose = content;
+    while (!prose.empty() && std::isspace(static_cast<unsigned char>(prose.back())))
+      prose.pop_back();
+    bool printable = true;
+    for (unsigned char c : prose) printable = printable && (c >= 0x20 || c == '\n' || c == '\t');
+    const bool prose_only = printable && !prose.empty() && prose.find('{') == std::string::npos &&
+                            prose.size() <= kMaxReplyBytes && !ParseJson(prose).ok();
+    r.text = prose_only ? prose : fallback->text;
+    r.repair = "builtin_extraction";
+  }
+  r.language = builtin::HasHangul(r.text) ? "ko" : "en";
+  return r;
 }
 
 std::string ReplyStreamer::Feed(std::string_view chunk) {

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "ai/builtin/builtin_provider.h"
 #include "ai/provider.h"
 
 namespace persona::ai::llm {
@@ -44,6 +45,18 @@ struct ModelOutput {
 // InvalidArgument if `text` is not (and cannot be repaired into) the
 // contract's object with a non-empty string "reply".
 StatusOr<ModelOutput> ParseModelOutput(std::string_view text, const model::Schema& schema);
+
+// What a model call produced, as the AiReply the engine takes: parsed (or
+// repaired) per the contract, or, failing that, the built-in rules' changes
+// with the model's prose (or the rules' text) as the reply. Cost is tokens ×
+// prices per million; missing token counts are estimated as bytes / 4.
+struct CallInfo {
+  std::string provider, model;
+  int64_t tokens_in = 0, tokens_out = 0, request_bytes = 0;
+  double price_in_per_mtok = 0, price_out_per_mtok = 0;
+};
+StatusOr<AiReply> ReplyFromModel(const AiRequest& req, const std::string& content,
+                                 const CallInfo& info, const BuiltinProvider& rules);
 
 // Pulls the "reply" string out of the model's JSON while it is still being
 // streamed, so clients see the reply's words as they arrive. Feed() returns
