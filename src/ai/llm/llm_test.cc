@@ -1,0 +1,237 @@
+// Prompting, parsing of untrusted model output, reply streaming, the
+// provider chain (order, retries, breaker, deadline) and budgets.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "ai/llm/budget.h"
+#include "ai/llm/chain.h"
+#include "ai/llm/prompt.h"
+#include "model/schema.h"
+
+namespace persona::ai::llm {
+namespace {
+
+std::shared_ptr<const model::Schema> DefaultSchema() {
+  static auto s = *model::Schema::FromYaml(model::BuiltinDefaultSchemaYaml());
+  return s;
+}
+
+TEST(LlmPromptTest, SystemPromptNamesEveryFieldAndTheContract) {
+  AiRequest req;
+  req.schema = DefaultSchema();
+  req.profile["name"] = "Ada";
+  req.asked_field = "age";
+  const std::string p = SystemPrompt(req);
+  for (const auto& f : req.schema->fields())
+    EXPECT_NE(p.find("- " + f.name + " ("), std::string::npos) << f.name;
+  EXPECT_NE(p.find("one of email, phone, sms, none"), std::string::npos);
+  EXPECT_NE(p.find("{\"name\":\"Ada\"}"), std::string::npos);
+  EXPECT_NE(p.find("asked for: age"), std::string::npos);
+  req.history = {{"user", "hi"}, {"assistant", "hello"}};
+  req.text = "I'm 30";
+  auto msgs = ChatMessages(req);
+  ASSERT_EQ(msgs.size(), 4u);
+  EXPECT_EQ(msgs[0].first, "system");
+  EXPECT_EQ(msgs[3], (std::pair<std::string, std::string>{"user", "I'm 30"}));
+}
+
+TEST(LlmPromptTest, ParsesTheContractAndDropsWhatIsNotAField) {
+  auto out = ParseModelOutput(
+      R"({"reply":"Hi","changes":[{"field":"name","value":"Ada"},{"field":"is_admin","value":true},
+          {"field":"age"},{"value":3},"junk"],"asks":"city","session_id":"x"})",
+      *DefaultSchema());
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->reply, "Hi");
+  ASSERT_EQ(out->changes.size(), 1u);
+  EXPECT_EQ(out->changes[0].field, "name");
+  EXPECT_EQ(out->asks, "city");
+  EXPECT_FALSE(out->repaired);
+  // The map form, and an "asks" that is not a field.
+  out = ParseModelOutput(R"({"reply":"ok","changes":{"age":30,"password":"x"},"asks":"password"})",
+                         *DefaultSchema());
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(out->changes.size(), 1u);
+  EXPECT_EQ(out->changes[0].field, "age");
+  EXPECT_EQ(out->asks, "");
+}
+
+TEST(LlmPromptTest, RepairsOnceOrRefuses) {
+  auto out = ParseModelOutput(
+      "Sure!\n```json\n{\"reply\": \"a {b} \\\"c\\\"\", \"changes\": [],}\n```", *DefaultSchema());
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(out->repaired);
+  EXPECT_EQ(out->reply, "a {b} \"c\"");
+  for (const char* bad : {"", "plain prose", "{\"reply\": 4}", "{\"changes\": []}", "[1]", "{",
+                          "{\"reply\": \"\"}", "null"}) {
+    EXPECT_FALSE(ParseModelOutput(bad, *DefaultSchema()).ok()) << bad;
+  }
+  // Replies are bounded, on a UTF-8 boundary.
+  std::string big = "{\"reply\": \"";
+  for (int i = 0; i < 3000; ++i) big += "가";
+  big += "\"}";
+  out = ParseModelOutput(big, *DefaultSchema());
+  ASSERT_TRUE(out.ok());
+  EXPECT_LE(out->reply.size(), kMaxReplyBytes);
+  EXPECT_EQ(out->reply.size() % 3, 0u);
+}
+
+TEST(LlmPromptTest, ReplyStreamerDecodesAcrossEveryChunkBoundary) {
+  const std::string json =
+      R"({"changes":[{"field":"reply","value":"x"}], "reply" : "Hi \"Ann\"\n\u00e9\ud83d\ude00 done", "asks":""})";
+  const std::string want = "Hi \"Ann\"\n\xc3\xa9\xf0\x9f\x98\x80 done";
+  for (size_t cut = 0; cut <= json.size(); ++cut) {
+    ReplyStreamer s;
+    std::string got = s.Feed(json.substr(0, cut));
+    got += s.Feed(json.substr(cut));
+    EXPECT_EQ(got, want) << cut;
+  }
+  ReplyStreamer one;
+  std::string got;
+  for (char c : json) got += one.Feed(std::string_view(&c, 1));
+  EXPECT_EQ(got, want);
+}
+
+// A provider scripted per call: answers, fails or hangs.
+class ScriptedProvider final : public Provider {
+ public:
+  struct Step {
+    Status status;  // OK: answer
+    int delay_ms = 0;
+    bool hang = false;
+  };
+  explicit ScriptedProvider(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const override { return name_; }
+  std::vector<Step> script;
+  Step fallback_step;
+  std::atomic<int> calls{0};
+  double max_cost = 0;
+  double cost = 0;
+  double MaxCostUsd(const AiRequest&) const override { return max_cost; }
+  std::shared_ptr<Call> Respond(AiRequest req, Callback done) override {
+    const int n = calls++;
+    Step st = n < static_cast<int>(script.size()) ? script[n] : fallback_step;
+    if (st.hang) {
+      hung_.push_back(std::move(done));  // never answered (until destroyed)
+      return nullptr;
+    }
+    std::thread([st, done = std::move(done), this] {
+      if (st.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(st.delay_ms));
+      if (!st.status.ok()) return done(st.status);
+      AiReply r;
+      r.text = "from " + name_;
+      r.provider = name_;
+      r.source = "llm";
+      r.cost_usd = cost;
+      done(r);
+    }).detach();
+    return nullptr;
+  }
+
+ private:
+  std::string name_;
+  std::vector<Callback> hung_;
+};
+
+AiRequest Req(int deadline_ms = 2000) {
+  AiRequest r;
+  r.schema = DefaultSchema();
+  r.text = "I'm Bo";
+  r.user_id = "u";
+  r.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms);
+  return r;
+}
+
+StatusOr<AiReply> Ask(Provider& p, AiRequest req) {
+  std::promise<StatusOr<AiReply>> pr;
+  p.Respond(std::move(req), [&pr](StatusOr<AiReply> r) { pr.set_value(std::move(r)); });
+  return pr.get_future().get();
+}
+
+TEST(LlmChainTest, FallsThroughInOrderWithReasons) {
+  Scheduler sched;
+  auto a = std::make_shared<ScriptedProvider>("a");
+  auto b = std::make_shared<ScriptedProvider>("b");
+  a->fallback_step.status = absl::InvalidArgumentError("bad request");
+  ProviderChain chain({{a, 500, 2}, {b, 500, 2}}, std::make_shared<BuiltinProvider>("rules"), {},
+                      &sched, nullptr);
+  auto r = Ask(chain, Req());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->text, "from b");
+  EXPECT_EQ(a->calls.load(), 1);  // not retryable: no retries
+  ASSERT_EQ(r->fallbacks.size(), 1u);
+  EXPECT_EQ(r->fallbacks[0], "a: bad request");
+}
+
+TEST(LlmChainTest, RetriesRateLimitsThenOpensTheBreaker) {
+  Scheduler sched;
+  auto a = std::make_shared<ScriptedProvider>("a");
+  a->fallback_step.status = WithRetryAfter(absl::ResourceExhaustedError("429"), 0);
+  ChainOptions o;
+  o.breaker_failures = 3;
+  o.breaker_cooldown_ms = 200;
+  o.retry_base_ms = 1;
+  ProviderChain chain({{a, 500, 2}}, std::make_shared<BuiltinProvider>("rules"), o, &sched,
+                      nullptr);
+  auto r = Ask(chain, Req());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->source, "builtin");
+  EXPECT_EQ(a->calls.load(), 3);
+  EXPECT_TRUE(chain.BreakerOpen(0));
+  r = Ask(chain, Req());
+  EXPECT_EQ(a->calls.load(), 3);  // skipped while open
+  EXPECT_EQ(r->fallbacks.back(), "a: circuit open");
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  a->fallback_step.status = absl::OkStatus();  // half-open: one call decides
+  r = Ask(chain, Req());
+  EXPECT_EQ(r->text, "from a");
+  EXPECT_FALSE(chain.BreakerOpen(0));
+}
+
+TEST(LlmChainTest, AHangingProviderNeverHoldsAStepPastItsDeadline) {
+  Scheduler sched;
+  auto a = std::make_shared<ScriptedProvider>("a");
+  a->fallback_step.hang = true;
+  ChainOptions o;
+  o.deadline_ms = 150;
+  ProviderChain chain({{a, 10000, 0}}, std::make_shared<BuiltinProvider>("rules"), o, &sched,
+                      nullptr);
+  const auto t = std::chrono::steady_clock::now();
+  auto r = Ask(chain, Req(10000));
+  const auto took = std::chrono::steady_clock::now() - t;
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->source, "builtin");
+  EXPECT_LT(took, std::chrono::milliseconds(300));
+  EXPECT_EQ(r->fallbacks[0], "a: timeout");
+}
+
+TEST(LlmChainTest, ConcurrentStepsNeverOverspendTheBudget) {
+  Scheduler sched;
+  auto a = std::make_shared<ScriptedProvider>("a");
+  a->max_cost = 0.01;  // reserved per call
+  a->cost = 0.007;     // actually spent
+  a->fallback_step.delay_ms = 5;
+  BudgetLedger budget(0.1, [](const std::string&) -> StatusOr<double> { return 0.0; });
+  ProviderChain chain({{a, 1000, 0}}, std::make_shared<BuiltinProvider>("rules"), {}, &sched,
+                      &budget);
+  std::atomic<int> paid{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 100; ++i) {
+    threads.emplace_back([&] {
+      auto r = Ask(chain, Req());
+      if (r.ok() && r->source == "llm") ++paid;
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto [spent, reserved] = budget.Get("u");
+  EXPECT_LE(spent, 0.1 + 1e-12);
+  EXPECT_DOUBLE_EQ(reserved, 0);
+  EXPECT_NEAR(spent, paid.load() * 0.007, 1e-9);
+  EXPECT_GE(paid.load(), 10);  // 0.1 / 0.01 reservations fit at once
+  EXPECT_LE(paid.load(), 14);  // 0.1 / 0.007
+}
+
+}  // namespace
+}  // namespace persona::ai::llm
