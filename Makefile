@@ -41,6 +41,7 @@ e2e: build
 bench: build
 	./bench/run_steps.sh
 	./bench/run_async.sh
+	./bench/run_llm.sh
 
 # MQTT fan-out, latency, idle memory and resume: persona vs Mosquitto vs NATS.
 bench-realtime: build

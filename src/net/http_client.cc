@@ -394,7 +394,13 @@ class CallImpl final : public std::enable_shared_from_this<CallImpl> {
     auto target = ParseUrl(req_.url);
     if (!target.ok()) return Fail(target.status());
     target_ = *std::move(target);
-    if (Status s = BuildRequest(); !s.ok()) return Fail(s);
+    Status built;
+    try {
+      built = BuildRequest();
+    } catch (const std::exception& e) {  // Beast refuses oversize fields by throwing
+      built = absl::InvalidArgumentError(std::string("bad request: ") + e.what());
+    }
+    if (!built.ok()) return Fail(built);
     if (target_.tls && !client_->tls_status().ok()) return Fail(client_->tls_status());
     Connect();
   }

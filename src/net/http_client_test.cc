@@ -588,6 +588,8 @@ TEST(HttpClientTest, BadUrlsAreInvalidArgument) {
   ClientRequest bad_header = Get("http://127.0.0.1:1/");
   bad_header.headers = {{"X-Evil", "a\r\nInjected: yes"}};
   EXPECT_EQ(Fetch(client, bad_header).status().code(), absl::StatusCode::kInvalidArgument);
+  bad_header.headers = {{"X-Huge", std::string(70000, 'h')}};
+  EXPECT_EQ(Fetch(client, bad_header).status().code(), absl::StatusCode::kInvalidArgument);
   ClientRequest bad_method = Get("http://127.0.0.1:1/");
   bad_method.method = "GE T";
   EXPECT_EQ(Fetch(client, bad_method).status().code(), absl::StatusCode::kInvalidArgument);
