@@ -69,11 +69,8 @@ BedrockProvider::BedrockProvider(BedrockOptions options, net::HttpClient* client
     : options_(std::move(options)), client_(client), rules_(std::move(rules)) {}
 
 double BedrockProvider::MaxCostUsd(const AiRequest& req) const {
-  size_t bytes = 0;
-  for (const auto& [role, text] : ChatMessages(req)) bytes += text.size() + role.size() + 8;
-  return (static_cast<double>(bytes) * options_.price_in_per_mtok +
-          static_cast<double>(options_.max_tokens) * options_.price_out_per_mtok) /
-         1e6;
+  return MaxCallCostUsd(req, options_.max_tokens, options_.price_in_per_mtok,
+                        options_.price_out_per_mtok);
 }
 
 std::shared_ptr<Call> BedrockProvider::Respond(AiRequest req, Callback done) {

@@ -130,12 +130,8 @@ std::string OpenAiProvider::RequestBody(const AiRequest& req, bool stream) const
 }
 
 double OpenAiProvider::MaxCostUsd(const AiRequest& req) const {
-  // Every token is at least one byte, so the prompt's bytes bound its tokens.
-  size_t bytes = 0;
-  for (const auto& [role, text] : ChatMessages(req)) bytes += text.size() + role.size() + 8;
-  return (static_cast<double>(bytes) * options_.price_in_per_mtok +
-          static_cast<double>(options_.max_tokens) * options_.price_out_per_mtok) /
-         1e6;
+  return MaxCallCostUsd(req, options_.max_tokens, options_.price_in_per_mtok,
+                        options_.price_out_per_mtok);
 }
 
 StatusOr<AiReply> OpenAiProvider::Finish(const AiRequest& req, const std::string& content,

@@ -191,6 +191,15 @@ StatusOr<ModelOutput> ParseModelOutput(std::string_view text, const model::Schem
   return out;
 }
 
+double MaxCallCostUsd(const AiRequest& req, int max_tokens, double price_in_per_mtok,
+                      double price_out_per_mtok) {
+  size_t bytes = 0;
+  for (const auto& [role, text] : ChatMessages(req)) bytes += text.size() + role.size() + 8;
+  return (static_cast<double>(bytes) * price_in_per_mtok +
+          static_cast<double>(max_tokens) * price_out_per_mtok) /
+         1e6;
+}
+
 StatusOr<AiReply> ReplyFromModel(const AiRequest& req, const std::string& content,
                                  const CallInfo& info, const BuiltinProvider& rules) {
   AiReply r;

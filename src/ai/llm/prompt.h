@@ -58,6 +58,11 @@ struct CallInfo {
 StatusOr<AiReply> ReplyFromModel(const AiRequest& req, const std::string& content,
                                  const CallInfo& info, const BuiltinProvider& rules);
 
+// The most a call for `req` can cost: every prompt byte counted as an input
+// token (a token is at least one byte) plus `max_tokens` output tokens.
+double MaxCallCostUsd(const AiRequest& req, int max_tokens, double price_in_per_mtok,
+                      double price_out_per_mtok);
+
 // Pulls the "reply" string out of the model's JSON while it is still being
 // streamed, so clients see the reply's words as they arrive. Feed() returns
 // the newly decoded part of the reply (possibly empty).
