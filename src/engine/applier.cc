@@ -60,6 +60,7 @@ Status Applier::Recover() {
       auto v = ParseJson(e.payload);
       if (!v.ok() || !v->is_object())
         return absl::DataLossError("corrupt intake entry " + std::to_string(e.seq));
+      AddPending(v->get_object());
       queue_.push_back(Item{e.seq, std::move(v->get_object())});
       ++n;
     }
@@ -117,13 +118,37 @@ void Applier::WorkerLoop() {
   }
 }
 
+void Applier::AddPending(const json::object& p) {
+  PendingInfo info;
+  info.session_id = std::string(GetString(p, "session_id").value_or(""));
+  info.accepted_at_ms = GetInt(p, "accepted_at_ms").value_or(0);
+  pending_.emplace(std::string(GetString(p, "request_id").value_or("")), std::move(info));
+}
+
 void Applier::Push(uint64_t seq, json::object payload) {
+  size_t n;
   {
     std::lock_guard<std::mutex> l(mu_);
+    AddPending(payload);
     queue_.push_back(Item{seq, std::move(payload)});
+    n = queue_.size();
   }
   depth_gauge_->Set(static_cast<int64_t>(depth_.fetch_add(1) + 1));
-  cv_.notify_one();
+  // The loop waits for the queue to become non-empty, then for a full batch
+  // (or the delay): only those two moments need a wake-up.
+  if (n == 1 || n == options_.batch_size) cv_.notify_one();
+}
+
+std::optional<json::object> Applier::Pending(const std::string& request_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = pending_.find(request_id);
+  if (it == pending_.end()) return std::nullopt;
+  json::object o;
+  o["request_id"] = request_id;
+  o["session_id"] = it->second.session_id;
+  o["status"] = "pending";
+  o["accepted_at"] = FormatRfc3339Millis(it->second.accepted_at_ms);
+  return o;
 }
 
 void Applier::Apply(Item item, std::function<void(bool)> done) {
@@ -224,11 +249,15 @@ void Applier::Loop() {
     batch_size_->Observe(static_cast<double>(batch.size()));
     std::vector<Item> retry;
     size_t done = 0;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (w->finished[i]) {
-        ++done;
-      } else {
-        retry.push_back(std::move(batch[i]));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (w->finished[i]) {
+          ++done;
+          pending_.erase(std::string(GetString(batch[i].payload, "request_id").value_or("")));
+        } else {
+          retry.push_back(std::move(batch[i]));
+        }
       }
     }
     depth_gauge_->Set(static_cast<int64_t>(depth_.fetch_sub(done) - done));

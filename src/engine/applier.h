@@ -25,7 +25,9 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
 #include "core/json.h"
@@ -61,6 +63,10 @@ class Applier {
   size_t depth() const { return depth_.load(); }
   // Hands over an entry that is durable in the intake.
   void Push(uint64_t seq, json::object payload);
+  // The status of a request still waiting in the intake ({"request_id",
+  // "session_id", "status": "pending", "accepted_at"}), or nullopt. Pending
+  // requests have no stored status record: the intake entry is the record.
+  std::optional<json::object> Pending(const std::string& request_id);
   // Runs tasks on the low-priority worker (for Engine::AttachApplier).
   Executor Background();
 
@@ -84,6 +90,13 @@ class Applier {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  struct PendingInfo {
+    std::string session_id;
+    int64_t accepted_at_ms = 0;
+  };
+  // Every request accepted and not finished (queued or in the batch in flight).
+  std::unordered_map<std::string, PendingInfo> pending_ ABSL_GUARDED_BY(mu_);
+  void AddPending(const json::object& payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
   // The low-priority worker and its tasks (bounded by the batch in flight).

@@ -861,10 +861,8 @@ void Engine::Accept(std::string session_id, std::string route, std::string idemp
   reply.body = RequestRecord(ap, session_id, "pending");
   reply.body["location"] = RequestLocation(ap.request_id);
 
-  store::AppendRequest req;  // no session: only the intake, the status, the key
+  store::AppendRequest req;  // no session: only the intake entry (and the key's record)
   req.intake_add = store::IntakeEntry{ap.intake_seq, json::serialize(payload)};
-  req.request_status =
-      store::AppendRequest::RequestStatus{session_id, ap.request_id, json::serialize(reply.body)};
   if (!idem.empty()) {
     json::object rec;
     rec["status"] = 202;
@@ -923,7 +921,13 @@ StatusOr<json::object> Engine::GetRequest(const std::string& request_id) {
   if (!SplitRequestId(request_id, &sid)) return absl::NotFoundError("no such request");
   auto rec = store_->GetRequestStatus(sid, request_id);
   if (!rec.ok()) return rec.status();
-  if (!rec->has_value()) return absl::NotFoundError("no such request");
+  if (!rec->has_value()) {
+    // Still in the intake (its entry is its record), or unknown.
+    if (applier_) {
+      if (auto p = applier_->Pending(request_id)) return std::move(*p);
+    }
+    return absl::NotFoundError("no such request");
+  }
   auto v = ParseJson(**rec);
   if (!v.ok() || !v->is_object()) return absl::DataLossError("corrupt request status");
   return std::move(v->get_object());
