@@ -267,19 +267,21 @@ class LlmTest(unittest.TestCase):
                          ai={"budget_usd_per_user": budget})
         self.fake.default = {"content": contract("paid answer"), "delay_ms": 50,
                              "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
-        sids = [new_session(s, "spender") for _ in range(20)]
+        sids = [new_session(s, "spender") for _ in range(100)]
         results = []
         lock = threading.Lock()
+        gate = threading.Barrier(100)
 
         def worker(i):
             conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=20)
-            for j in range(5):
-                st, _, b = step(s, sids[i], "message %d" % j, conn=conn)
-                with lock:
-                    results.append((st, b.get("source")))
+            conn.connect()
+            gate.wait()  # all 100 steps at once
+            st, _, b = step(s, sids[i], "message %d" % i, conn=conn)
+            with lock:
+                results.append((st, b.get("source")))
             conn.close()
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(100)]
         for t in threads:
             t.start()
         for t in threads:
