@@ -56,7 +56,8 @@ asan: deps
 tsan: deps
 	@cmake -S . -B build-tsan -G $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERSONA_WITH_TSAN=ON >/dev/null
 	@cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && ctest --output-on-failure -j 1 -LE e2e
+	cd build-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/scripts/tsan.supp halt_on_error=1 exitcode=66" \
+	  ctest --output-on-failure -j 1 -LE e2e
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')
