@@ -48,8 +48,10 @@ void Scheduler::Loop() {
       continue;
     }
     auto first = tasks_.begin();
-    if (first->first > Clock::now()) {
-      cv_.wait_until(l, first->first);
+    // A copy: Cancel() may erase the task (and its key) while we wait.
+    const Clock::time_point when = first->first;
+    if (when > Clock::now()) {
+      cv_.wait_until(l, when);
       continue;
     }
     auto fn = std::move(first->second.second);
