@@ -4,10 +4,9 @@
 #   (e) sync vs async (Prefer: respond-async) steps, closed loop, at 64 and at
 #       10,000 concurrent connections: answers/s, p50/p99, errors, and for
 #       async how many were applied in the window and how many still wait
-#   (f) GET …/profile, 64 connections: warm in-process cache, Redis cache (a
-#       redis-server started here), no cache (every read serializes the
-#       resident profile) and cold (6,400 sessions, at most 500 held in memory
-#       and in the cache: nearly every read misses and loads from RocksDB)
+#   (f) GET …/profile, 64 connections over 6,400 sessions: all in memory;
+#       and with at most 500 in memory, answered by the in-process cache, by
+#       Redis (a redis-server started here), or by loading from RocksDB
 #
 # Each case runs on a fresh persona and data dir. Prints a markdown table and
 # merges its results into bench/results/steps.json under "async_and_cache".
@@ -113,20 +112,23 @@ if [[ -n $REDIS_SERVER ]]; then
   PIDS+=("$REDIS_PID")
   sleep 0.5
 fi
-# 64 × PROFILE_SESSIONS_PER_CONN sessions; "cold" holds at most COLD_CAP of
-# them in memory and in the cache, so nearly every read misses and loads the
-# session from RocksDB.
+# 64 × PROFILE_SESSIONS_PER_CONN sessions. "resident": all in memory (reads
+# answer from the session state). The others keep at most COLD_CAP sessions
+# in memory, so most reads find the session not in memory: "memory" and
+# "redis" then answer from the warm cache, "none" loads the session from
+# RocksDB every time.
 PROFILE_SESSIONS_PER_CONN=${PROFILE_SESSIONS_PER_CONN:-100}
 COLD_CAP=${COLD_CAP:-500}
-for cache in memory redis none cold; do
+for cache in resident memory redis none; do
   name="profile_$cache"
+  small=(--set "engine.max_cached_sessions=$COLD_CAP")
   case $cache in
-    memory) args=() ;;
+    resident) args=() ;;
+    memory) args=("${small[@]}") ;;
     redis)
       [[ -n $REDIS_PID ]] || { log "no redis-server: skipping"; continue; }
-      args=(--set cache.backend=redis --set "cache.url=redis://127.0.0.1:$RPORT") ;;
-    none) args=(--set cache.backend=none) ;;
-    cold) args=(--set "cache.max_entries=$COLD_CAP" --set "engine.max_cached_sessions=$COLD_CAP") ;;
+      args=("${small[@]}" --set cache.backend=redis --set "cache.url=redis://127.0.0.1:$RPORT") ;;
+    none) args=("${small[@]}" --set cache.backend=none) ;;
   esac
   start_persona "$name" "${args[@]}"
   log "(f) profile GET, cache $cache"
@@ -179,7 +181,7 @@ for c in conns:
             "intake_depth_end": r.get("intake_depth_end"),
             "rss_bytes_end": rss(f"{mode}_{c}"), "raw": r}
 reads = {}
-for cache in ("memory", "redis", "none", "cold"):
+for cache in ("resident", "memory", "redis", "none"):
     r = load(f"{W}/profile_{cache}/result.json")
     if r:
         reads[cache] = {"get_per_s": r.get("rps"), "p50_ms": r.get("p50_ms"), "p99_ms": r.get("p99_ms"),
@@ -203,10 +205,10 @@ result = {"benchmark": "async_and_cache", "started_at": os.environ["START_TS"], 
           "notes": ["Closed loop: every connection sends its next request when the previous one is answered.",
                     "async: answered = 202 Accepted (durable in the intake); applied_in_window = requests the "
                     "applier finished during the measured window; intake_depth_end = still waiting at its end.",
-                    "Profile reads cycle over 64 x 100 sessions. cold: cache.max_entries and "
-                    "engine.max_cached_sessions are 500, so nearly every read misses and loads the session "
-                    "(snapshot + tail) from RocksDB; none: no cache, the resident profile is serialized per "
-                    "read; memory and redis: warm caches holding every session."]}
+                    "Profile reads cycle over 64 x 100 sessions. resident: every session in memory, reads "
+                    "answer from its state. memory, redis, none: engine.max_cached_sessions=500, so most reads "
+                    "find the session not in memory; memory and redis answer from the warm cache (plus a "
+                    "RocksDB read of the version), none loads the session (snapshot + tail) from RocksDB."]}
 out = os.environ["OUT"]
 try:
     doc = json.load(open(out))
@@ -235,7 +237,7 @@ for k, w in writes.items():
 print()
 print("## Profile reads, 64 connections")
 print()
-print("| cache | GET/s | p50 ms | p99 ms | errors | hits | misses |")
+print("| sessions / cache | GET/s | p50 ms | p99 ms | errors | hits | misses |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for k, r in reads.items():
     print(f"| {k} | {f(r['get_per_s'])} | {f(r['p50_ms'], 2)} | {f(r['p99_ms'], 2)} | {r['errors']} | "

@@ -160,8 +160,12 @@ int Serve(const ServeFlags& flags) {
         const char* v = std::getenv(name);
         return std::string(v ? v : "");
       };
-      o.credentials = {env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
-                       env("AWS_SESSION_TOKEN")};
+      auto pick = [](const std::string& configured, std::string from_env) {
+        return configured.empty() ? from_env : configured;
+      };
+      o.credentials = {pick(p.aws_access_key_id, env("AWS_ACCESS_KEY_ID")),
+                       pick(p.aws_secret_access_key, env("AWS_SECRET_ACCESS_KEY")),
+                       pick(p.aws_session_token, env("AWS_SESSION_TOKEN"))};
       if (o.credentials.access_key_id.empty() || o.credentials.secret_access_key.empty())
         LogWarn(
             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set; Bedrock calls will be "

@@ -178,6 +178,9 @@ std::string DecodeProviders(Config& c, const YAML::Node& n) {
       pc.api_key_env = p["api_key_env"].as<std::string>("");
       pc.region = p["region"].as<std::string>("");
       pc.endpoint_url = p["endpoint_url"].as<std::string>("");
+      pc.aws_access_key_id = p["aws_access_key_id"].as<std::string>("");
+      pc.aws_secret_access_key = p["aws_secret_access_key"].as<std::string>("");
+      pc.aws_session_token = p["aws_session_token"].as<std::string>("");
       pc.timeout_ms = p["timeout_ms"].as<int>(8000);
       pc.price_in_per_mtok = p["price_in_per_mtok"].as<double>(0);
       pc.price_out_per_mtok = p["price_out_per_mtok"].as<double>(0);
@@ -192,6 +195,9 @@ std::string DecodeProviders(Config& c, const YAML::Node& n) {
                                        "api_key_env",
                                        "region",
                                        "endpoint_url",
+                                       "aws_access_key_id",
+                                       "aws_secret_access_key",
+                                       "aws_session_token",
                                        "timeout_ms",
                                        "price_in_per_mtok",
                                        "price_out_per_mtok",

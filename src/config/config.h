@@ -19,6 +19,11 @@ struct AiProviderConfig {
   std::string api_key_env;
   std::string region;
   std::string endpoint_url;
+  // bedrock: credentials, when not taken from AWS_ACCESS_KEY_ID,
+  // AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (config wins when set).
+  std::string aws_access_key_id;
+  std::string aws_secret_access_key;
+  std::string aws_session_token;
   int timeout_ms = 8000;
   double price_in_per_mtok = 0;
   double price_out_per_mtok = 0;

@@ -756,21 +756,20 @@ StatusOr<json::object> Engine::GetSession(const std::string& session_id) {
 }
 
 StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const std::string& session_id) {
+  // A session in memory answers from its state: the freshest and cheapest
+  // source. The cache serves sessions that are not in memory, without
+  // loading them.
+  if (auto a = GetActor(session_id, false)) {
+    std::lock_guard<std::mutex> l(a->mu);
+    if (a->deleted) return absl::NotFoundError("no such session");
+    if (a->state)
+      return std::make_pair(json::serialize(ProfileBody(*a->state)), a->state->meta.version);
+  }
   if (cache_) {
-    // The authoritative version: the resident state's, else the store's. An
-    // entry built from another version is not used, so the cache can never
-    // answer with less than what was acknowledged.
-    std::optional<uint64_t> version;
-    if (auto a = GetActor(session_id, false)) {
-      std::lock_guard<std::mutex> l(a->mu);
-      if (a->deleted) return absl::NotFoundError("no such session");
-      if (a->state) version = a->state->meta.version;
-    }
-    if (!version) {
-      auto v = store_->SessionVersion(session_id);
-      if (!v.ok()) return v.status();
-      version = *v;
-    }
+    // An entry is used only if it was built from the store's current version,
+    // so the cache can never answer with less than what was acknowledged.
+    auto version = store_->SessionVersion(session_id);
+    if (!version.ok()) return version.status();
     if (auto c = cache_->Get(session_id); c && c->version == *version) {
       cache_hits_->Inc();
       return std::make_pair(std::move(c->body), *version);

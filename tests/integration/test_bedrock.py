@@ -100,6 +100,16 @@ class BedrockTest(unittest.TestCase):
         self.assertEqual((st, b["reply"]["text"], b["source"]), (200, "after a pause", "llm"))
         self.assertEqual(len(self.fake.requests) - n, 2)
 
+    def test_credentials_from_config(self):
+        s = self.persona([bedrock(self.fake, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                                  aws_session_token=TOKEN), OFFLINE],
+                         {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""})
+        sid = new_session(s)
+        self.fake.push(fb.reply(contract("configured")))
+        st, _, b = step(s, sid, "hello")
+        self.assertEqual((st, b["reply"]["text"]), (200, "configured"))
+        self.assertTrue(self.fake.requests[-1]["verified"])
+
     def test_a_hanging_model_is_cut_off_at_the_deadline(self):
         s = self.persona([bedrock(self.fake, timeout_ms=300), OFFLINE], aws_env(),
                          ai={"deadline_ms": 600})
