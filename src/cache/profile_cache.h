@@ -53,9 +53,9 @@ struct CacheOptions {
   std::string backend = "memory";  // memory | redis
   std::string url;                 // redis://[:password@]host[:port][/db]
   int ttl_s = 3600;
-  size_t max_entries = 100000;  // memory: bound on entries across all shards
-  int timeout_ms = 50;          // redis: connect and command timeout
-  int retry_ms = 1000;          // redis: after a failure, how long reads skip Redis
+  size_t max_entries = 100000;        // memory: bound on entries across all shards
+  int timeout_ms = 50;                // redis: connect and command timeout
+  int retry_ms = 1000;                // redis: after a failure, how long reads skip Redis
   size_t max_pending_writes = 65536;  // redis: bound on queued Put/Invalidate
 };
 
