@@ -1,5 +1,9 @@
 // persona: the composition root. Parses the command line and runs a subcommand.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "app/commands.h"
@@ -44,7 +48,43 @@ int main(int argc, char** argv) {
   add_common(imp);
   imp->add_option("-i,--input", file, "input file (- for stdin)");
 
+  CLI::App* bench = app.add_subcommand(
+      "bench",
+      "run a load generator: `persona bench http …` (persona_loadgen: chat steps, profile reads, "
+      "async writes) or `persona bench mqtt …` (persona_mqtt_loadgen); `persona bench http` "
+      "without arguments prints its usage. make bench runs the full comparisons.");
+  std::string bench_kind;
+  bench->add_option("KIND", bench_kind, "http | mqtt")
+      ->required()
+      ->check(CLI::IsMember({"http", "mqtt"}));
+  bench->allow_extras();
+  bench->prefix_command();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (bench->parsed()) {
+    // The load generators are separate programs (they must not share the
+    // server's process); find them beside this binary, then on PATH.
+    const std::string name = bench_kind == "http" ? "persona_loadgen" : "persona_mqtt_loadgen";
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+    std::string path = name;
+    for (const auto& dir : {self / ".." / "bench", self, self / ".." / "libexec" / "persona"}) {
+      if (std::filesystem::exists(dir / name, ec)) {
+        path = (dir / name).string();
+        break;
+      }
+    }
+    std::vector<std::string> rest = bench->remaining();
+    std::vector<char*> args;
+    args.push_back(path.data());
+    for (auto& a : rest) args.push_back(a.data());
+    args.push_back(nullptr);
+    execvp(path.c_str(), args.data());
+    std::cerr << "persona: cannot run " << name
+              << " (build it with `make build`): " << std::strerror(errno) << "\n";
+    return 2;
+  }
 
   auto put = [&](const char* key, const std::string& v) {
     if (!v.empty()) flags.overrides[key] = v;

@@ -62,6 +62,25 @@ class LifecycleTest(unittest.TestCase):
         finally:
             s.cleanup()
 
+    def test_persona_bench_runs_the_load_generator(self):
+        s = Server().start()
+        try:
+            import subprocess
+            from persona_server import BIN
+            r = subprocess.run([BIN, "bench", "http", "closed", "--url",
+                                "http://127.0.0.1:%d" % s.port, "--connections", "4",
+                                "--duration", "1", "--warmup", "0.2", "--sessions-per-conn", "1"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = json.loads(r.stdout)
+            self.assertEqual((out["mode"], out["errors"], out["non_2xx"]), ("closed", 0, 0))
+            self.assertGreater(out["ok"], 10)
+            r = subprocess.run([BIN, "bench", "smtp"], capture_output=True, text=True, timeout=10)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("http", r.stderr)
+        finally:
+            s.cleanup()
+
     def test_sigterm_drains_in_flight_steps_and_exits_zero(self):
         s = Server().start()
         try:
