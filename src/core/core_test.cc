@@ -73,3 +73,17 @@ TEST(Json, Utf8Validation) {
 
 }  // namespace
 }  // namespace persona
+
+namespace persona {
+namespace {
+
+// Found by fuzzing: 1e400 parsed as infinity and was written back as
+// `Infinity`, which no JSON parser (ours included) reads.
+TEST(Json, NumbersBeyondADoubleAreRefused) {
+  EXPECT_FALSE(ParseJson("1e400").ok());
+  EXPECT_FALSE(ParseJson(R"({"metadata":{"x":[1,-1e999]}})").ok());
+  EXPECT_TRUE(ParseJson(R"({"x":1.7e308,"y":-5e-324})").ok());
+}
+
+}  // namespace
+}  // namespace persona

@@ -1,6 +1,32 @@
 #include "core/json.h"
 
+#include <cmath>
+
 namespace persona {
+
+namespace {
+
+// Boost.JSON 1.81 reads numbers beyond a double's range (1e400) as infinity
+// and would then write them as `Infinity`, which is not JSON: such a value,
+// once stored, could never be read back. Refuse it at the door.
+bool AllFinite(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      return std::isfinite(v.get_double());
+    case json::kind::array:
+      for (const auto& e : v.get_array())
+        if (!AllFinite(e)) return false;
+      return true;
+    case json::kind::object:
+      for (const auto& kv : v.get_object())
+        if (!AllFinite(kv.value())) return false;
+      return true;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
 
 StatusOr<json::value> ParseJson(std::string_view text) {
   json::parse_options opt;
@@ -8,6 +34,7 @@ StatusOr<json::value> ParseJson(std::string_view text) {
   json::error_code ec;
   json::value v = json::parse(json::string_view(text.data(), text.size()), ec, {}, opt);
   if (ec) return absl::InvalidArgumentError("malformed JSON: " + ec.message());
+  if (!AllFinite(v)) return absl::InvalidArgumentError("malformed JSON: a number is out of range");
   return v;
 }
 

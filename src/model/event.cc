@@ -1,16 +1,36 @@
 #include "model/event.h"
 
-#include <cstdio>
 #include <ctime>
 
 namespace persona::model {
 namespace {
 
-// Parses the "YYYY-MM-DDTHH:MM:SS.mmmZ" form that FormatRfc3339Millis writes.
+// Parses the "YYYY-MM-DDTHH:MM:SS[.mmm]Z" form that FormatRfc3339Millis
+// writes, for years 1970-9999 only (what FormatRfc3339Millis can write back
+// unchanged): fields out of range are refused, not normalised.
 bool ParseRfc3339Millis(std::string_view s, int64_t* out) {
+  auto digits = [&](size_t pos, size_t n, int* v) {
+    if (pos + n > s.size()) return false;
+    *v = 0;
+    for (size_t i = pos; i < pos + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      *v = *v * 10 + (s[i] - '0');
+    }
+    return true;
+  };
   int y, mo, d, h, mi, sec, ms = 0;
-  const std::string str(s);
-  if (std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &d, &h, &mi, &sec, &ms) < 6)
+  if (s.size() < 20 || !digits(0, 4, &y) || s[4] != '-' || !digits(5, 2, &mo) || s[7] != '-' ||
+      !digits(8, 2, &d) || s[10] != 'T' || !digits(11, 2, &h) || s[13] != ':' ||
+      !digits(14, 2, &mi) || s[16] != ':' || !digits(17, 2, &sec))
+    return false;
+  size_t pos = 19;
+  if (s[pos] == '.') {
+    if (!digits(pos + 1, 3, &ms)) return false;
+    pos += 4;
+  }
+  if (pos + 1 != s.size() || s[pos] != 'Z') return false;
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || h > 23 || mi > 59 || sec > 59)
     return false;
   struct tm tm = {};
   tm.tm_year = y - 1900;
@@ -19,7 +39,12 @@ bool ParseRfc3339Millis(std::string_view s, int64_t* out) {
   tm.tm_hour = h;
   tm.tm_min = mi;
   tm.tm_sec = sec;
-  *out = static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+  const time_t t = timegm(&tm);
+  if (t < 0) return false;
+  struct tm back;
+  gmtime_r(&t, &back);
+  if (back.tm_mday != d || back.tm_mon != mo - 1) return false;  // e.g. Feb 30
+  *out = static_cast<int64_t>(t) * 1000 + ms;
   return true;
 }
 

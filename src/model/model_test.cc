@@ -117,3 +117,28 @@ TEST(Event, RoundTripsThroughJson) {
 
 }  // namespace
 }  // namespace persona::model
+
+namespace persona::model {
+namespace {
+
+// Found by fuzzing: times that FormatRfc3339Millis cannot write back
+// unchanged (before 1970, normalised past 9999, out-of-range fields).
+TEST(Event, RefusesTimesThatDoNotRoundTrip) {
+  auto ev = [](const std::string& at) {
+    return EventFromJsonString(R"({"seq":1,"id":"e","type":"t","at":")" + at +
+                               R"(","hlc":"1","origin":"user","data":{}})");
+  };
+  EXPECT_TRUE(ev("2026-11-27T08:40:54.123Z").ok());
+  EXPECT_TRUE(ev("2026-11-27T08:40:54Z").ok());
+  for (const char* bad :
+       {"1013-11-27T08:40:54.123Z", "9999-99-01T00:00:00.000Z", "2026-02-30T00:00:00.000Z",
+        "2026-11-27T24:00:00.000Z", "2026-11-27T08:40:54.-87Z", "2026-11-27T08:40:54.123", "x"}) {
+    EXPECT_FALSE(ev(bad).ok()) << bad;
+  }
+  auto ok = ev("2024-02-29T23:59:59.999Z");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(FormatRfc3339Millis(ok->at_ms), "2024-02-29T23:59:59.999Z");
+}
+
+}  // namespace
+}  // namespace persona::model

@@ -39,6 +39,17 @@ class ApiTest(unittest.TestCase):
             self.assertIn(k, body)
         self.assertEqual(body["status"], expected)
 
+    def test_numbers_beyond_a_double_are_refused_not_stored(self):
+        # Found by fuzzing: 1e400 used to be stored as `Infinity`, after which
+        # the session's events could not be read (500) ever again.
+        st, h, b = self.s.request("POST", "/v1/sessions", raw=b'{"user_id":"u","metadata":{"x":1e400}}')
+        self.assertEqual(st, 400, b)
+        self.assertIn("out of range", b["detail"])
+        st, _, b = self.s.request("POST", "/v1/sessions", {"user_id": "u", "metadata": {"x": 1e300}})
+        self.assertEqual(st, 201)
+        st, _, ev = self.s.request("GET", "/v1/sessions/%s/events" % b["session_id"])
+        self.assertEqual(st, 200)
+
     def test_create_session_asks_the_first_question(self):
         b = self.create(user="alice")
         self.assertEqual(len(b["session_id"]), 22)

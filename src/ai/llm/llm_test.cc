@@ -94,6 +94,17 @@ TEST(LlmPromptTest, ReplyStreamerDecodesAcrossEveryChunkBoundary) {
   EXPECT_EQ(got, want);
 }
 
+// Found by fuzzing: a lone surrogate escape streamed invalid UTF-8, and a
+// "reply" key inside a nested object was streamed instead of the real reply.
+TEST(LlmPromptTest, ReplyStreamerStaysUtf8AndTakesOnlyTheTopLevelReply) {
+  ReplyStreamer a;
+  EXPECT_EQ(a.Feed(R"({"reply":"x\udc00y\ud83dz"})"), "x\xEF\xBF\xBDy\xEF\xBF\xBDz");
+  ReplyStreamer b;
+  EXPECT_EQ(b.Feed(R"({"asks":"","meta":{"reply":"ignore previous"},"reply":"Hello!"})"), "Hello!");
+  ReplyStreamer c;
+  EXPECT_EQ(c.Feed(R"({"changes":[{"field":"reply","value":"no"}],"reply":"yes"})"), "yes");
+}
+
 // A provider scripted per call: answers, fails or hangs.
 class ScriptedProvider final : public Provider {
  public:

@@ -242,16 +242,41 @@ StatusOr<AiReply> ReplyFromModel(const AiRequest& req, const std::string& conten
 
 std::string ReplyStreamer::Feed(std::string_view chunk) {
   std::string out;
-  for (char c : chunk) {
+  // An unpaired surrogate escape becomes U+FFFD, so the stream stays UTF-8.
+  auto flush_high = [&] {
+    if (pending_high_) AppendUtf8(&out, 0xFFFD);
+    pending_high_ = 0;
+  };
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    const char c = chunk[i];
     switch (state_) {
       case State::kDone:
         return out;
       case State::kSeekKey:
-        window_ += c;
-        if (window_.size() > 7) window_.erase(0, window_.size() - 7);
-        if (window_ == "\"reply\"") {
-          state_ = State::kSeekColon;
+        // Only the top-level object's "reply" member is the reply: track
+        // nesting and strings so a "reply" key deeper down is not taken.
+        if (in_key_string_) {
+          if (key_escape_) {
+            key_escape_ = false;
+            window_ += '\\';
+          } else if (c == '\\') {
+            key_escape_ = true;
+          } else if (c == '"') {
+            in_key_string_ = false;
+            if (depth_ == 1 && window_ == "reply") state_ = State::kSeekColon;
+            window_.clear();
+          } else if (window_.size() <= 5) {
+            window_ += c;
+          } else {
+            window_ = "#";  // longer than "reply": cannot match
+          }
+        } else if (c == '"') {
+          in_key_string_ = true;
           window_.clear();
+        } else if (c == '{' || c == '[') {
+          ++depth_;
+        } else if (c == '}' || c == ']') {
+          --depth_;
         }
         break;
       case State::kSeekColon:
@@ -259,7 +284,7 @@ std::string ReplyStreamer::Feed(std::string_view chunk) {
           state_ = State::kSeekQuote;
         } else if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
           state_ = State::kSeekKey;  // "reply" was a value, not the key
-          window_ = std::string(1, c);
+          --i;                       // look at this character again
         }
         break;
       case State::kSeekQuote:
@@ -273,13 +298,21 @@ std::string ReplyStreamer::Feed(std::string_view chunk) {
         if (c == '\\') {
           state_ = State::kEscape;
         } else if (c == '"') {
+          flush_high();
           state_ = State::kDone;
         } else {
+          flush_high();
           out += c;
         }
         break;
       case State::kEscape:
         state_ = State::kInString;
+        if (c == 'u') {
+          state_ = State::kUnicode;
+          unicode_.clear();
+          break;
+        }
+        flush_high();
         switch (c) {
           case 'n':
             out += '\n';
@@ -295,10 +328,6 @@ std::string ReplyStreamer::Feed(std::string_view chunk) {
             break;
           case 'f':
             out += '\f';
-            break;
-          case 'u':
-            state_ = State::kUnicode;
-            unicode_.clear();
             break;
           default:
             out += c;  // \" \\ \/
@@ -319,11 +348,17 @@ std::string ReplyStreamer::Feed(std::string_view chunk) {
             cp |= static_cast<unsigned>(h - 'A' + 10);
         }
         if (cp >= 0xD800 && cp < 0xDC00) {
+          flush_high();
           pending_high_ = cp;
-        } else if (cp >= 0xDC00 && cp < 0xE000 && pending_high_) {
-          AppendUtf8(&out, 0x10000 + ((pending_high_ - 0xD800) << 10) + (cp - 0xDC00));
-          pending_high_ = 0;
+        } else if (cp >= 0xDC00 && cp < 0xE000) {
+          if (pending_high_) {
+            AppendUtf8(&out, 0x10000 + ((pending_high_ - 0xD800) << 10) + (cp - 0xDC00));
+            pending_high_ = 0;
+          } else {
+            AppendUtf8(&out, 0xFFFD);
+          }
         } else {
+          flush_high();
           AppendUtf8(&out, cp);
         }
         break;

@@ -72,8 +72,10 @@ class ReplyStreamer {
 
  private:
   enum class State { kSeekKey, kSeekColon, kSeekQuote, kInString, kEscape, kUnicode, kDone };
-  std::string window_;  // unmatched tail while seeking the key
+  std::string window_;  // the string being read while seeking the key
   State state_ = State::kSeekKey;
+  int depth_ = 0;  // object/array nesting while seeking the key
+  bool in_key_string_ = false, key_escape_ = false;
   std::string unicode_;        // hex digits of a \uXXXX escape
   unsigned pending_high_ = 0;  // a high surrogate waiting for its pair
 };
