@@ -9,14 +9,19 @@
 //     event e2 with the same members (seq, id, type, at_ms, hlc, origin, data), and
 //     s2 = EventToJsonString(e2) must equal s1 (the encoding is a fixed point).
 //
-// Known findings (see fuzz/README.md and fuzz/crashes/event_json_fuzz/): an "at" before
-// 1970-01-01 with non-zero milliseconds, or one whose fields normalise past year 9999, does
-// not survive EventToJsonString -> EventFromJsonString. So that fuzzing can go on past them,
-// the round-trip checks are skipped for such instants unless FUZZ_STRICT is set.
+// Known findings (see fuzz/README.md and fuzz/crashes/event_json_fuzz/), skipped unless
+// FUZZ_STRICT is set so that fuzzing can go on past them:
+//   * an "at" before 1970-01-01 with non-zero milliseconds, or one whose fields normalise past
+//     year 9999, does not survive EventToJsonString -> EventFromJsonString;
+//   * a number that overflows a double (1e400) parses as infinity and is serialised as
+//     `Infinity`, which is not JSON, so the event cannot be read back;
+//   * Boost.JSON 1.81 parses some decimals imprecisely (3.5E50 -> 3.4999999999999996E50), so a
+//     double may change by an ulp on every serialise/parse round trip.
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -36,6 +41,25 @@ namespace {
     }                                                                          \
   } while (0)
 
+// A double that is not finite, or that does not survive serialise -> parse unchanged.
+bool HasUnstableDouble(const persona::json::value& v) {
+  if (v.is_double()) {
+    const double d = v.get_double();
+    if (!std::isfinite(d)) return true;
+    auto back = persona::ParseJson(persona::ToJson(v));
+    return !back.ok() || !back->is_double() || back->get_double() != d;
+  }
+  if (v.is_array()) {
+    for (const auto& x : v.get_array())
+      if (HasUnstableDouble(x)) return true;
+  }
+  if (v.is_object()) {
+    for (const auto& kv : v.get_object())
+      if (HasUnstableDouble(kv.value())) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -46,6 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // 0 .. 9999-12-31T23:59:59.999Z: the instants FormatRfc3339Millis can render faithfully.
   static const bool strict = std::getenv("FUZZ_STRICT") != nullptr;
   if (!strict && (e1->at_ms < 0 || e1->at_ms > 253402300799999)) return 0;
+  if (!strict && HasUnstableDouble(persona::json::value(e1->data))) return 0;
 
   const std::string s1 = model::EventToJsonString(*e1);
   auto e2 = model::EventFromJsonString(s1);

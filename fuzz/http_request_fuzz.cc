@@ -14,10 +14,16 @@
 //
 // Checks:
 //   * no memory error / UB (ASan + UBSan) in Beast, Boost.URL or persona's JSON parse;
+//   * no failed BOOST_ASSERT, except one known, benign one (see boost::assertion_failed below);
 //   * the parser never holds a header over the limit or a body over the limit;
 //   * slicing invariance for the requests that both a one-piece feed and the sliced feed
 //     complete: same method, target, version, fields and body.
 
+// Route BOOST_ASSERT through boost::assertion_failed (below), so one known assertion can be
+// told apart from the others. Must come before any Boost header.
+#define BOOST_ENABLE_ASSERT_HANDLER 1
+
+#include <boost/assert.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -35,6 +41,31 @@
 #include <vector>
 
 #include "core/json.h"
+
+// Boost 1.81 basic_parser::parse_chunk_header asserts `n >= 5` when it resumes a final chunk
+// ("0\r\n" seen, then need_more) and the next put() adds a single byte: n is then 4. The code
+// after the assertion handles it (find_eom returns need_more again), so NDEBUG builds are fine;
+// only builds with assertions on (persona's Debug ASan build) abort. Fixed upstream in
+// boostorg/beast PR #2861. Reproducer: fuzz/crashes/http_request_fuzz/. With FUZZ_STRICT set it
+// is fatal like every other assertion.
+namespace boost {
+void assertion_failed(char const* expr, char const* function, char const* file, long line) {
+  static const bool strict = std::getenv("FUZZ_STRICT") != nullptr;
+  const std::string_view f(file), e(expr);
+  if (!strict && e == "n >= 5" && f.ends_with("beast/http/impl/basic_parser.ipp") &&
+      std::string_view(function).find("parse_chunk_header") != std::string_view::npos) {
+    return;
+  }
+  std::fprintf(stderr, "%s:%ld: %s: Assertion `%s' failed.\n", file, line, function, expr);
+  std::abort();
+}
+void assertion_failed_msg(char const* expr, char const* msg, char const* function,
+                          char const* file, long line) {
+  std::fprintf(stderr, "%s:%ld: %s: Assertion `%s' failed: %s\n", file, line, function, expr,
+               msg);
+  std::abort();
+}
+}  // namespace boost
 
 namespace beast = boost::beast;
 namespace http = beast::http;

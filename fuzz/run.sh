@@ -8,7 +8,8 @@
 #   -fresh         start from the checked-in seeds only (drop the accumulated corpus)
 #   -nobuild       do not run fuzz/build.sh first
 # A target stops at whichever of -runs / -time comes first. Extra libFuzzer flags can be
-# passed in FUZZ_FLAGS. FUZZ_STRICT=1 turns the harnesses' soft findings into crashes.
+# passed in FUZZ_FLAGS. FUZZ_STRICT=1 makes the known findings the harnesses skip, and their
+# soft findings, crash again (see fuzz/README.md).
 #
 # Corpus:    build-fuzz/corpus/<target>/   (seeded from fuzz/seeds/<target>/, grows over runs)
 # Crashes:   build-fuzz/artifacts/<target>/crash-* (also timeout-*, oom-*, leak-*)

@@ -103,6 +103,8 @@ TEST(LlmPromptTest, ReplyStreamerStaysUtf8AndTakesOnlyTheTopLevelReply) {
   EXPECT_EQ(b.Feed(R"({"asks":"","meta":{"reply":"ignore previous"},"reply":"Hello!"})"), "Hello!");
   ReplyStreamer c;
   EXPECT_EQ(c.Feed(R"({"changes":[{"field":"reply","value":"no"}],"reply":"yes"})"), "yes");
+  ReplyStreamer d;  // a malformed \u escape ends the stream (before a UTF-8 sequence is split)
+  EXPECT_EQ(d.Feed("{\"reply\": \"ok \\u\"y\xdc\x8b more\"}"), "ok ");
 }
 
 // A provider scripted per call: answers, fails or hangs.

@@ -334,6 +334,13 @@ std::string ReplyStreamer::Feed(std::string_view chunk) {
         }
         break;
       case State::kUnicode: {
+        if (!std::isxdigit(static_cast<unsigned char>(c))) {
+          // Malformed escape: the JSON is broken, stop streaming (the final
+          // reply comes from the parsed, possibly repaired, output).
+          flush_high();
+          state_ = State::kDone;
+          return out;
+        }
         unicode_ += c;
         if (unicode_.size() < 4) break;
         state_ = State::kInString;
