@@ -34,13 +34,12 @@ namespace bedrock = persona::ai::bedrock;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, \
-                   __LINE__);                                                  \
-      std::abort();                                                            \
-    }                                                                          \
+#define FUZZ_CHECK(cond)                                                                   \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
+      std::abort();                                                                        \
+    }                                                                                      \
   } while (0)
 
 bool Equal(const bedrock::EventMessage& a, const bedrock::EventMessage& b) {
@@ -77,7 +76,7 @@ void RoundTrip(const bedrock::EventMessage& m) {
   size_t block = 0;
   for (const auto& [name, value] : headers) {
     FUZZ_CHECK(!name.empty() && name.size() <= 255);  // decoder guarantees
-    if (value.size() > 65535) return;                  // cannot be framed as a string
+    if (value.size() > 65535) return;                 // cannot be framed as a string
     block += 1 + name.size() + 1 + 2 + value.size();
   }
   // Numbers, booleans and uuids grow when re-encoded as strings: skip what no longer fits.
@@ -105,9 +104,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t* sizes = data + 1;
   const uint8_t* rest = data + 1 + k;
   const size_t rest_n = size - 1 - k;
-  const std::string stream =
-      (config & 1) ? BuildFramed(rest, rest_n)
-                   : std::string(reinterpret_cast<const char*>(rest), rest_n);
+  const std::string stream = (config & 1)
+                                 ? BuildFramed(rest, rest_n)
+                                 : std::string(reinterpret_cast<const char*>(rest), rest_n);
   const size_t n = stream.size();
 
   bedrock::EventStreamDecoder whole;

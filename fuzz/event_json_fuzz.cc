@@ -18,10 +18,10 @@
 //   * Boost.JSON 1.81 parses some decimals imprecisely (3.5E50 -> 3.4999999999999996E50), so a
 //     double may change by an ulp on every serialise/parse round trip.
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -32,13 +32,12 @@ namespace model = persona::model;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, \
-                   __LINE__);                                                  \
-      std::abort();                                                            \
-    }                                                                          \
+#define FUZZ_CHECK(cond)                                                                   \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
+      std::abort();                                                                        \
+    }                                                                                      \
   } while (0)
 
 // A double that is not finite, or that does not survive serialise -> parse unchanged.
@@ -81,8 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(e2.ok());
   if (e2->at_ms != e1->at_ms) {
     std::fprintf(stderr, "at_ms changed: %lld -> %lld\n  s1=%s\n",
-                 static_cast<long long>(e1->at_ms), static_cast<long long>(e2->at_ms),
-                 s1.c_str());
+                 static_cast<long long>(e1->at_ms), static_cast<long long>(e2->at_ms), s1.c_str());
   }
   FUZZ_CHECK(e2->seq == e1->seq);
   FUZZ_CHECK(e2->id == e1->id);

@@ -23,12 +23,12 @@
 // told apart from the others. Must come before any Boost header.
 #define BOOST_ENABLE_ASSERT_HANDLER 1
 
+#include <algorithm>
 #include <boost/assert.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/params_view.hpp>
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -59,10 +59,9 @@ void assertion_failed(char const* expr, char const* function, char const* file, 
   std::fprintf(stderr, "%s:%ld: %s: Assertion `%s' failed.\n", file, line, function, expr);
   std::abort();
 }
-void assertion_failed_msg(char const* expr, char const* msg, char const* function,
-                          char const* file, long line) {
-  std::fprintf(stderr, "%s:%ld: %s: Assertion `%s' failed: %s\n", file, line, function, expr,
-               msg);
+void assertion_failed_msg(char const* expr, char const* msg, char const* function, char const* file,
+                          long line) {
+  std::fprintf(stderr, "%s:%ld: %s: Assertion `%s' failed: %s\n", file, line, function, expr, msg);
   std::abort();
 }
 }  // namespace boost
@@ -72,13 +71,12 @@ namespace http = beast::http;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, \
-                   __LINE__);                                                  \
-      std::abort();                                                            \
-    }                                                                          \
+#define FUZZ_CHECK(cond)                                                                   \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
+      std::abort();                                                                        \
+    }                                                                                      \
   } while (0)
 
 // persona's defaults (src/net/http_server.h, src/config/config.h).

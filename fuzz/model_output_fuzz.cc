@@ -36,13 +36,12 @@ namespace model = persona::model;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, \
-                   __LINE__);                                                  \
-      std::abort();                                                            \
-    }                                                                          \
+#define FUZZ_CHECK(cond)                                                                   \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
+      std::abort();                                                                        \
+    }                                                                                      \
   } while (0)
 
 const model::Schema& DefaultSchema() {
@@ -84,8 +83,8 @@ std::string Stream(std::string_view text, bool sliced) {
   std::string out;
   size_t pos = 0;
   while (pos < text.size()) {
-    size_t take = sliced ? 1 + (static_cast<unsigned char>(text[pos]) * 13 + pos) % 23
-                         : text.size() - pos;
+    size_t take =
+        sliced ? 1 + (static_cast<unsigned char>(text[pos]) * 13 + pos) % 23 : text.size() - pos;
     if (take > text.size() - pos) take = text.size() - pos;
     out += streamer.Feed(text.substr(pos, take));
     pos += take;

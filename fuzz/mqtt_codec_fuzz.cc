@@ -29,13 +29,12 @@ namespace mqtt = persona::realtime::mqtt;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, \
-                   __LINE__);                                                  \
-      std::abort();                                                            \
-    }                                                                          \
+#define FUZZ_CHECK(cond)                                                                   \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
+      std::abort();                                                                        \
+    }                                                                                      \
   } while (0)
 
 bool SameResult(const mqtt::ParseResult& a, const mqtt::ParseResult& b) {
@@ -59,8 +58,9 @@ void RoundTrip(const mqtt::Packet& packet, mqtt::Parser::Role role) {
   std::string wire;
   FUZZ_CHECK(mqtt::EncodePacket(packet, &wire));
   const mqtt::PacketType type = mqtt::TypeOf(packet);
-  const bool is_first = (role == mqtt::Parser::Role::kServer && type == mqtt::PacketType::kConnect) ||
-                        (role == mqtt::Parser::Role::kClient && type == mqtt::PacketType::kConnack);
+  const bool is_first =
+      (role == mqtt::Parser::Role::kServer && type == mqtt::PacketType::kConnect) ||
+      (role == mqtt::Parser::Role::kClient && type == mqtt::PacketType::kConnack);
   std::string stream = is_first ? std::string() : Preamble(role);
   const size_t skip = is_first ? 0 : 1;
   stream += wire;
