@@ -120,6 +120,14 @@ int Serve(const ServeFlags& flags) {
                                  return u->cost_usd;
                                });
   std::vector<ai::llm::ChainEntry> chain_entries;
+  auto model_options = [](const config::AiProviderConfig& p, ai::llm::ModelOptions* o) {
+    o->name = p.name;
+    o->model = p.model;
+    o->max_tokens = p.max_tokens;
+    o->temperature = p.temperature;
+    o->price_in_per_mtok = p.price_in_per_mtok;
+    o->price_out_per_mtok = p.price_out_per_mtok;
+  };
   for (const auto& p : cfg->ai.providers) {
     if (p.kind == "builtin") break;  // always answers: nothing after it is reached
     if (!http_client) http_client = std::make_unique<net::HttpClient>();
@@ -128,13 +136,8 @@ int Serve(const ServeFlags& flags) {
     e.max_retries = p.max_retries;
     if (p.kind == "openai") {
       ai::llm::OpenAiOptions o;
-      o.name = p.name;
+      model_options(p, &o);
       o.base_url = p.base_url;
-      o.model = p.model;
-      o.max_tokens = p.max_tokens;
-      o.temperature = p.temperature;
-      o.price_in_per_mtok = p.price_in_per_mtok;
-      o.price_out_per_mtok = p.price_out_per_mtok;
       if (!p.api_key_env.empty()) {
         const char* key = std::getenv(p.api_key_env.c_str());
         if (key == nullptr || *key == '\0') {
@@ -148,14 +151,9 @@ int Serve(const ServeFlags& flags) {
           std::make_shared<ai::llm::OpenAiProvider>(std::move(o), http_client.get(), rules);
     } else if (p.kind == "bedrock") {
       ai::llm::BedrockOptions o;
-      o.name = p.name;
+      model_options(p, &o);
       o.region = p.region;
       o.endpoint_url = p.endpoint_url;
-      o.model = p.model;
-      o.max_tokens = p.max_tokens;
-      o.temperature = p.temperature;
-      o.price_in_per_mtok = p.price_in_per_mtok;
-      o.price_out_per_mtok = p.price_out_per_mtok;
       auto env = [](const char* name) {
         const char* v = std::getenv(name);
         return std::string(v ? v : "");

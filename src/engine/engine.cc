@@ -61,6 +61,15 @@ json::object RequestRecord(const Applying& ap, const std::string& sid, std::stri
   return o;
 }
 
+// The final status of a request that was applied: the reply it would have had.
+json::object AppliedRecord(const Applying& ap, const std::string& sid, const Reply& reply) {
+  json::object rec = RequestRecord(ap, sid, "applied");
+  rec["applied_at"] = FormatRfc3339Millis(NowMillis());
+  rec["http_status"] = reply.status;
+  rec["result"] = reply.body;
+  return rec;
+}
+
 }  // namespace
 
 Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
@@ -360,13 +369,10 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
         req.expected_version == 0 ? "_" : req.session_id, idempotency_key, json::serialize(rec)};
   }
   if (applying) {  // the intake entry goes, and the request's result is kept, atomically
-    json::object rec = RequestRecord(*applying, req.session_id, "applied");
-    rec["applied_at"] = FormatRfc3339Millis(NowMillis());
-    rec["http_status"] = reply.status;
-    rec["result"] = reply.body;
     req.intake_done = applying->intake_seq;
-    req.request_status = store::AppendRequest::RequestStatus{req.session_id, applying->request_id,
-                                                             json::serialize(rec)};
+    req.request_status = store::AppendRequest::RequestStatus{
+        req.session_id, applying->request_id,
+        json::serialize(AppliedRecord(*applying, req.session_id, reply))};
   }
   auto shared = std::make_shared<std::tuple<SessionState, std::vector<model::Event>, Reply>>(
       std::move(next), std::move(events), std::move(reply));
@@ -894,10 +900,7 @@ void Engine::FinishRequest(const Applying& applying, const std::string& session_
                            StatusOr<Reply> outcome, std::function<void(Status)> done) {
   json::object rec;
   if (outcome.ok()) {
-    rec = RequestRecord(applying, session_id, "applied");
-    rec["applied_at"] = FormatRfc3339Millis(NowMillis());
-    rec["http_status"] = outcome->status;
-    rec["result"] = std::move(outcome->body);
+    rec = AppliedRecord(applying, session_id, *outcome);
   } else {
     rec = RequestRecord(applying, session_id, "failed");
     rec["failed_at"] = FormatRfc3339Millis(NowMillis());

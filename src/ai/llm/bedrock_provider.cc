@@ -69,8 +69,7 @@ BedrockProvider::BedrockProvider(BedrockOptions options, net::HttpClient* client
     : options_(std::move(options)), client_(client), rules_(std::move(rules)) {}
 
 double BedrockProvider::MaxCostUsd(const AiRequest& req) const {
-  return MaxCallCostUsd(req, options_.max_tokens, options_.price_in_per_mtok,
-                        options_.price_out_per_mtok);
+  return MaxCallCostUsd(req, options_);
 }
 
 std::shared_ptr<Call> BedrockProvider::Respond(AiRequest req, Callback done) {
@@ -106,11 +105,8 @@ std::shared_ptr<Call> BedrockProvider::Respond(AiRequest req, Callback done) {
       std::chrono::duration_cast<std::chrono::milliseconds>(req.deadline - Clock::now());
   http.timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 1, 600000));
   CallInfo info;
-  info.provider = options_.name;
-  info.model = options_.model;
+  info.options = &options_;
   info.request_bytes = static_cast<int64_t>(body.size());
-  info.price_in_per_mtok = options_.price_in_per_mtok;
-  info.price_out_per_mtok = options_.price_out_per_mtok;
   auto shared_req = std::make_shared<AiRequest>(std::move(req));
 
   if (!stream) {

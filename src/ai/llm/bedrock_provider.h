@@ -16,21 +16,17 @@
 
 #include "ai/bedrock/sigv4.h"
 #include "ai/builtin/builtin_provider.h"
+#include "ai/llm/prompt.h"
 #include "ai/provider.h"
 #include "net/http_client.h"
 
 namespace persona::ai::llm {
 
-struct BedrockOptions {
-  std::string name = "bedrock";
+// `model` is a model id or an inference profile ARN.
+struct BedrockOptions : ModelOptions {
   std::string region;        // e.g. us-east-1
   std::string endpoint_url;  // overrides the regional endpoint when set
-  std::string model;         // model id or inference profile ARN
   bedrock::Credentials credentials;
-  int max_tokens = 512;
-  double temperature = 0.2;
-  double price_in_per_mtok = 0;
-  double price_out_per_mtok = 0;
 };
 
 class BedrockProvider final : public Provider {

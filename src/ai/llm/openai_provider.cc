@@ -130,21 +130,17 @@ std::string OpenAiProvider::RequestBody(const AiRequest& req, bool stream) const
 }
 
 double OpenAiProvider::MaxCostUsd(const AiRequest& req) const {
-  return MaxCallCostUsd(req, options_.max_tokens, options_.price_in_per_mtok,
-                        options_.price_out_per_mtok);
+  return MaxCallCostUsd(req, options_);
 }
 
 StatusOr<AiReply> OpenAiProvider::Finish(const AiRequest& req, const std::string& content,
                                          int64_t tokens_in, int64_t tokens_out,
                                          int64_t request_bytes) const {
   CallInfo info;
-  info.provider = options_.name;
-  info.model = options_.model;
+  info.options = &options_;
   info.tokens_in = tokens_in;
   info.tokens_out = tokens_out;
   info.request_bytes = request_bytes;
-  info.price_in_per_mtok = options_.price_in_per_mtok;
-  info.price_out_per_mtok = options_.price_out_per_mtok;
   return ReplyFromModel(req, content, info, *rules_);
 }
 

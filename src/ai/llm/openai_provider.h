@@ -18,20 +18,15 @@
 #include <string>
 
 #include "ai/builtin/builtin_provider.h"
+#include "ai/llm/prompt.h"
 #include "ai/provider.h"
 #include "net/http_client.h"
 
 namespace persona::ai::llm {
 
-struct OpenAiOptions {
-  std::string name = "openai";
+struct OpenAiOptions : ModelOptions {
   std::string base_url;  // e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1
-  std::string model;
-  std::string api_key;  // sent as "Authorization: Bearer …" when non-empty
-  int max_tokens = 512;
-  double temperature = 0.2;
-  double price_in_per_mtok = 0;
-  double price_out_per_mtok = 0;
+  std::string api_key;   // sent as "Authorization: Bearer …" when non-empty
 };
 
 class OpenAiProvider final : public Provider {

@@ -191,26 +191,26 @@ StatusOr<ModelOutput> ParseModelOutput(std::string_view text, const model::Schem
   return out;
 }
 
-double MaxCallCostUsd(const AiRequest& req, int max_tokens, double price_in_per_mtok,
-                      double price_out_per_mtok) {
+double MaxCallCostUsd(const AiRequest& req, const ModelOptions& o) {
   size_t bytes = 0;
   for (const auto& [role, text] : ChatMessages(req)) bytes += text.size() + role.size() + 8;
-  return (static_cast<double>(bytes) * price_in_per_mtok +
-          static_cast<double>(max_tokens) * price_out_per_mtok) /
+  return (static_cast<double>(bytes) * o.price_in_per_mtok +
+          static_cast<double>(o.max_tokens) * o.price_out_per_mtok) /
          1e6;
 }
 
 StatusOr<AiReply> ReplyFromModel(const AiRequest& req, const std::string& content,
                                  const CallInfo& info, const BuiltinProvider& rules) {
   AiReply r;
-  r.provider = info.provider;
-  r.model = info.model;
+  const ModelOptions& o = *info.options;
+  r.provider = o.name;
+  r.model = o.model;
   r.source = "llm";
   r.tokens_in = info.tokens_in > 0 ? info.tokens_in : (info.request_bytes + 3) / 4;
   r.tokens_out =
       info.tokens_out > 0 ? info.tokens_out : static_cast<int64_t>(content.size() + 3) / 4;
-  r.cost_usd = (static_cast<double>(r.tokens_in) * info.price_in_per_mtok +
-                static_cast<double>(r.tokens_out) * info.price_out_per_mtok) /
+  r.cost_usd = (static_cast<double>(r.tokens_in) * o.price_in_per_mtok +
+                static_cast<double>(r.tokens_out) * o.price_out_per_mtok) /
                1e6;
   auto out = req.schema ? ParseModelOutput(content, *req.schema)
                         : StatusOr<ModelOutput>(absl::InvalidArgumentError("no schema"));

@@ -46,22 +46,30 @@ struct ModelOutput {
 // contract's object with a non-empty string "reply".
 StatusOr<ModelOutput> ParseModelOutput(std::string_view text, const model::Schema& schema);
 
+// What every model provider is configured with.
+struct ModelOptions {
+  std::string name;   // the provider's name in config
+  std::string model;  // the model id sent to it
+  int max_tokens = 512;
+  double temperature = 0.2;
+  double price_in_per_mtok = 0;
+  double price_out_per_mtok = 0;
+};
+
 // What a model call produced, as the AiReply the engine takes: parsed (or
 // repaired) per the contract, or, failing that, the built-in rules' changes
 // with the model's prose (or the rules' text) as the reply. Cost is tokens ×
 // prices per million; missing token counts are estimated as bytes / 4.
 struct CallInfo {
-  std::string provider, model;
+  const ModelOptions* options = nullptr;  // provider, model and prices
   int64_t tokens_in = 0, tokens_out = 0, request_bytes = 0;
-  double price_in_per_mtok = 0, price_out_per_mtok = 0;
 };
 StatusOr<AiReply> ReplyFromModel(const AiRequest& req, const std::string& content,
                                  const CallInfo& info, const BuiltinProvider& rules);
 
 // The most a call for `req` can cost: every prompt byte counted as an input
 // token (a token is at least one byte) plus `max_tokens` output tokens.
-double MaxCallCostUsd(const AiRequest& req, int max_tokens, double price_in_per_mtok,
-                      double price_out_per_mtok);
+double MaxCallCostUsd(const AiRequest& req, const ModelOptions& options);
 
 // Pulls the "reply" string out of the model's JSON while it is still being
 // streamed, so clients see the reply's words as they arrive. Feed() returns
