@@ -1,6 +1,5 @@
 #include "api/http_api.h"
 
-#include <boost/url/params_view.hpp>
 #include <charconv>
 #include <chrono>
 
@@ -22,9 +21,11 @@ struct HttpApi::Call {
   std::string request_id;
   Route route = kNotFound;
   std::string session_id;
+  std::string user_id;  // kUsers: the user in the path
   std::string path;
   std::string query;
   std::chrono::steady_clock::time_point start;
+  auth::Caller caller;  // set by Admit
 };
 
 namespace {
@@ -46,6 +47,38 @@ const char* kRouteNames[] = {"/",
                              "/v1/users/{id}/usage",
                              "other"};
 
+}  // namespace
+
+// Who may use each route. A switch without a default: a route added to the
+// enum does not compile (-Werror=switch) until it says who may use it.
+static_assert(std::size(kRouteNames) == HttpApi::kRouteCount);
+
+HttpApi::Access HttpApi::AccessOf(Route route) {
+  switch (route) {
+    case kIndex:  // the web UI and its scripts
+    case kOpenApi:
+      return Access::kPublic;
+    case kHealth:
+    case kReady:
+      return Access::kProbe;
+    case kMetrics:
+      return Access::kAdmin;
+    case kSessions:
+    case kSession:
+    case kMessages:
+    case kProfile:
+    case kEvents:
+    case kRequests:
+    case kUsers:
+    case kNotFound:  // unknown paths need a token too
+    case kRouteCount:
+      return Access::kUser;
+  }
+  return Access::kUser;
+}
+
+namespace {
+
 net::Response Json(http::status status, const json::value& body, unsigned version) {
   net::Response res(status, version);
   res.set(http::field::content_type, "application/json");
@@ -54,15 +87,8 @@ net::Response Json(http::status status, const json::value& body, unsigned versio
   return res;
 }
 
-// Query parameter `name` from a raw query string, or nullopt.
 std::optional<std::string> QueryParam(const std::string& query, std::string_view name) {
-  try {
-    boost::urls::params_view params(query);  // throws on a malformed query
-    for (auto p : params)
-      if (p.key == name) return std::string(p.value);
-  } catch (const std::exception&) {
-  }
-  return std::nullopt;
+  return net::QueryParameter(query, name);
 }
 
 // Parses a non-negative integer query parameter; InvalidArgument if malformed.
@@ -154,6 +180,7 @@ int HttpStatusForClass(const Status& st) { return static_cast<int>(HttpStatusFor
 
 HttpApi::HttpApi(engine::Engine* engine, HttpApiOptions options)
     : engine_(engine), options_(options) {
+  if (options_.auth == nullptr) options_.auth = &off_;
   auto& reg = metrics::Default();
   static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   for (int r = 0; r < kRouteCount; ++r) {
@@ -227,68 +254,25 @@ void HttpApi::Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) 
   Dispatch(std::move(call));
 }
 
-void HttpApi::Dispatch(std::shared_ptr<Call> call) {
-  const auto method = call->req.method();
-  const unsigned ver = call->req.version();
-  const std::string& path = call->path;
-  auto method_not_allowed = [&](const char* allow) {
-    net::Response res = Problem(http::status::method_not_allowed, "Method Not Allowed",
-                                "allowed: " + std::string(allow), ver);
-    res.set(http::field::allow, allow);
-    Finish(call, std::move(res));
-  };
-
-  // Static and operational routes.
-  if (path == "/" || path == "/index.html") {
-    call->route = kIndex;
-    if (method != http::verb::get && method != http::verb::head) return method_not_allowed("GET");
-    net::Response res(http::status::ok, ver);
-    res.set(http::field::content_type, "text/html; charset=utf-8");
-    res.body() = std::string(kWebIndexHtml);
-    return Finish(call, std::move(res));
+// Which route a request is for, and the ids in its path. Touches nothing.
+void HttpApi::Classify(Call& call) const {
+  const std::string& path = call.path;
+  call.route = kNotFound;
+  if (path == "/" || path == "/index.html" || path == "/assets/mqtt.min.js" ||
+      path == "/assets/persona-client.js") {
+    call.route = kIndex;
+    return;
   }
-  if (path == "/assets/mqtt.min.js" || path == "/assets/persona-client.js") {
-    call->route = kIndex;
-    net::Response res(http::status::ok, ver);
-    res.set(http::field::content_type, "text/javascript; charset=utf-8");
-    res.set(http::field::cache_control, "public, max-age=300");
-    res.body() = std::string(path == "/assets/mqtt.min.js" ? kWebMqttJs : kWebClientJs);
-    return Finish(call, std::move(res));
-  }
-  if (path == "/healthz") {
-    call->route = kHealth;
-    return Finish(call, Json(http::status::ok, {{"status", "ok"}}, ver));
-  }
-  if (path == "/readyz") {
-    call->route = kReady;
-    if (draining_ || engine_->draining())
-      return Finish(
-          call, Problem(http::status::service_unavailable, "Service Unavailable", "draining", ver));
-    if (Status st = engine_->StorageHealth(); !st.ok())
-      return Finish(call, Problem(http::status::service_unavailable, "Service Unavailable",
-                                  st.message(), ver));
-    return Finish(call, Json(http::status::ok, {{"status", "ready"}}, ver));
-  }
-  if (path == "/metrics") {
-    call->route = kMetrics;
-    net::Response res(http::status::ok, ver);
-    res.set(http::field::content_type, "text/plain; version=0.0.4");
-    res.body() = metrics::Default().Render();
-    return Finish(call, std::move(res));
-  }
-  if (path == "/openapi.json") {
-    call->route = kOpenApi;
-    net::Response res(http::status::ok, ver);
-    res.set(http::field::content_type, "application/json");
-    res.body() = std::string(kOpenApiJson);
-    return Finish(call, std::move(res));
-  }
+  if (path == "/healthz") call.route = kHealth;
+  if (path == "/readyz") call.route = kReady;
+  if (path == "/metrics") call.route = kMetrics;
+  if (path == "/openapi.json") call.route = kOpenApi;
+  if (call.route != kNotFound) return;
 
   constexpr std::string_view kUsersPrefix = "/v1/users/";
   if (path.starts_with(kUsersPrefix) && path.ends_with("/usage") &&
       path.size() > kUsersPrefix.size() + 6) {
-    call->route = kUsers;
-    if (method != http::verb::get) return method_not_allowed("GET");
+    call.route = kUsers;
     std::string raw = path.substr(kUsersPrefix.size(), path.size() - kUsersPrefix.size() - 6);
     std::string user;  // percent-decoded
     for (size_t i = 0; i < raw.size(); ++i) {
@@ -301,72 +285,199 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
         user += raw[i];
       }
     }
-    return GetUserUsage(call, std::move(user));
+    call.user_id = std::move(user);
+    return;
   }
   constexpr std::string_view kRequestsPrefix = "/v1/requests/";
   if (path.starts_with(kRequestsPrefix)) {
-    call->route = kRequests;
-    if (method != http::verb::get) return method_not_allowed("GET");
-    call->session_id = path.substr(kRequestsPrefix.size());  // the request id
-    return GetRequest(call);
+    call.route = kRequests;
+    call.session_id = path.substr(kRequestsPrefix.size());  // the request id
+    return;
   }
-
   // /v1/sessions[/{id}[/messages|/profile|/events]]
   constexpr std::string_view kPrefix = "/v1/sessions";
-  if (!path.starts_with(kPrefix)) {
-    return Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
-  }
+  if (!path.starts_with(kPrefix)) return;
   std::string_view rest = std::string_view(path).substr(kPrefix.size());
   if (rest.empty() || rest == "/") {
-    call->route = kSessions;
-    if (method != http::verb::post) return method_not_allowed("POST");
-    return CreateSession(call);
+    call.route = kSessions;
+    return;
   }
-  if (rest.front() != '/') {
-    return Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
-  }
+  if (rest.front() != '/') return;
   rest.remove_prefix(1);
   const size_t slash = rest.find('/');
-  call->session_id = std::string(rest.substr(0, slash));
+  call.session_id = std::string(rest.substr(0, slash));
   const std::string_view sub = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
-  if (!IsValidId(call->session_id)) {
-    call->route = kSession;
-    return Finish(call, Problem(http::status::not_found, "Not Found", "no such session", ver));
+  if (sub.empty() || !IsValidId(call.session_id)) {
+    call.route = kSession;
+  } else if (sub == "messages") {
+    call.route = kMessages;
+  } else if (sub == "profile") {
+    call.route = kProfile;
+  } else if (sub == "events") {
+    call.route = kEvents;
   }
-  if (sub.empty()) {
-    call->route = kSession;
-    if (method == http::verb::get) {
-      auto s = engine_->GetSession(call->session_id);
-      if (!s.ok()) return Finish(call, ProblemFor(s.status(), ver));
-      net::Response res = Json(http::status::ok, *s, ver);
-      res.set(http::field::etag,
-              "\"" + std::to_string(s->at("version").to_number<uint64_t>()) + "\"");
+}
+
+// The one authorization point for HTTP: every route passes here, with the
+// access AccessOf gives it. Answers the refusal itself and returns false;
+// otherwise sets call->caller.
+bool HttpApi::Admit(const std::shared_ptr<Call>& call) {
+  const unsigned ver = call->req.version();
+  const Access access = AccessOf(call->route);
+  const auto refuse = [&](Status st) {
+    Finish(call, ProblemFor(st, ver));
+    return false;
+  };
+  if (access != Access::kProbe && options_.per_address != nullptr) {
+    const double wait = options_.per_address->Take(limits::AddressOnly(call->ex->remote_address()));
+    if (wait > 0) {
+      return refuse(WithRetryAfter(
+          absl::ResourceExhaustedError("too many requests from this address"), wait));
+    }
+  }
+  if (access == Access::kProbe || access == Access::kPublic) {
+    call->caller = auth::Caller::Open();  // serves no one's data
+    return true;
+  }
+  // RFC 6750 §2: the Authorization header; §2.3, the access_token query
+  // parameter, only where a browser cannot set a header (an EventSource GET).
+  std::string_view header = call->req[http::field::authorization];
+  std::optional<std::string> query_token;
+  if (call->req.method() == http::verb::get &&
+      call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)
+    query_token = QueryParam(call->query, "access_token");
+  if (!header.empty() && query_token) {
+    Finish(call,
+           Problem(http::status::bad_request, "Bad Request",
+                   "give the token in the Authorization header or access_token, not both", ver));
+    return false;
+  }
+  auto caller = query_token ? options_.auth->FromToken(*query_token)
+                            : options_.auth->FromAuthorization(header);
+  if (!caller.ok()) {
+    net::Response res =
+        Problem(http::status::unauthorized, "Unauthorized", caller.status().message(), ver);
+    res.set(http::field::www_authenticate,
+            "Bearer realm=\"persona\", error=\"invalid_token\", error_description=\"" +
+                std::string(caller.status().message()) + "\"");
+    Finish(call, std::move(res));
+    return false;
+  }
+  if (access == Access::kAdmin && !caller->unrestricted()) {
+    net::Response res = Problem(http::status::forbidden, "Forbidden",
+                                "this route needs an admin token (persona_admin)", ver);
+    res.set(http::field::www_authenticate,
+            "Bearer realm=\"persona\", error=\"insufficient_scope\"");
+    Finish(call, std::move(res));
+    return false;
+  }
+  if (caller->authenticated() && options_.per_user != nullptr) {
+    const double wait = options_.per_user->Take(caller->user_id());
+    if (wait > 0) {
+      return refuse(
+          WithRetryAfter(absl::ResourceExhaustedError("too many requests for this user"), wait));
+    }
+  }
+  call->caller = std::move(*caller);
+  return true;
+}
+
+void HttpApi::Dispatch(std::shared_ptr<Call> call) {
+  Classify(*call);
+  if (!Admit(call)) return;
+  const auto method = call->req.method();
+  const unsigned ver = call->req.version();
+  const std::string& path = call->path;
+  auto method_not_allowed = [&](const char* allow) {
+    net::Response res = Problem(http::status::method_not_allowed, "Method Not Allowed",
+                                "allowed: " + std::string(allow), ver);
+    res.set(http::field::allow, allow);
+    Finish(call, std::move(res));
+  };
+  const auto not_found = [&] {
+    Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
+  };
+
+  switch (call->route) {
+    case kIndex: {
+      if (path.starts_with("/assets/")) {
+        net::Response res(http::status::ok, ver);
+        res.set(http::field::content_type, "text/javascript; charset=utf-8");
+        res.set(http::field::cache_control, "public, max-age=300");
+        res.body() = std::string(path == "/assets/mqtt.min.js" ? kWebMqttJs : kWebClientJs);
+        return Finish(call, std::move(res));
+      }
+      if (method != http::verb::get && method != http::verb::head) return method_not_allowed("GET");
+      net::Response res(http::status::ok, ver);
+      res.set(http::field::content_type, "text/html; charset=utf-8");
+      res.body() = std::string(kWebIndexHtml);
       return Finish(call, std::move(res));
     }
-    if (method == http::verb::delete_)
-      return engine_->DeleteSession(call->session_id, ReplyTo(call));
-    return method_not_allowed("GET, DELETE");
+    case kHealth:
+      return Finish(call, Json(http::status::ok, {{"status", "ok"}}, ver));
+    case kReady: {
+      if (draining_ || engine_->draining())
+        return Finish(call, Problem(http::status::service_unavailable, "Service Unavailable",
+                                    "draining", ver));
+      if (Status st = engine_->StorageHealth(); !st.ok())
+        return Finish(call, Problem(http::status::service_unavailable, "Service Unavailable",
+                                    st.message(), ver));
+      return Finish(call, Json(http::status::ok, {{"status", "ready"}}, ver));
+    }
+    case kMetrics: {
+      net::Response res(http::status::ok, ver);
+      res.set(http::field::content_type, "text/plain; version=0.0.4");
+      res.body() = metrics::Default().Render();
+      return Finish(call, std::move(res));
+    }
+    case kOpenApi: {
+      net::Response res(http::status::ok, ver);
+      res.set(http::field::content_type, "application/json");
+      res.body() = std::string(kOpenApiJson);
+      return Finish(call, std::move(res));
+    }
+    case kUsers:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return GetUserUsage(call, call->user_id);
+    case kRequests:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return GetRequest(call);
+    case kSessions:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return CreateSession(call);
+    case kSession: {
+      if (!IsValidId(call->session_id))
+        return Finish(call, Problem(http::status::not_found, "Not Found", "no such session", ver));
+      if (method == http::verb::get) {
+        auto s = engine_->GetSession(call->caller, call->session_id);
+        if (!s.ok()) return Finish(call, ProblemFor(s.status(), ver));
+        net::Response res = Json(http::status::ok, *s, ver);
+        res.set(http::field::etag,
+                "\"" + std::to_string(s->at("version").to_number<uint64_t>()) + "\"");
+        return Finish(call, std::move(res));
+      }
+      if (method == http::verb::delete_)
+        return engine_->DeleteSession(call->caller, call->session_id, ReplyTo(call));
+      return method_not_allowed("GET, DELETE");
+    }
+    case kMessages:
+      if (method == http::verb::post) return PostMessage(call);
+      if (method == http::verb::get) return ListMessages(call);
+      return method_not_allowed("GET, POST");
+    case kProfile:
+      if (method == http::verb::get) return GetProfile(call);
+      if (method == http::verb::patch) return PatchProfile(call);
+      return method_not_allowed("GET, PATCH");
+    case kEvents:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      if (call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)
+        return StreamEvents(call);
+      return ListEvents(call);
+    case kNotFound:
+    case kRouteCount:
+      break;
   }
-  if (sub == "messages") {
-    call->route = kMessages;
-    if (method == http::verb::post) return PostMessage(call);
-    if (method == http::verb::get) return ListMessages(call);
-    return method_not_allowed("GET, POST");
-  }
-  if (sub == "profile") {
-    call->route = kProfile;
-    if (method == http::verb::get) return GetProfile(call);
-    if (method == http::verb::patch) return PatchProfile(call);
-    return method_not_allowed("GET, PATCH");
-  }
-  if (sub == "events") {
-    call->route = kEvents;
-    if (method != http::verb::get) return method_not_allowed("GET");
-    if (call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)
-      return StreamEvents(call);
-    return ListEvents(call);
-  }
-  Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
+  not_found();
 }
 
 namespace {
@@ -420,11 +531,27 @@ void HttpApi::CreateSession(std::shared_ptr<Call> call) {
   auto body = ParseBody(call->req, &problem, {"user_id", "schema", "metadata"});
   if (!body) return Finish(call, std::move(*problem));
   engine::CreateSessionRequest r;
+  r.caller = call->caller;
+  const json::value* user_v = Find(*body, "user_id");
   auto user = GetString(*body, "user_id");
-  if (!user || user->empty() || user->size() > kMaxUserIdBytes)
-    return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
-                                "'user_id' must be a non-empty string of at most 256 bytes", ver));
-  r.user_id = std::string(*user);
+  if (call->caller.authenticated()) {
+    // The user is the token's subject; a body user_id may only repeat it
+    // (an admin may create a session for anyone).
+    if (user_v != nullptr && (!user || user->empty() || user->size() > kMaxUserIdBytes))
+      return Finish(call,
+                    Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                            "'user_id' must be a non-empty string of at most 256 bytes", ver));
+    if (user && *user != call->caller.user_id() && !call->caller.admin())
+      return Finish(call, Problem(http::status::forbidden, "Forbidden",
+                                  "'user_id' differs from the token's subject", ver));
+    r.user_id = user ? std::string(*user) : call->caller.user_id();
+  } else {
+    if (!user || user->empty() || user->size() > kMaxUserIdBytes)
+      return Finish(call,
+                    Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                            "'user_id' must be a non-empty string of at most 256 bytes", ver));
+    r.user_id = std::string(*user);
+  }
   if (const json::value* s = Find(*body, "schema")) {
     if (!s->is_string())
       return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
@@ -462,6 +589,7 @@ void HttpApi::PostMessage(std::shared_ptr<Call> call) {
     return Finish(call,
                   Problem(http::status::bad_request, "Bad Request", key.status().message(), ver));
   engine::MessageRequest r;
+  r.caller = call->caller;
   r.session_id = call->session_id;
   r.text = std::string(*text);
   r.idempotency_key = *key;
@@ -524,7 +652,7 @@ void HttpApi::GetUserUsage(std::shared_ptr<Call> call, std::string user_id) {
   const unsigned ver = call->req.version();
   if (user_id.empty() || user_id.size() > kMaxUserIdBytes)
     return Finish(call, Problem(http::status::not_found, "Not Found", "no such user", ver));
-  auto u = engine_->UserUsage(user_id);
+  auto u = engine_->UserUsage(call->caller, user_id);
   if (!u.ok()) return Finish(call, ProblemFor(u.status(), ver));
   json::object o = store::UsageToJson(*u);
   o["user_id"] = user_id;
@@ -541,7 +669,7 @@ bool HttpApi::WantsAsync(const Call& call) const {
 
 void HttpApi::GetRequest(std::shared_ptr<Call> call) {
   const unsigned ver = call->req.version();
-  auto r = engine_->GetRequest(call->session_id);
+  auto r = engine_->GetRequest(call->caller, call->session_id);
   if (!r.ok()) return Finish(call, ProblemFor(r.status(), ver));
   // A failure is stored as a status code and message; render it as the
   // problem the synchronous request would have got.
@@ -565,14 +693,15 @@ void HttpApi::ListMessages(std::shared_ptr<Call> call) {
   if (!limit.ok() || !before.ok())
     return Finish(call, Problem(http::status::bad_request, "Bad Request",
                                 (!limit.ok() ? limit.status() : before.status()).message(), ver));
-  auto r = engine_->ListMessages(call->session_id, *limit == 0 ? 50 : *limit, *before);
+  auto r =
+      engine_->ListMessages(call->caller, call->session_id, *limit == 0 ? 50 : *limit, *before);
   if (!r.ok()) return Finish(call, ProblemFor(r.status(), ver));
   Finish(call, Json(http::status::ok, *r, ver));
 }
 
 void HttpApi::GetProfile(std::shared_ptr<Call> call) {
   const unsigned ver = call->req.version();
-  auto p = engine_->GetProfileJson(call->session_id);
+  auto p = engine_->GetProfileJson(call->caller, call->session_id);
   if (!p.ok()) return Finish(call, ProblemFor(p.status(), ver));
   const std::string etag = "\"" + std::to_string(p->second) + "\"";
   auto inm = call->req[http::field::if_none_match];
@@ -599,6 +728,7 @@ void HttpApi::PatchProfile(std::shared_ptr<Call> call) {
     return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
                                 "'fields' is required and must be an object", ver));
   engine::PatchRequest r;
+  r.caller = call->caller;
   r.session_id = call->session_id;
   r.fields = fields->get_object();
   auto if_match = call->req[http::field::if_match];
@@ -625,7 +755,8 @@ void HttpApi::ListEvents(std::shared_ptr<Call> call) {
   if (!after.ok() || !limit.ok())
     return Finish(call, Problem(http::status::bad_request, "Bad Request",
                                 (!after.ok() ? after.status() : limit.status()).message(), ver));
-  auto events = engine_->ListEvents(call->session_id, *after, *limit == 0 ? 100 : *limit);
+  auto events =
+      engine_->ListEvents(call->caller, call->session_id, *after, *limit == 0 ? 100 : *limit);
   if (!events.ok()) return Finish(call, ProblemFor(events.status(), ver));
   json::array arr;
   for (const auto& e : *events) arr.push_back(model::EventToJson(e));
@@ -651,11 +782,12 @@ void HttpApi::StreamEvents(std::shared_ptr<Call> call) {
                                   "Last-Event-ID must be an event seq", ver));
     from = *v;
   }
-  auto version = engine_->Version(call->session_id);
+  auto version = engine_->Version(call->caller, call->session_id);
   if (!version.ok()) return Finish(call, ProblemFor(version.status(), ver));
 
   struct Tail {
     std::mutex mu;
+    int64_t expires_at_s = 0;  // the token's exp: the stream ends there
     bool live = false;
     uint64_t last_sent = 0;
     std::vector<std::string> early;  // live events that arrived during the backlog
@@ -664,10 +796,12 @@ void HttpApi::StreamEvents(std::shared_ptr<Call> call) {
   };
   auto tail = std::make_shared<Tail>();
   tail->last_sent = from;
+  tail->expires_at_s = call->caller.expires_at_s();
   std::weak_ptr<Tail> weak = tail;
   auto deliver = [](Tail& t, std::string_view text) {
     uint64_t seq;
     std::string type;
+    if (t.expires_at_s > 0 && std::time(nullptr) >= t.expires_at_s) return t.stream->Close();
     if (!PeekEvent(text, &seq, &type) || seq <= t.last_sent) return;
     t.last_sent = seq;
     t.stream->Send(SseFrame(seq, type, text));
@@ -712,7 +846,7 @@ void HttpApi::StreamEvents(std::shared_ptr<Call> call) {
   // Backlog, in pages, then go live.
   uint64_t cursor = from;
   for (;;) {
-    auto events = engine_->ListEvents(call->session_id, cursor, 1000);
+    auto events = engine_->ListEvents(call->caller, call->session_id, cursor, 1000);
     if (!events.ok()) {
       stream->Close();
       return;

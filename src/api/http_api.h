@@ -2,14 +2,19 @@
 //
 // Parses and validates requests (media type, JSON, field types), calls the
 // engine, and renders JSON or problem+json. Also serves the web UI, the
-// OpenAPI document, health, readiness and metrics. Thread-safe.
+// OpenAPI document, health, readiness and metrics. Every request passes one
+// authorization point (Admit): rate limits, the bearer token, and the
+// route's access level; the engine then checks the session against the
+// caller. Thread-safe.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <string>
 
+#include "auth/authenticator.h"
 #include "engine/engine.h"
+#include "limits/rate_limiter.h"
 #include "metrics/metrics.h"
 #include "net/http_server.h"
 
@@ -20,6 +25,11 @@ struct HttpApiOptions {
   // the request says `Prefer: respond-sync`; otherwise only requests that
   // say `Prefer: respond-async` are.
   bool async_default = false;
+  // Authentication (never null: a default Authenticator means auth off).
+  const auth::Authenticator* auth = nullptr;
+  // Token buckets per authenticated user and per client address; null = none.
+  limits::RateLimiter* per_user = nullptr;
+  limits::RateLimiter* per_address = nullptr;
 };
 
 class HttpApi final : public net::Handler {
@@ -32,7 +42,6 @@ class HttpApi final : public net::Handler {
   // /readyz answers 503 once draining starts.
   void SetDraining() { draining_ = true; }
 
- private:
   enum Route : int {
     kIndex,
     kHealth,
@@ -49,8 +58,17 @@ class HttpApi final : public net::Handler {
     kNotFound,
     kRouteCount
   };
-  struct Call;  // one request in flight
 
+ private:
+  struct Call;  // one request in flight
+  enum class Access { kProbe, kPublic, kUser, kAdmin };
+  // kProbe: open and exempt from rate limits (load balancers poll it);
+  // kPublic: open, serves no one's data; kUser: a valid token (auth on),
+  // then the engine checks the session; kAdmin: an admin token.
+  static Access AccessOf(Route route);
+
+  void Classify(Call& call) const;
+  bool Admit(const std::shared_ptr<Call>& call);
   void Dispatch(std::shared_ptr<Call> call);
   void CreateSession(std::shared_ptr<Call> call);
   void PostMessage(std::shared_ptr<Call> call);
@@ -70,6 +88,7 @@ class HttpApi final : public net::Handler {
 
   engine::Engine* engine_;
   HttpApiOptions options_;
+  auth::Authenticator off_;  // options_.auth when none was given: auth off
   std::atomic<bool> draining_{false};
   std::array<metrics::Histogram*, kRouteCount> latency_;
   std::array<std::array<metrics::Counter*, 6>, kRouteCount> responses_;  // by status class

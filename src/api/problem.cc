@@ -26,33 +26,16 @@ net::Response Problem(http::status status, std::string_view title, absl::string_
 }
 
 http::status HttpStatusFor(const Status& st) {
-  switch (st.code()) {
-    case absl::StatusCode::kOk:
-      return http::status::ok;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      return http::status::unprocessable_entity;
-    case absl::StatusCode::kNotFound:
-      return http::status::not_found;
-    case absl::StatusCode::kFailedPrecondition:
-      return http::status::precondition_failed;
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kAlreadyExists:
-      return http::status::conflict;
-    case absl::StatusCode::kResourceExhausted:
-      return http::status::too_many_requests;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return http::status::service_unavailable;
-    default:
-      return http::status::internal_server_error;
-  }
+  return static_cast<http::status>(HttpStatusCode(st));
 }
 
 net::Response ProblemFor(const Status& st, unsigned version) {
   const http::status s = HttpStatusFor(st);
   std::string_view title = http::obsolete_reason(s);
-  return Problem(s, std::string(title), st.message(), version);
+  net::Response res = Problem(s, std::string(title), st.message(), version);
+  if (const int retry = RetryAfterOf(st); retry > 0)
+    res.set(http::field::retry_after, std::to_string(retry));
+  return res;
 }
 
 }  // namespace persona::api

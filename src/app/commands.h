@@ -4,7 +4,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "auth/jwt.h"
 #include "config/config.h"
 #include "store/rocksdb/rocksdb_event_store.h"
 
@@ -21,7 +23,19 @@ StatusOr<config::Config> LoadConfig(const ServeFlags& flags);
 StatusOr<std::unique_ptr<store::RocksDbEventStore>> OpenStore(const config::Config& cfg,
                                                               bool read_only);
 
+// The JWT settings of cfg.auth.jwt, with the secret read from its variable.
+StatusOr<auth::JwtOptions> JwtOptionsFrom(const config::Config& cfg);
+
 int Serve(const ServeFlags& flags);
+
+struct TokenFlags {
+  std::string user;
+  std::string ttl = "1h";
+  bool admin = false;
+  std::vector<std::string> sessions;
+};
+// `persona token`: prints an HS256 token signed with auth.jwt's secret.
+int Token(const ServeFlags& flags, const TokenFlags& t);
 int Replay(const ServeFlags& flags, const std::string& session_id);
 int Export(const ServeFlags& flags, const std::string& out_file);
 int Import(const ServeFlags& flags, const std::string& in_file);

@@ -48,6 +48,16 @@ int main(int argc, char** argv) {
   add_common(imp);
   imp->add_option("-i,--input", file, "input file (- for stdin)");
 
+  persona::app::TokenFlags token;
+  CLI::App* tok = app.add_subcommand(
+      "token", "print a development token (HS256, signed with auth.jwt.hs256_secret[_env])");
+  add_common(tok);
+  tok->add_option("--user", token.user, "the token's subject (sub): the user id")->required();
+  tok->add_option("--ttl", token.ttl, "lifetime: 3600, 90s, 30m, 1h (default) or 7d");
+  tok->add_flag("--admin", token.admin, "persona_admin: every session, metrics, admin routes");
+  tok->add_option("--session", token.sessions,
+                  "limit the token to this session (repeat for several): a device link");
+
   CLI::App* bench = app.add_subcommand(
       "bench",
       "run a load generator: `persona bench http …` (persona_loadgen: chat steps, profile reads, "
@@ -108,5 +118,6 @@ int main(int argc, char** argv) {
   if (replay->parsed()) return persona::app::Replay(flags, session_id);
   if (exp->parsed()) return persona::app::Export(flags, file);
   if (imp->parsed()) return persona::app::Import(flags, file);
+  if (tok->parsed()) return persona::app::Token(flags, token);
   return 2;
 }

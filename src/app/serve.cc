@@ -17,6 +17,7 @@
 #include "ai/llm/openai_provider.h"
 #include "api/http_api.h"
 #include "app/commands.h"
+#include "auth/authenticator.h"
 #include "bus/local/local_bus.h"
 #include "cache/profile_cache.h"
 #include "config/config.h"
@@ -24,6 +25,8 @@
 #include "core/scheduler.h"
 #include "engine/applier.h"
 #include "engine/engine.h"
+#include "limits/concurrency_limiter.h"
+#include "limits/rate_limiter.h"
 #include "model/schema.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
@@ -49,6 +52,25 @@ void RaiseFdLimit() {
 }
 
 }  // namespace
+
+StatusOr<auth::JwtOptions> JwtOptionsFrom(const config::Config& cfg) {
+  const auto& j = cfg.auth.jwt;
+  auth::JwtOptions o;
+  o.algorithms = j.algorithms;
+  o.hs256_secret = j.hs256_secret;
+  if (!j.hs256_secret_env.empty()) {
+    const char* v = std::getenv(j.hs256_secret_env.c_str());
+    if (v == nullptr || *v == '\0')
+      return absl::InvalidArgumentError("auth.jwt.hs256_secret_env: the variable " +
+                                        j.hs256_secret_env + " is not set");
+    o.hs256_secret = v;
+  }
+  o.public_keys_file = j.public_keys_file;
+  o.issuer = j.issuer;
+  o.audience = j.audience;
+  o.leeway_s = j.leeway_s;
+  return o;
+}
 
 StatusOr<config::Config> LoadConfig(const ServeFlags& flags) {
   return config::Load(flags.config_file, config::PersonaEnvironment(), flags.overrides);
@@ -90,6 +112,41 @@ int Serve(const ServeFlags& flags) {
     std::cerr << "persona: schemas: " << schemas.status().message() << "\n";
     return 2;
   }
+  // Identity (SPEC §10). Off: every caller is Caller::Open().
+  std::unique_ptr<auth::Authenticator> authenticator;
+  if (cfg->auth.enabled) {
+    auto jwt = JwtOptionsFrom(*cfg);
+    StatusOr<std::unique_ptr<auth::JwtVerifier>> verifier =
+        jwt.ok() ? auth::JwtVerifier::Create(*jwt) : jwt.status();
+    if (!verifier.ok()) {
+      const std::string msg(verifier.status().message());
+      std::cerr << "persona: invalid configuration: "
+                << (msg.starts_with("auth.") ? msg : "auth.jwt." + msg) << "\n";
+      return 2;
+    }
+    authenticator = std::make_unique<auth::Authenticator>(std::move(*verifier));
+  } else {
+    authenticator = std::make_unique<auth::Authenticator>();
+  }
+  // Limits: token buckets, and admission control for work that queues.
+  const size_t tracked = static_cast<size_t>(cfg->limits.max_tracked_keys);
+  auto bucket = [tracked](const config::Config::Limit& l) {
+    return std::make_unique<limits::RateLimiter>(limits::RateLimit{l.rate, l.burst}, tracked);
+  };
+  auto http_per_user = bucket(cfg->limits.http_per_user);
+  auto http_per_address = bucket(cfg->limits.http_per_address);
+  auto mqtt_per_user = bucket(cfg->limits.mqtt_publish_per_user);
+  auto mqtt_per_address = bucket(cfg->limits.mqtt_publish_per_address);
+  auto connections_per_address = bucket(cfg->limits.connections_per_address);
+  limits::ConcurrencyOptions admission_opt;
+  admission_opt.enabled = cfg->limits.admission.enabled;
+  admission_opt.target = std::chrono::milliseconds(cfg->limits.admission.target_ms);
+  admission_opt.interval = std::chrono::milliseconds(cfg->limits.admission.interval_ms);
+  admission_opt.min_limit = cfg->limits.admission.min_limit;
+  admission_opt.max_limit = cfg->limits.admission.max_limit;
+  admission_opt.initial_limit = cfg->limits.admission.initial_limit;
+  limits::ConcurrencyLimiter admission(admission_opt);
+
   auto store = OpenStore(*cfg, false);
   if (!store.ok()) {
     LogError("cannot open store", {{"error", std::string(store.status().message())}});
@@ -218,7 +275,13 @@ int Serve(const ServeFlags& flags) {
     return 2;
   }
   engine.AttachApplier(&applier, applier.Background());
-  api::HttpApi api(&engine, api::HttpApiOptions{.async_default = cfg->write_mode == "async"});
+  if (admission.enabled()) engine.AttachAdmission(&admission);
+  api::HttpApiOptions api_opt;
+  api_opt.async_default = cfg->write_mode == "async";
+  api_opt.auth = authenticator.get();
+  if (http_per_user->enabled()) api_opt.per_user = http_per_user.get();
+  if (http_per_address->enabled()) api_opt.per_address = http_per_address.get();
+  api::HttpApi api(&engine, api_opt);
 
   net::ServerOptions sopt;
   sopt.max_body_bytes = cfg->http.max_body_bytes;
@@ -235,16 +298,61 @@ int Serve(const ServeFlags& flags) {
   bopt.max_retained = static_cast<size_t>(cfg->mqtt.max_retained);
   bopt.session_expiry_ms = static_cast<int64_t>(cfg->mqtt.session_expiry_s) * 1000;
   realtime::Broker broker(bopt);
-  realtime::PersonaBridge bridge(&engine, &broker);
+  realtime::BridgeOptions bridge_opt;
+  bridge_opt.auth = authenticator.get();
+  bridge_opt.open_topics =
+      cfg->mqtt.open_topics == "auto" ? !cfg->auth.enabled : cfg->mqtt.open_topics == "true";
+  if (mqtt_per_user->enabled()) bridge_opt.publish_per_user = mqtt_per_user.get();
+  if (mqtt_per_address->enabled()) bridge_opt.publish_per_address = mqtt_per_address.get();
+  realtime::PersonaBridge bridge(&engine, &broker, bridge_opt);
   realtime::MqttOptions mopt;
   mopt.max_packet_bytes = static_cast<size_t>(cfg->mqtt.max_packet_bytes);
   mopt.max_connections = cfg->mqtt.max_connections;
   auto serve_mqtt = [&broker, &bridge, mopt](std::shared_ptr<net::Conn> conn) {
     realtime::ServeMqtt(std::move(conn), &broker, &bridge, mopt);
   };
+  // MQTT over WebSocket: an ?access_token on the upgrade (RFC 6750 §2.3) is
+  // checked here, so a bad one gets 401 instead of a WebSocket; a good one
+  // stands in for the CONNECT password.
+  auto ws_gate = [&authenticator](const net::Request& req,
+                                  std::string* credential) -> std::optional<net::Response> {
+    if (!authenticator->enabled()) return std::nullopt;
+    const std::string_view target = req.target();
+    const size_t q = target.find('?');
+    if (q == std::string_view::npos) return std::nullopt;
+    std::string token = net::QueryParameter(target.substr(q + 1), "access_token").value_or("");
+    if (token.empty()) return std::nullopt;
+    if (auto caller = authenticator->FromToken(token); !caller.ok()) {
+      net::Response res(net::http::status::unauthorized, req.version());
+      res.set(net::http::field::content_type, "application/problem+json");
+      res.set(net::http::field::www_authenticate,
+              "Bearer realm=\"persona\", error=\"invalid_token\"");
+      res.body() = R"({"type":"/problems/unauthorized","title":"Unauthorized","status":401,)"
+                   R"("detail":"invalid access_token"})";
+      return res;
+    }
+    *credential = std::move(token);
+    return std::nullopt;
+  };
   if (!cfg->mqtt.websocket_path.empty())
-    server.SetWebSocketRoute(cfg->mqtt.websocket_path, "mqtt", serve_mqtt);
+    server.SetWebSocketRoute(cfg->mqtt.websocket_path, "mqtt", serve_mqtt, ws_gate);
   net::TcpServer mqtt_server(ioc, cfg->mqtt.max_connections, serve_mqtt);
+  // New connections per client address, HTTP and MQTT together.
+  if (connections_per_address->enabled()) {
+    auto admit = [limiter = connections_per_address.get()](std::string_view address) {
+      return limiter->Take(address) == 0;
+    };
+    const std::string body =
+        R"({"type":"/problems/too-many-requests","title":"Too Many Requests","status":429,)"
+        R"("detail":"too many connections from this address"})";
+    server.SetConnectionFilter(
+        admit,
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/problem+json\r\n"
+        "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body);
+    // CONNACK with return code 3, server unavailable (MQTT 3.1.1 §3.2.2.3).
+    mqtt_server.SetConnectionFilter(admit, std::string("\x20\x02\x00\x03", 4));
+  }
   std::string mqtt_address = "off";
   if (cfg->mqtt.listen != "off") {
     auto mqtt_port = mqtt_server.Listen(cfg->mqtt.listen);
@@ -269,8 +377,29 @@ int Serve(const ServeFlags& flags) {
                         {"data_dir", cfg->data_dir},
                         {"write_mode", cfg->write_mode},
                         {"cache", cfg->cache.backend},
+                        {"auth", cfg->auth.enabled},
                         {"threads", threads},
                         {"version", PERSONA_VERSION}});
+
+  // SIGHUP: reload the JWT keys (the configuration is read again; only
+  // auth.jwt takes effect without a restart). A bad reload keeps the old keys.
+  asio::signal_set hup(ioc, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hup = [&](const boost::system::
+                                                                              error_code& ec,
+                                                                          int) {
+    if (ec) return;
+    auto fresh = LoadConfig(flags);
+    StatusOr<auth::JwtOptions> jwt =
+        fresh.ok() ? JwtOptionsFrom(*fresh) : StatusOr<auth::JwtOptions>(fresh.status());
+    Status st = jwt.ok() ? authenticator->Reload(*jwt) : jwt.status();
+    if (st.ok()) {
+      LogInfo("reloaded", {{"what", "auth.jwt"}});
+    } else {
+      LogWarn("reload failed; keeping the previous keys", {{"error", std::string(st.message())}});
+    }
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
 
   // Graceful shutdown: stop accepting, finish in-flight steps, flush, exit 0.
   std::thread stopper;
@@ -288,6 +417,8 @@ int Serve(const ServeFlags& flags) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       (*store)->Close();
       LogInfo("stopped", {{"drained", drained}});
+      boost::system::error_code ignored;
+      hup.cancel(ignored);
       work.reset();
       ioc.stop();
     });

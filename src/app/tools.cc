@@ -1,9 +1,12 @@
 // `persona replay`, `persona export` and `persona import`.
+#include <charconv>
+#include <ctime>
 #include <fstream>
 #include <future>
 #include <iostream>
 
 #include "app/commands.h"
+#include "core/ids.h"
 #include "engine/session_state.h"
 #include "model/schema.h"
 
@@ -185,6 +188,74 @@ int Import(const ServeFlags& flags, const std::string& in_file) {
   if (auto st = flush(); !st.ok()) return Fail("import", st);
   o->store->Close();
   std::cerr << "imported " << sessions << " sessions, " << total << " events\n";
+  return 0;
+}
+
+}  // namespace persona::app
+
+namespace persona::app {
+
+StatusOr<int64_t> ParseDuration(std::string_view text) {
+  if (text.empty()) return absl::InvalidArgumentError("empty duration");
+  int64_t unit = 1;
+  switch (text.back()) {
+    case 's':
+      text.remove_suffix(1);
+      break;
+    case 'm':
+      unit = 60;
+      text.remove_suffix(1);
+      break;
+    case 'h':
+      unit = 3600;
+      text.remove_suffix(1);
+      break;
+    case 'd':
+      unit = 86400;
+      text.remove_suffix(1);
+      break;
+    default:
+      break;
+  }
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || p != text.data() + text.size() || n <= 0 || n > 10LL * 365 * 86400)
+    return absl::InvalidArgumentError("expected a duration such as 3600, 90s, 30m, 1h or 7d");
+  return n * unit;
+}
+
+int Token(const ServeFlags& flags, const TokenFlags& t) {
+  auto cfg = LoadConfig(flags);
+  if (!cfg.ok()) return Fail("token", cfg.status());
+  auto jwt = JwtOptionsFrom(*cfg);
+  if (!jwt.ok()) return Fail("token", jwt.status());
+  if (jwt->hs256_secret.size() < 32)
+    return Fail("token", absl::FailedPreconditionError(
+                             "needs auth.jwt.hs256_secret or auth.jwt.hs256_secret_env (at least "
+                             "32 bytes): persona token signs with HS256"));
+  auto ttl = ParseDuration(t.ttl);
+  if (!ttl.ok()) return Fail("token --ttl", ttl.status());
+  if (t.user.empty() || t.user.size() > 256)
+    return Fail("token --user", absl::InvalidArgumentError("1 to 256 bytes"));
+  const int64_t now = std::time(nullptr);
+  json::object claims;
+  claims["sub"] = t.user;
+  if (!jwt->audience.empty()) claims["aud"] = jwt->audience;
+  if (!jwt->issuer.empty()) claims["iss"] = jwt->issuer;
+  claims["iat"] = now;
+  claims["exp"] = now + *ttl;
+  if (t.admin) claims["persona_admin"] = true;
+  if (!t.sessions.empty()) {
+    json::array s;
+    for (const auto& id : t.sessions) {
+      if (!IsValidId(id))
+        return Fail("token --session",
+                    absl::InvalidArgumentError("'" + id + "' is not a session id"));
+      s.push_back(json::string(id));
+    }
+    claims["sessions"] = std::move(s);
+  }
+  std::cout << auth::MintHs256(jwt->hs256_secret, claims) << "\n";
   return 0;
 }
 

@@ -46,6 +46,50 @@ Setter SubInt(S Config::*s, I S::*m, int64_t lo, int64_t hi) {
     return "";
   };
 }
+// A list of strings: a YAML sequence, or one string of comma-separated items
+// (for environment variables and --set).
+Setter StrList(std::vector<std::string>* (*field)(Config&)) {
+  return [field](Config& c, const YAML::Node& n) -> std::string {
+    std::vector<std::string> out;
+    try {
+      if (n.IsSequence()) {
+        for (const auto& e : n) out.push_back(e.as<std::string>());
+      } else {
+        for (auto part : absl::StrSplit(n.as<std::string>(), ',', absl::SkipWhitespace()))
+          out.emplace_back(absl::StripAsciiWhitespace(part));
+      }
+    } catch (const YAML::Exception&) {
+      return "expected a list of strings";
+    }
+    *field(c) = std::move(out);
+    return "";
+  };
+}
+Setter Bool(bool* (*field)(Config&)) {
+  return [field](Config& c, const YAML::Node& n) { return Decode(n, field(c), "true or false"); };
+}
+Setter Double(double* (*field)(Config&), double lo, double hi) {
+  return [field, lo, hi](Config& c, const YAML::Node& n) -> std::string {
+    double v;
+    if (auto err = Decode(n, &v, "a number"); !err.empty()) return err;
+    if (!(v >= lo && v <= hi)) return absl::StrCat("must be between ", lo, " and ", hi);
+    *field(c) = v;
+    return "";
+  };
+}
+Setter IntAt(int* (*field)(Config&), int64_t lo, int64_t hi) {
+  return [field, lo, hi](Config& c, const YAML::Node& n) -> std::string {
+    int64_t v;
+    if (auto err = Decode(n, &v, "an integer"); !err.empty()) return err;
+    if (v < lo || v > hi) return absl::StrCat("must be between ", lo, " and ", hi);
+    *field(c) = static_cast<int>(v);
+    return "";
+  };
+}
+Setter StrAt(std::string* (*field)(Config&)) {
+  return [field](Config& c, const YAML::Node& n) { return Decode(n, field(c), "a string"); };
+}
+
 Setter Int(int Config::*m, int64_t lo, int64_t hi) {
   return [m, lo, hi](Config& c, const YAML::Node& n) -> std::string {
     int64_t v;
@@ -144,8 +188,44 @@ const std::vector<Key>& Keys() {
       {"ai.breaker_failures", "5", SubInt(&Config::ai, &Config::Ai::breaker_failures, 1, 1000)},
       {"ai.breaker_cooldown_ms", "10000",
        SubInt(&Config::ai, &Config::Ai::breaker_cooldown_ms, 1, 3600000)},
-      {"auth.enabled", "false",
-       [](Config& c, const YAML::Node& n) { return Decode(n, &c.auth.enabled, "true or false"); }},
+      {"mqtt.open_topics", "auto",
+       OneOf(SubStr(&Config::mqtt, &Config::Mqtt::open_topics),
+             [](const Config& c) { return c.mqtt.open_topics; }, {"auto", "true", "false"})},
+      {"auth.enabled", "false", Bool([](Config& c) { return &c.auth.enabled; })},
+      {"auth.jwt.algorithms", "[HS256]", StrList([](Config& c) { return &c.auth.jwt.algorithms; })},
+      {"auth.jwt.hs256_secret", "", StrAt([](Config& c) { return &c.auth.jwt.hs256_secret; })},
+      {"auth.jwt.hs256_secret_env", "",
+       StrAt([](Config& c) { return &c.auth.jwt.hs256_secret_env; })},
+      {"auth.jwt.public_keys_file", "",
+       StrAt([](Config& c) { return &c.auth.jwt.public_keys_file; })},
+      {"auth.jwt.issuer", "", StrAt([](Config& c) { return &c.auth.jwt.issuer; })},
+      {"auth.jwt.audience", "persona", StrAt([](Config& c) { return &c.auth.jwt.audience; })},
+      {"auth.jwt.leeway_s", "30", IntAt([](Config& c) { return &c.auth.jwt.leeway_s; }, 0, 3600)},
+#define PERSONA_LIMIT(name, default_rate, default_burst)           \
+  {"limits." #name ".rate", default_rate,                          \
+   Double([](Config& c) { return &c.limits.name.rate; }, 0, 1e9)}, \
+      {"limits." #name ".burst", default_burst,                    \
+       Double([](Config& c) { return &c.limits.name.burst; }, 0, 1e9)}
+      PERSONA_LIMIT(http_per_user, "100", "200"),
+      PERSONA_LIMIT(http_per_address, "0 (off)", "0"),
+      PERSONA_LIMIT(mqtt_publish_per_user, "100", "200"),
+      PERSONA_LIMIT(mqtt_publish_per_address, "0 (off)", "0"),
+      PERSONA_LIMIT(connections_per_address, "100", "1000"),
+#undef PERSONA_LIMIT
+      {"limits.max_tracked_keys", "100000",
+       IntAt([](Config& c) { return &c.limits.max_tracked_keys; }, 16, 100000000)},
+      {"limits.admission.enabled", "true",
+       Bool([](Config& c) { return &c.limits.admission.enabled; })},
+      {"limits.admission.target_ms", "20",
+       IntAt([](Config& c) { return &c.limits.admission.target_ms; }, 1, 60000)},
+      {"limits.admission.interval_ms", "100",
+       IntAt([](Config& c) { return &c.limits.admission.interval_ms; }, 10, 60000)},
+      {"limits.admission.min_limit", "8",
+       IntAt([](Config& c) { return &c.limits.admission.min_limit; }, 1, 1000000)},
+      {"limits.admission.max_limit", "4096",
+       IntAt([](Config& c) { return &c.limits.admission.max_limit; }, 1, 1000000)},
+      {"limits.admission.initial_limit", "256",
+       IntAt([](Config& c) { return &c.limits.admission.initial_limit; }, 1, 1000000)},
       {"engine.max_cached_sessions", "100000",
        SubInt(&Config::engine, &Config::Engine::max_cached_sessions, 1, 100000000)},
       {"engine.max_pending_per_session", "32",
@@ -315,6 +395,29 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     return absl::InvalidArgumentError("cache.url: required when cache.backend is redis");
   if (c.bus.backend == "redis")
     return absl::InvalidArgumentError("bus.backend: redis is not built yet (use local)");
+  if (!c.auth.jwt.hs256_secret.empty() && !c.auth.jwt.hs256_secret_env.empty())
+    return absl::InvalidArgumentError(
+        "auth.jwt.hs256_secret_env: give either hs256_secret or hs256_secret_env, not both");
+  {
+    const auto& a = c.limits.admission;
+    if (a.min_limit > a.max_limit)
+      return absl::InvalidArgumentError("limits.admission.min_limit: must not exceed max_limit");
+    if (a.initial_limit < a.min_limit || a.initial_limit > a.max_limit)
+      return absl::InvalidArgumentError(
+          "limits.admission.initial_limit: must be between min_limit and max_limit");
+  }
+  const std::pair<const char*, const Config::Limit*> limits[] = {
+      {"http_per_user", &c.limits.http_per_user},
+      {"http_per_address", &c.limits.http_per_address},
+      {"mqtt_publish_per_user", &c.limits.mqtt_publish_per_user},
+      {"mqtt_publish_per_address", &c.limits.mqtt_publish_per_address},
+      {"connections_per_address", &c.limits.connections_per_address}};
+  for (const auto& [name, l] : limits) {
+    if (l->rate > 0 && l->burst < 1)
+      return absl::InvalidArgumentError(absl::StrCat("limits.", name,
+                                                     ".burst: must be at least 1 when the rate "
+                                                     "is set"));
+  }
   return c;
 }
 

@@ -51,6 +51,8 @@ struct Config {
     int max_sessions = 100000;       // client sessions, online and offline
     int max_retained = 100000;       // retained topics (plain broker use)
     int session_expiry_s = 86400;    // offline persistent sessions are discarded after this
+    // Topics outside session/…: "auto" = open with auth off, refused with it on.
+    std::string open_topics = "auto";
   } mqtt;
   std::string data_dir = "./persona-data";
   std::string write_mode = "sync";  // sync | async
@@ -88,7 +90,37 @@ struct Config {
   } ai;
   struct Auth {
     bool enabled = false;
+    struct Jwt {
+      std::vector<std::string> algorithms{"HS256"};
+      std::string hs256_secret;
+      std::string hs256_secret_env;  // the name of a variable holding the secret
+      std::string public_keys_file;  // PEM or JWKS (RS256, ES256, EdDSA)
+      std::string issuer;
+      std::string audience = "persona";
+      int leeway_s = 30;
+    } jwt;
   } auth;
+  // Token buckets (rate per second, burst) and admission control (SPEC §10).
+  struct Limit {
+    double rate = 0;  // 0 = off
+    double burst = 0;
+  };
+  struct Limits {
+    Limit http_per_user{100, 200};             // HTTP requests per authenticated user
+    Limit http_per_address{0, 0};              // HTTP requests per client address
+    Limit mqtt_publish_per_user{100, 200};     // MQTT PUBLISHes per authenticated user
+    Limit mqtt_publish_per_address{0, 0};      // MQTT PUBLISHes per client address
+    Limit connections_per_address{100, 1000};  // new TCP connections (HTTP and MQTT)
+    int max_tracked_keys = 100000;             // buckets kept per limiter
+    struct Admission {
+      bool enabled = true;
+      int target_ms = 20;  // the fastest request in an interval waits longer: shed
+      int interval_ms = 100;
+      int min_limit = 8;
+      int max_limit = 4096;
+      int initial_limit = 256;
+    } admission;
+  } limits;
   struct Engine {
     int max_cached_sessions = 100000;
     int max_pending_per_session = 32;

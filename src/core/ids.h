@@ -1,4 +1,5 @@
-// Opaque identifiers: 22 characters of base64url over 128 random bits.
+// Opaque identifiers: 22 characters of base64url over 128 bits from the
+// kernel's CSPRNG.
 // Thread-safe.
 #pragma once
 

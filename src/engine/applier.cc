@@ -177,6 +177,8 @@ void Applier::Apply(Item item, std::function<void(bool)> done) {
   };
   if (op == "message") {
     MessageRequest req;
+    // The caller was authorized when the request was accepted into the intake.
+    req.caller = auth::Caller::System();
     req.session_id = sid;
     req.text = std::string(GetString(p, "text").value_or(""));
     req.idempotency_key = std::string(GetString(p, "idempotency_key").value_or(""));
@@ -185,6 +187,7 @@ void Applier::Apply(Item item, std::function<void(bool)> done) {
     engine_->PostMessage(std::move(req), std::move(finish));
   } else if (op == "patch") {
     PatchRequest req;
+    req.caller = auth::Caller::System();
     req.session_id = sid;
     if (const json::value* f = Find(p, "fields"); f && f->is_object()) req.fields = f->get_object();
     if (auto m = GetInt(p, "if_match")) req.if_match = static_cast<uint64_t>(*m);

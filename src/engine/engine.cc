@@ -177,8 +177,23 @@ std::shared_ptr<Engine::Actor> Engine::GetActor(const std::string& session_id, b
   return a;
 }
 
+Status Engine::Authorize(const auth::Caller& caller, std::string_view session_id,
+                         std::string_view owner) {
+  if (caller.MayAccessSession(session_id, owner)) return absl::OkStatus();
+  return absl::NotFoundError("no such session");  // the same answer as a missing session
+}
+
 void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject,
                     bool bounded, bool background) {
+  // Admission: the applier's work was admitted when it was accepted.
+  limits::ConcurrencyLimiter* admission = background ? nullptr : admission_;
+  int64_t admitted_ns = 0;
+  if (admission != nullptr) {
+    if (!admission->TryAcquire())
+      return reject(WithRetryAfter(
+          absl::UnavailableError("server overloaded: too much work in flight, try again"), 1));
+    admitted_ns = admission->NowNs();
+  }
   for (;;) {
     std::shared_ptr<Actor> a = GetActor(session_id, true);
     std::function<void()> run;
@@ -189,8 +204,9 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
       full = bounded && a->queue.size() >= options_.max_pending_per_session;
       if (!full) {
         BeginOp();
-        auto task = [this, a, op = std::move(op)]() mutable {
-          auto release = [this, a] {
+        auto task = [this, a, op = std::move(op), admission, admitted_ns]() mutable {
+          auto release = [this, a, admission, admitted_ns] {
+            if (admission != nullptr) admission->Release(admitted_ns);
             Actor::Queued next;
             {
               std::lock_guard<std::mutex> l(a->mu);
@@ -215,6 +231,7 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
       }
     }
     if (full) {  // answered outside the lock: callbacks never run under it
+      if (admission != nullptr) admission->Release(admitted_ns);
       reject(absl::ResourceExhaustedError("too many requests pending for this session"));
       return;
     }
@@ -282,11 +299,24 @@ json::object Engine::ProfileBody(const SessionState& s) const {
   return o;
 }
 
-bool Engine::Prepare(Actor& a, std::string_view route, const std::string& key, ReplyCallback& done,
-                     std::string* idem, SessionState* s, const std::optional<Applying>& applying) {
+bool Engine::Prepare(Actor& a, const auth::Caller& caller, std::string_view route,
+                     const std::string& key, ReplyCallback& done, std::string* idem,
+                     SessionState* s, const std::optional<Applying>& applying) {
   if (auto st = EnsureLoaded(a); !st.ok()) {
     done(st);
     return false;
+  }
+  {
+    Status allowed;
+    {
+      std::lock_guard<std::mutex> l(a.mu);
+      allowed = a.state ? Authorize(caller, a.id, a.state->meta.user_id)
+                        : absl::NotFoundError("no such session");
+    }
+    if (!allowed.ok()) {
+      done(allowed);
+      return false;
+    }
   }
   if (!key.empty()) {
     *idem = IdempotencyScopeKey(route, key);
@@ -406,6 +436,10 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
 
 void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  if (!req.caller.MayCreateSessions())
+    return done(absl::PermissionDeniedError("this token may not create sessions"));
+  if (!req.caller.unrestricted() && req.user_id != req.caller.user_id())
+    return done(absl::PermissionDeniedError("a session belongs to the token's user"));
   auto schema = SchemaFor(req.schema);
   if (!schema.ok()) return done(absl::InvalidArgumentError(schema.status().message()));
   std::string idem;
@@ -484,7 +518,7 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
                                                 std::function<void()> release) mutable {
         std::string idem;
         SessionState s;
-        if (!Prepare(*a, "message", req.idempotency_key, done, &idem, &s, req.applying))
+        if (!Prepare(*a, req.caller, "message", req.idempotency_key, done, &idem, &s, req.applying))
           return release();
         ai::AiRequest ai_req;
         ai_req.schema = s.schema;
@@ -618,7 +652,7 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
                                          std::function<void()> release) mutable {
         std::string idem;
         SessionState s;
-        if (!Prepare(*a, "patch", req.idempotency_key, done, &idem, &s, req.applying))
+        if (!Prepare(*a, req.caller, "patch", req.idempotency_key, done, &idem, &s, req.applying))
           return release();
         if (req.if_match && *req.if_match != s.meta.version) {
           done(absl::FailedPreconditionError(
@@ -699,13 +733,23 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
       done, bounded, /*background=*/!bounded);
 }
 
-void Engine::DeleteSession(std::string session_id, ReplyCallback done) {
+void Engine::DeleteSession(const auth::Caller& caller, std::string session_id, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
   Submit(
       session_id, true,
-      [this, done](std::shared_ptr<Actor> a, std::function<void()> release) mutable {
+      [this, caller, done](std::shared_ptr<Actor> a, std::function<void()> release) mutable {
         if (auto st = EnsureLoaded(*a); !st.ok()) {
           done(st);
+          return release();
+        }
+        Status allowed;
+        {
+          std::lock_guard<std::mutex> l(a->mu);
+          allowed = a->state ? Authorize(caller, a->id, a->state->meta.user_id)
+                             : absl::NotFoundError("no such session");
+        }
+        if (!allowed.ok()) {
+          done(allowed);
           return release();
         }
         store::AppendRequest req;
@@ -741,12 +785,14 @@ void Engine::DeleteSession(std::string session_id, ReplyCallback done) {
       done);
 }
 
-StatusOr<json::object> Engine::GetSession(const std::string& session_id) {
+StatusOr<json::object> Engine::GetSession(const auth::Caller& caller,
+                                          const std::string& session_id) {
   auto a = GetActor(session_id, true);
   if (auto st = EnsureLoaded(*a); !st.ok()) return st;
   std::lock_guard<std::mutex> l(a->mu);
   if (!a->state) return absl::NotFoundError("no such session");
   const SessionState& s = *a->state;
+  if (Status st = Authorize(caller, session_id, s.meta.user_id); !st.ok()) return st;
   json::object o = ProfileBody(s);
   o["session_id"] = s.meta.session_id;
   o["user_id"] = s.meta.user_id;
@@ -761,24 +807,29 @@ StatusOr<json::object> Engine::GetSession(const std::string& session_id) {
   return o;
 }
 
-StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const std::string& session_id) {
+StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const auth::Caller& caller,
+                                                                  const std::string& session_id) {
   // A session in memory answers from its state: the freshest and cheapest
   // source. The cache serves sessions that are not in memory, without
   // loading them.
   if (auto a = GetActor(session_id, false)) {
     std::lock_guard<std::mutex> l(a->mu);
     if (a->deleted) return absl::NotFoundError("no such session");
-    if (a->state)
+    if (a->state) {
+      if (Status st = Authorize(caller, session_id, a->state->meta.user_id); !st.ok()) return st;
       return std::make_pair(json::serialize(ProfileBody(*a->state)), a->state->meta.version);
+    }
   }
   if (cache_) {
     // An entry is used only if it was built from the store's current version,
     // so the cache can never answer with less than what was acknowledged.
-    auto version = store_->SessionVersion(session_id);
-    if (!version.ok()) return version.status();
-    if (auto c = cache_->Get(session_id); c && c->version == *version) {
+    // The owner comes from the store too, never from the cache.
+    auto head = store_->Head(session_id);
+    if (!head.ok()) return head.status();
+    if (Status st = Authorize(caller, session_id, head->user_id); !st.ok()) return st;
+    if (auto c = cache_->Get(session_id); c && c->version == head->version) {
       cache_hits_->Inc();
-      return std::make_pair(std::move(c->body), *version);
+      return std::make_pair(std::move(c->body), head->version);
     }
     cache_misses_->Inc();
   }
@@ -788,20 +839,32 @@ StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const std::str
   {
     std::lock_guard<std::mutex> l(a->mu);
     if (!a->state) return absl::NotFoundError("no such session");
+    if (Status st = Authorize(caller, session_id, a->state->meta.user_id); !st.ok()) return st;
     out = std::make_pair(json::serialize(ProfileBody(*a->state)), a->state->meta.version);
   }
   if (cache_) cache_->Put(session_id, cache::CachedProfile{out.first, out.second});
   return out;
 }
 
-Status Engine::Exists(const std::string& session_id) {
+Status Engine::Exists(const auth::Caller& caller, const std::string& session_id) {
   if (auto a = GetActor(session_id, false)) {
     std::lock_guard<std::mutex> l(a->mu);
     if (a->deleted) return absl::NotFoundError("no such session");
-    if (a->state) return absl::OkStatus();
+    if (a->state) return Authorize(caller, session_id, a->state->meta.user_id);
   }
-  auto v = store_->SessionVersion(session_id);
-  return v.ok() ? absl::OkStatus() : v.status();
+  auto head = store_->Head(session_id);
+  if (!head.ok()) return head.status();
+  return Authorize(caller, session_id, head->user_id);
+}
+
+Status Engine::CheckAccess(const auth::Caller& caller, const std::string& session_id) {
+  return Exists(caller, session_id);
+}
+
+StatusOr<store::Usage> Engine::UserUsage(const auth::Caller& caller, const std::string& user_id) {
+  if (!caller.MayReadUser(user_id))
+    return absl::PermissionDeniedError("a token may read only its own user's usage");
+  return store_->UserUsage(user_id);
 }
 
 void Engine::AcceptMessage(MessageRequest req, ReplyCallback done) {
@@ -809,8 +872,8 @@ void Engine::AcceptMessage(MessageRequest req, ReplyCallback done) {
   p["op"] = "message";
   p["text"] = req.text;
   p["origin"] = req.origin;
-  Accept(std::move(req.session_id), "message", std::move(req.idempotency_key), std::move(p),
-         std::move(done));
+  Accept(req.caller, std::move(req.session_id), "message", std::move(req.idempotency_key),
+         std::move(p), std::move(done));
 }
 
 void Engine::AcceptPatch(PatchRequest req, ReplyCallback done) {
@@ -820,15 +883,15 @@ void Engine::AcceptPatch(PatchRequest req, ReplyCallback done) {
   if (req.if_match) p["if_match"] = *req.if_match;
   if (req.base_hlc) p["base_hlc"] = HlcToString(*req.base_hlc);
   p["source"] = req.source;
-  Accept(std::move(req.session_id), "patch", std::move(req.idempotency_key), std::move(p),
-         std::move(done));
+  Accept(req.caller, std::move(req.session_id), "patch", std::move(req.idempotency_key),
+         std::move(p), std::move(done));
 }
 
-void Engine::Accept(std::string session_id, std::string route, std::string idempotency_key,
-                    json::object payload, ReplyCallback done) {
+void Engine::Accept(const auth::Caller& caller, std::string session_id, std::string route,
+                    std::string idempotency_key, json::object payload, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
   if (applier_ == nullptr) return done(absl::FailedPreconditionError("async writes are off"));
-  if (Status st = Exists(session_id); !st.ok()) return done(st);
+  if (Status st = Exists(caller, session_id); !st.ok()) return done(st);
   if (Status st = store_->Health(); !st.ok()) return done(st);
   if (applier_->Full())
     return done(absl::UnavailableError("too many async requests waiting to be applied"));
@@ -875,11 +938,19 @@ void Engine::Accept(std::string session_id, std::string route, std::string idemp
     rec["request_id"] = ap.request_id;
     req.idempotency = store::AppendRequest::Idempotency{session_id, idem, json::serialize(rec)};
   }
+  int64_t admitted_ns = 0;
+  if (admission_ != nullptr) {
+    if (!admission_->TryAcquire())
+      return done(WithRetryAfter(
+          absl::UnavailableError("server overloaded: too much work in flight, try again"), 1));
+    admitted_ns = admission_->NowNs();
+  }
   BeginOp();
   store_->Append(
-      std::move(req), [this, seq = ap.intake_seq, payload = std::move(payload),
+      std::move(req), [this, seq = ap.intake_seq, payload = std::move(payload), admitted_ns,
                        reply = std::move(reply), done = std::move(done)](Status st) mutable {
         // Durable (or refused). Hand over in commit order, then answer.
+        if (admission_ != nullptr) admission_->Release(admitted_ns);
         if (st.ok()) {
           accepted_->Inc();
           applier_->Push(seq, std::move(payload));
@@ -918,9 +989,18 @@ void Engine::FinishRequest(const Applying& applying, const std::string& session_
   });
 }
 
-StatusOr<json::object> Engine::GetRequest(const std::string& request_id) {
+StatusOr<json::object> Engine::GetRequest(const auth::Caller& caller,
+                                          const std::string& request_id) {
   std::string sid;
   if (!SplitRequestId(request_id, &sid)) return absl::NotFoundError("no such request");
+  // A request is its session's: someone who may not see the session may not
+  // see its requests, and gets the answer an unknown request gets.
+  if (!caller.unrestricted()) {
+    if (Status st = Exists(caller, sid); !st.ok()) {
+      if (absl::IsNotFound(st)) return absl::NotFoundError("no such request");
+      return st;
+    }
+  }
   auto rec = store_->GetRequestStatus(sid, request_id);
   if (!rec.ok()) return rec.status();
   if (!rec->has_value()) {
@@ -935,17 +1015,19 @@ StatusOr<json::object> Engine::GetRequest(const std::string& request_id) {
   return std::move(v->get_object());
 }
 
-StatusOr<uint64_t> Engine::Version(const std::string& session_id) {
+StatusOr<uint64_t> Engine::Version(const auth::Caller& caller, const std::string& session_id) {
   auto a = GetActor(session_id, true);
   if (auto st = EnsureLoaded(*a); !st.ok()) return st;
   std::lock_guard<std::mutex> l(a->mu);
   if (!a->state) return absl::NotFoundError("no such session");
+  if (Status st = Authorize(caller, session_id, a->state->meta.user_id); !st.ok()) return st;
   return a->state->meta.version;
 }
 
-StatusOr<json::object> Engine::ListMessages(const std::string& session_id, size_t limit,
+StatusOr<json::object> Engine::ListMessages(const auth::Caller& caller,
+                                            const std::string& session_id, size_t limit,
                                             uint64_t before) {
-  auto version = Version(session_id);
+  auto version = Version(caller, session_id);
   if (!version.ok()) return version.status();
   if (before == 0 || before > *version + 1) before = *version + 1;
   auto events = store_->ReadEventsBackward(session_id, before, limit + 1,
@@ -970,9 +1052,10 @@ StatusOr<json::object> Engine::ListMessages(const std::string& session_id, size_
   return o;
 }
 
-StatusOr<std::vector<model::Event>> Engine::ListEvents(const std::string& session_id,
+StatusOr<std::vector<model::Event>> Engine::ListEvents(const auth::Caller& caller,
+                                                       const std::string& session_id,
                                                        uint64_t after, size_t limit) {
-  auto version = Version(session_id);
+  auto version = Version(caller, session_id);
   if (!version.ok()) return version.status();
   return store_->ReadEvents(session_id, after, limit);
 }

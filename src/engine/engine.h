@@ -13,6 +13,10 @@
 //
 // Mutating calls are asynchronous: the callback runs exactly once, on an
 // executor thread. Read calls are synchronous. Thread-safe.
+//
+// Every call names its auth::Caller. A session the caller may not touch is
+// answered exactly like one that does not exist (NotFound, "no such
+// session"), so session ids cannot be probed.
 #pragma once
 
 #include <atomic>
@@ -28,10 +32,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "ai/provider.h"
+#include "auth/caller.h"
 #include "bus/bus.h"
 #include "cache/profile_cache.h"
 #include "core/clock.h"
 #include "engine/session_state.h"
+#include "limits/concurrency_limiter.h"
 #include "metrics/metrics.h"
 #include "model/schema.h"
 #include "store/event_store.h"
@@ -69,6 +75,7 @@ using ReplyCallback = std::function<void(StatusOr<Reply>)>;
 using Executor = std::function<void(std::function<void()>)>;
 
 struct CreateSessionRequest {
+  auth::Caller caller;
   std::string user_id;
   std::string schema = "default";
   json::object metadata;
@@ -76,6 +83,7 @@ struct CreateSessionRequest {
 };
 
 struct PatchRequest {
+  auth::Caller caller;
   std::string session_id;
   json::object fields;  // field → value, or null to clear
   std::optional<uint64_t> if_match;
@@ -86,6 +94,7 @@ struct PatchRequest {
 };
 
 struct MessageRequest {
+  auth::Caller caller;
   std::string session_id;
   std::string text;
   std::string idempotency_key;
@@ -109,7 +118,7 @@ class Engine {
   void CreateSession(CreateSessionRequest req, ReplyCallback done);
   void PostMessage(MessageRequest req, ReplyCallback done);
   void PatchProfile(PatchRequest req, ReplyCallback done);
-  void DeleteSession(std::string session_id, ReplyCallback done);
+  void DeleteSession(const auth::Caller& caller, std::string session_id, ReplyCallback done);
 
   // Async write mode. The request is made durable in the intake log and
   // answered 202 {"request_id", "session_id", "status": "pending",
@@ -120,13 +129,18 @@ class Engine {
   void AcceptPatch(PatchRequest req, ReplyCallback done);
   // The status record of an async request: {"request_id", "session_id",
   // "status": pending | applied | failed, …}; NotFound if unknown.
-  StatusOr<json::object> GetRequest(const std::string& request_id);
+  StatusOr<json::object> GetRequest(const auth::Caller& caller, const std::string& request_id);
   // `background` runs the applier's operations (at a lower priority than
   // the I/O threads, so accepting requests comes before applying them).
   void AttachApplier(Applier* applier, Executor background) {
     applier_ = applier;
     background_ = std::move(background);
   }
+  // Admission control: creating sessions, steps, edits and deletions (not
+  // the applier's work, which was admitted when it was accepted) each hold
+  // a slot of `limiter` until they finish; without a slot they are refused
+  // at once with Unavailable (503). Null (the default) admits everything.
+  void AttachAdmission(limits::ConcurrencyLimiter* limiter) { admission_ = limiter; }
   // Records the outcome of an applied request that committed no events of
   // its own (it failed for good, or was answered from an idempotency record)
   // and deletes its intake entry.
@@ -134,18 +148,22 @@ class Engine {
                      StatusOr<Reply> outcome, std::function<void(Status)> done);
 
   // Reads. NotFound for unknown sessions.
-  StatusOr<json::object> GetSession(const std::string& session_id);
+  StatusOr<json::object> GetSession(const auth::Caller& caller, const std::string& session_id);
   // {"profile", "meta", "version"}; `version` is also returned separately for ETags.
-  StatusOr<std::pair<std::string, uint64_t>> GetProfileJson(const std::string& session_id);
-  StatusOr<json::object> ListMessages(const std::string& session_id, size_t limit, uint64_t before);
-  StatusOr<std::vector<model::Event>> ListEvents(const std::string& session_id, uint64_t after,
+  StatusOr<std::pair<std::string, uint64_t>> GetProfileJson(const auth::Caller& caller,
+                                                            const std::string& session_id);
+  StatusOr<json::object> ListMessages(const auth::Caller& caller, const std::string& session_id,
+                                      size_t limit, uint64_t before);
+  StatusOr<std::vector<model::Event>> ListEvents(const auth::Caller& caller,
+                                                 const std::string& session_id, uint64_t after,
                                                  size_t limit);
-  // A user's AI usage over all their sessions.
-  StatusOr<store::Usage> UserUsage(const std::string& user_id) {
-    return store_->UserUsage(user_id);
-  }
+  // A user's AI usage over all their sessions; PermissionDenied unless the
+  // caller may read that user.
+  StatusOr<store::Usage> UserUsage(const auth::Caller& caller, const std::string& user_id);
   // The session's current version (after loading it); NotFound if unknown.
-  StatusOr<uint64_t> Version(const std::string& session_id);
+  StatusOr<uint64_t> Version(const auth::Caller& caller, const std::string& session_id);
+  // NotFound unless the session exists and `caller` may touch it.
+  Status CheckAccess(const auth::Caller& caller, const std::string& session_id);
 
   // Topic carrying every event of a session, as event JSON, in seq order.
   static std::string EventsTopic(const std::string& session_id);
@@ -173,6 +191,9 @@ class Engine {
   // session's queue is full (`bounded`; the applier bounds itself).
   void Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject,
               bool bounded = true, bool background = false);
+  // NotFound ("no such session") unless `caller` may act on a session of `owner`.
+  static Status Authorize(const auth::Caller& caller, std::string_view session_id,
+                          std::string_view owner);
   // Where an operation's continuations run: the applier's own thread for
   // requests from the intake, the I/O pool otherwise.
   const Executor& ExecutorFor(bool background) const {
@@ -191,10 +212,10 @@ class Engine {
               ReplyCallback done, const std::optional<Applying>& applying = std::nullopt,
               std::optional<store::Usage> user_usage = std::nullopt);
   // Writes a request into the intake and answers 202.
-  void Accept(std::string session_id, std::string route, std::string idempotency_key,
-              json::object payload, ReplyCallback done);
-  // True if the session exists (resident, or in the store).
-  Status Exists(const std::string& session_id);
+  void Accept(const auth::Caller& caller, std::string session_id, std::string route,
+              std::string idempotency_key, json::object payload, ReplyCallback done);
+  // OK if the session exists (resident, or in the store) and `caller` may touch it.
+  Status Exists(const auth::Caller& caller, const std::string& session_id);
   model::Event NewEvent(std::string_view type, std::string_view origin, json::object data);
   void Publish(const SessionState& s, const std::vector<model::Event>& events);
   json::object ProfileBody(const SessionState& s) const;
@@ -202,8 +223,9 @@ class Engine {
   // The start of a session operation: loads the session, answers from the
   // idempotency record of `key` (if any), and copies the state into `*s`.
   // False if `done` was already called (the caller releases the actor).
-  bool Prepare(Actor& a, std::string_view route, const std::string& key, ReplyCallback& done,
-               std::string* idem, SessionState* s, const std::optional<Applying>& applying);
+  bool Prepare(Actor& a, const auth::Caller& caller, std::string_view route, const std::string& key,
+               ReplyCallback& done, std::string* idem, SessionState* s,
+               const std::optional<Applying>& applying);
   // If `key` has a stored response in `scope` (or the lookup fails), answers
   // `done` with it and returns true. A pending record of `own_request` (the
   // request being applied) is not an answer.
@@ -220,6 +242,7 @@ class Engine {
   Executor executor_;
   cache::ProfileCache* cache_;
   Applier* applier_ = nullptr;
+  limits::ConcurrencyLimiter* admission_ = nullptr;
   Executor background_;
   HybridClock clock_;
 

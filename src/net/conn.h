@@ -10,6 +10,7 @@
 // caller (it checks queued_bytes()).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -34,6 +35,11 @@ class Conn {
   virtual void Abort() = 0;
   // Closes the connection if nothing is received for `ms` (0 disables).
   virtual void SetReadTimeout(int ms) = 0;
+  // Closes the connection at `deadline` whatever it is doing (a token's expiry).
+  virtual void SetDeadline(std::chrono::steady_clock::time_point deadline) = 0;
+  // A credential the transport carried before the protocol began (the
+  // access_token of a WebSocket upgrade); empty if none.
+  virtual const std::string& credential() const = 0;
   virtual size_t queued_bytes() const = 0;
   virtual const std::string& remote_address() const = 0;
   virtual std::string_view transport() const = 0;  // "tcp" | "websocket"

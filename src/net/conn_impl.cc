@@ -1,5 +1,6 @@
 #include "net/conn_impl.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
@@ -55,9 +56,16 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
     asio::post(ex_, [self = Self(), ms] {
       self->read_timeout_ms_ = ms;
       self->last_read_ = std::chrono::steady_clock::now();
-      if (ms > 0) self->ArmTimer();
+      self->ArmTimer();
     });
   }
+  void SetDeadline(std::chrono::steady_clock::time_point deadline) override {
+    asio::post(ex_, [self = Self(), deadline] {
+      self->deadline_ = deadline;
+      self->ArmTimer();
+    });
+  }
+  const std::string& credential() const override { return credential_; }
 
   size_t queued_bytes() const override { return queued_.load(std::memory_order_relaxed); }
   const std::string& remote_address() const override { return remote_; }
@@ -124,14 +132,25 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
         });
   }
 
+  // One timer serves both the read timeout and the hard deadline: it fires
+  // at the earlier of the two (an idle connection holds one timer, not two).
   void ArmTimer() {
-    if (finished_ || read_timeout_ms_ <= 0) return;
-    const auto deadline = last_read_ + std::chrono::milliseconds(read_timeout_ms_);
-    timer_.expires_at(deadline);
+    using Clock = std::chrono::steady_clock;
+    if (finished_) return;
+    auto at = deadline_;
+    if (read_timeout_ms_ > 0)
+      at = std::min(at, last_read_ + std::chrono::milliseconds(read_timeout_ms_));
+    if (at == Clock::time_point::max()) {
+      timer_.cancel();
+      return;
+    }
+    timer_.expires_at(at);
     timer_.async_wait([self = Self()](beast::error_code ec) {
-      if (ec || self->finished_ || self->read_timeout_ms_ <= 0) return;
-      if (std::chrono::steady_clock::now() - self->last_read_ >=
-          std::chrono::milliseconds(self->read_timeout_ms_)) {
+      if (ec || self->finished_) return;
+      const auto now = Clock::now();
+      if (now >= self->deadline_) return self->Finish();  // the credential expired
+      if (self->read_timeout_ms_ > 0 &&
+          now - self->last_read_ >= std::chrono::milliseconds(self->read_timeout_ms_)) {
         return self->Finish();  // keep-alive expired
       }
       self->ArmTimer();
@@ -167,6 +186,8 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
   bool close_after_write_ = false;
   int read_timeout_ms_ = 0;
   std::chrono::steady_clock::time_point last_read_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  std::string credential_;
   std::vector<Item> writing_items_;
 
   // Shared with senders on other threads.
@@ -226,8 +247,9 @@ class TcpConn final : public ConnBase<TcpConn> {
 
 class WsConn final : public ConnBase<WsConn> {
  public:
-  explicit WsConn(websocket::stream<beast::tcp_stream> ws)
+  WsConn(websocket::stream<beast::tcp_stream> ws, std::string credential)
       : ConnBase(ws.get_executor()), ws_(std::move(ws)) {
+    credential_ = std::move(credential);
     beast::error_code ec;
     auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -283,7 +305,7 @@ std::shared_ptr<Conn> MakeTcpConn(tcp::socket socket) {
 
 void AcceptWebSocket(beast::tcp_stream stream, beast::flat_buffer buffer,
                      beast::http::request<beast::http::string_body> req, std::string subprotocol,
-                     ConnHandler handler) {
+                     std::string credential, ConnHandler handler) {
   auto ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(stream));
   beast::get_lowest_layer(*ws).expires_never();
   // Pings from the server are not needed: MQTT has its own keep-alive.
@@ -301,9 +323,10 @@ void AcceptWebSocket(beast::tcp_stream stream, beast::flat_buffer buffer,
       }));
   auto req_ptr = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(req));
   (void)buffer;  // bytes after the upgrade request would be WebSocket frames; clients wait for 101
-  ws->async_accept(*req_ptr, [ws, req_ptr, handler = std::move(handler)](beast::error_code ec) {
+  ws->async_accept(*req_ptr, [ws, req_ptr, credential = std::move(credential),
+                              handler = std::move(handler)](beast::error_code ec) mutable {
     if (ec) return;
-    handler(std::make_shared<WsConn>(std::move(*ws)));
+    handler(std::make_shared<WsConn>(std::move(*ws), std::move(credential)));
   });
 }
 

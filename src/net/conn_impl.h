@@ -18,9 +18,10 @@ std::shared_ptr<Conn> MakeTcpConn(boost::asio::ip::tcp::socket socket);
 
 // Completes the WebSocket handshake for `req` on `stream` (answering with
 // `subprotocol` when the client offered it), then calls `handler` with the
-// connection. Closes the socket if the handshake fails.
+// connection, which carries `credential`. Closes the socket if the
+// handshake fails.
 void AcceptWebSocket(boost::beast::tcp_stream stream, boost::beast::flat_buffer buffer,
                      boost::beast::http::request<boost::beast::http::string_body> req,
-                     std::string subprotocol, ConnHandler handler);
+                     std::string subprotocol, std::string credential, ConnHandler handler);
 
 }  // namespace persona::net

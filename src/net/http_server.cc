@@ -7,6 +7,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/url/params_view.hpp>
 #include <charconv>
 #include <deque>
 
@@ -37,10 +38,24 @@ StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& host
   return std::make_pair(host, static_cast<uint16_t>(port));
 }
 
+std::optional<std::string> QueryParameter(std::string_view query, std::string_view name) {
+  // params_view keeps a reference to the string it was given: parse a copy
+  // that outlives the loop (a temporary string_view here read freed memory).
+  const std::string owned(query);
+  try {
+    boost::urls::params_view params(owned);  // throws on a malformed query
+    for (auto p : params)
+      if (p.key == name) return std::string(p.value);
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 struct WebSocketRoute {
   std::string path;
   std::string subprotocol;
   ConnHandler handler;
+  HttpServer::UpgradeGate gate;
 };
 
 namespace {
@@ -51,6 +66,7 @@ struct NetMetrics {
   metrics::Counter* refused;
   metrics::Gauge* streams;
   metrics::Counter* stream_overflows;
+  metrics::Counter* rate_limited;
   static NetMetrics& Get() {
     static NetMetrics m = [] {
       auto& r = metrics::Default();
@@ -62,6 +78,8 @@ struct NetMetrics {
           r.GetGauge("persona_http_event_streams", "Open server-sent event streams"),
           r.GetCounter("persona_http_event_stream_overflows_total",
                        "Event streams closed because the client could not keep up"),
+          r.GetCounter("persona_http_connections_rate_limited_total",
+                       "Connections refused by limits.connections_per_address"),
       };
     }();
     return m;
@@ -194,9 +212,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ws_route_ && boost::beast::websocket::is_upgrade(parser_->get())) {
       const std::string_view target = parser_->get().target();
       if (target.substr(0, target.find('?')) == ws_route_->path) {
+        std::string credential;
+        if (ws_route_->gate) {
+          if (auto refusal = ws_route_->gate(parser_->get(), &credential)) {
+            refusal->keep_alive(false);
+            return Write(std::move(*refusal));
+          }
+        }
         // The connection leaves HTTP: the WebSocket owns the socket from here.
         AcceptWebSocket(std::move(stream_), std::move(buffer_), parser_->release(),
-                        ws_route_->subprotocol, ws_route_->handler);
+                        ws_route_->subprotocol, std::move(credential), ws_route_->handler);
         return;
       }
     }
@@ -384,6 +409,16 @@ void StreamImpl::Closed() {
 
 }  // namespace
 
+void RefuseConnection(tcp::socket socket, std::shared_ptr<const std::string> bytes) {
+  // Says why, then closes; the bytes are shared, the socket lives in the handler.
+  auto sock = std::make_shared<tcp::socket>(std::move(socket));
+  asio::async_write(*sock, asio::buffer(*bytes), [sock, bytes](boost::system::error_code, size_t) {
+    boost::system::error_code ec;
+    sock->shutdown(tcp::socket::shutdown_both, ec);
+    sock->close(ec);
+  });
+}
+
 StatusOr<uint16_t> OpenAcceptor(tcp::acceptor& acceptor, const std::string& host_port) {
   auto hp = SplitHostPort(host_port);
   if (!hp.ok()) return hp.status();
@@ -432,6 +467,9 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
               NetMetrics::Get().refused->Inc();
               boost::system::error_code ignored;
               socket.close(ignored);
+            } else if (self->filter_ && !self->Admitted(socket)) {
+              NetMetrics::Get().rate_limited->Inc();
+              RefuseConnection(std::move(socket), self->refusal_);
             } else {
               self->live_->fetch_add(1);
               NetMetrics::Get().accepted->Inc();
@@ -451,6 +489,12 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
         });
   }
 
+  bool Admitted(tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    return ec || filter_(ep.address().to_string());
+  }
+
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
   ServerOptions options_;
@@ -459,6 +503,8 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
 
  public:
   std::shared_ptr<const WebSocketRoute> ws_route_;
+  ConnectionFilter filter_;
+  std::shared_ptr<const std::string> refusal_;
 };
 
 HttpServer::HttpServer(asio::io_context& ioc, ServerOptions options, Handler* handler)
@@ -469,9 +515,14 @@ StatusOr<uint16_t> HttpServer::Listen(const std::string& host_port) {
   return impl_->Listen(host_port);
 }
 void HttpServer::StopAccepting() { impl_->StopAccepting(); }
-void HttpServer::SetWebSocketRoute(std::string path, std::string subprotocol, ConnHandler handler) {
+void HttpServer::SetWebSocketRoute(std::string path, std::string subprotocol, ConnHandler handler,
+                                   UpgradeGate gate) {
   impl_->ws_route_ = std::make_shared<const WebSocketRoute>(
-      WebSocketRoute{std::move(path), std::move(subprotocol), std::move(handler)});
+      WebSocketRoute{std::move(path), std::move(subprotocol), std::move(handler), std::move(gate)});
+}
+void HttpServer::SetConnectionFilter(ConnectionFilter filter, std::string refusal) {
+  impl_->filter_ = std::move(filter);
+  impl_->refusal_ = std::make_shared<const std::string>(std::move(refusal));
 }
 
 }  // namespace persona::net

@@ -14,6 +14,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/status.h"
@@ -80,13 +81,26 @@ class HttpServer {
   void StopAccepting();
   // Upgrades WebSocket requests for `path` (call before Listen): the
   // handshake answers with `subprotocol` when offered, then `handler` gets
-  // the connection (binary frames in and out).
-  void SetWebSocketRoute(std::string path, std::string subprotocol, ConnHandler handler);
+  // the connection (binary frames in and out). `gate`, if set, sees the
+  // upgrade request first: it may refuse it with a response, or set the
+  // credential the connection carries (Conn::credential()).
+  using UpgradeGate = std::function<std::optional<Response>(const Request&, std::string*)>;
+  void SetWebSocketRoute(std::string path, std::string subprotocol, ConnHandler handler,
+                         UpgradeGate gate = nullptr);
+  // Decides, per client address, whether a new connection is served (call
+  // before Listen). A refused one is answered `refusal` (a complete HTTP
+  // response) and closed, before any request is read.
+  using ConnectionFilter = std::function<bool(std::string_view address)>;
+  void SetConnectionFilter(ConnectionFilter filter, std::string refusal);
 
  private:
   class Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// The decoded value of query parameter `name` in `query` (the part after
+// '?'), or nullopt if absent or the query is malformed.
+std::optional<std::string> QueryParameter(std::string_view query, std::string_view name);
 
 // Splits "host:port" ("[::1]:80" for IPv6). InvalidArgument if malformed.
 StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& host_port);

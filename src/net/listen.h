@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <memory>
 #include <string>
 
 #include "core/status.h"
@@ -12,5 +13,10 @@ namespace persona::net {
 // returns the bound port. Unavailable names the address and the reason.
 StatusOr<uint16_t> OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor,
                                 const std::string& host_port);
+
+// Writes `bytes` (a refusal in the protocol's own terms) to a new connection
+// and closes it.
+void RefuseConnection(boost::asio::ip::tcp::socket socket,
+                      std::shared_ptr<const std::string> bytes);
 
 }  // namespace persona::net

@@ -57,6 +57,9 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
               self->refused_->Inc();
               boost::system::error_code ignored;
               socket.close(ignored);
+            } else if (self->filter_ && !self->Admitted(socket)) {
+              self->rate_limited_->Inc();
+              RefuseConnection(std::move(socket), self->refusal_);
             } else {
               self->live_->fetch_add(1);
               auto conn = MakeTcpConn(std::move(socket));
@@ -72,6 +75,20 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
         });
   }
 
+  bool Admitted(tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    return ec || filter_(ep.address().to_string());
+  }
+
+ public:
+  std::function<bool(std::string_view)> filter_;
+  std::shared_ptr<const std::string> refusal_;
+  metrics::Counter* rate_limited_ =
+      metrics::Default().GetCounter("persona_mqtt_connections_rate_limited_total",
+                                    "MQTT connections refused by limits.connections_per_address");
+
+ private:
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
   int max_connections_;
@@ -87,5 +104,10 @@ StatusOr<uint16_t> TcpServer::Listen(const std::string& host_port) {
   return impl_->Listen(host_port);
 }
 void TcpServer::StopAccepting() { impl_->StopAccepting(); }
+void TcpServer::SetConnectionFilter(std::function<bool(std::string_view)> filter,
+                                    std::string refusal) {
+  impl_->filter_ = std::move(filter);
+  impl_->refusal_ = std::make_shared<const std::string>(std::move(refusal));
+}
 
 }  // namespace persona::net

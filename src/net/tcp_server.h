@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,10 @@ class TcpServer {
   TcpServer(boost::asio::io_context& ioc, int max_connections, ConnHandler handler);
   ~TcpServer();
 
+  // Decides, per client address, whether a new connection is served (call
+  // before Listen); a refused one gets `refusal` and is closed.
+  void SetConnectionFilter(std::function<bool(std::string_view address)> filter,
+                           std::string refusal);
   // Binds "host:port" (0 = any free port) and starts accepting; returns the port.
   StatusOr<uint16_t> Listen(const std::string& host_port);
   void StopAccepting();

@@ -1,5 +1,7 @@
 #include "realtime/mqtt_connection.h"
 
+#include <chrono>
+#include <ctime>
 #include <set>
 #include <variant>
 
@@ -17,6 +19,7 @@ struct MqttMetrics {
   metrics::Counter* refused;
   metrics::Counter* protocol_errors;
   metrics::Counter* refused_connections;
+  metrics::Counter* refused_auth;
   static MqttMetrics& Get() {
     static MqttMetrics m = [] {
       auto& r = metrics::Default();
@@ -29,6 +32,8 @@ struct MqttMetrics {
                        "Connections closed for a protocol violation"),
           r.GetCounter("persona_mqtt_connections_refused_total",
                        "MQTT connections closed at once because mqtt.max_connections was reached"),
+          r.GetCounter("persona_mqtt_connect_refused_total",
+                       "MQTT CONNECTs refused for a missing or invalid token (CONNACK 5)"),
       };
     }();
     return m;
@@ -37,11 +42,11 @@ struct MqttMetrics {
 
 class MqttConnection final : public Link, public std::enable_shared_from_this<MqttConnection> {
  public:
-  MqttConnection(std::shared_ptr<net::Conn> conn, Broker* broker, PublishFilter* filter,
+  MqttConnection(std::shared_ptr<net::Conn> conn, Broker* broker, MqttPolicy* policy,
                  const MqttOptions& options)
       : conn_(std::move(conn)),
         broker_(broker),
-        filter_(filter),
+        policy_(policy),
         parser_(options.max_packet_bytes, mqtt::Parser::Role::kServer),
         options_(options) {
     MqttMetrics::Get().connections->Add(1);
@@ -62,7 +67,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   }
   size_t queued_bytes() const override { return conn_->queued_bytes(); }
   void Kick(const char* reason) override {
-    LogInfo("mqtt client disconnected", {{"client_id", client_id_}, {"reason", reason}});
+    LogInfo("mqtt client disconnected", {{"client_id", client_.client_id}, {"reason", reason}});
     conn_->Abort();
   }
 
@@ -79,9 +84,9 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     }
     if (!r.ok && !closing_) {
       MqttMetrics::Get().protocol_errors->Inc();
-      LogInfo(
-          "mqtt protocol error",
-          {{"remote", conn_->remote_address()}, {"client_id", client_id_}, {"reason", r.reason}});
+      LogInfo("mqtt protocol error", {{"remote", conn_->remote_address()},
+                                      {"client_id", client_.client_id},
+                                      {"reason", r.reason}});
       if (r.connack_code) {
         std::string out;
         mqtt::EncodeConnack({false, *r.connack_code}, &out);
@@ -100,9 +105,28 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   }
 
   void On(mqtt::Connect& c) {
-    client_id_ = c.client_id.empty() ? "auto-" + NewId() : c.client_id;
-    auto attached = broker_->Connect(client_id_, c.clean_session, shared_from_this());
     std::string out;
+    auto caller = policy_->Authenticate(c.password, conn_->credential());
+    if (!caller.ok()) {
+      MqttMetrics::Get().refused_auth->Inc();
+      LogInfo("mqtt connect refused", {{"remote", conn_->remote_address()},
+                                       {"reason", std::string(caller.status().message())}});
+      mqtt::EncodeConnack({false, mqtt::ConnackCode::kNotAuthorized}, &out);
+      conn_->Send(std::move(out));
+      closing_ = true;
+      conn_->Close();
+      return;
+    }
+    client_.caller = std::move(*caller);
+    client_.client_id = c.client_id.empty() ? "auto-" + NewId() : c.client_id;
+    client_.remote = conn_->remote_address();
+    // Persistent sessions belong to a grant: another user (or a token with
+    // other sessions) using the same client id gets a session of its own,
+    // never this one's subscriptions or queued messages.
+    const std::string session_key = client_.caller.authenticated()
+                                        ? client_.caller.Scope() + "|" + client_.client_id
+                                        : client_.client_id;
+    auto attached = broker_->Connect(session_key, c.clean_session, shared_from_this());
     if (!attached) {
       mqtt::EncodeConnack({false, mqtt::ConnackCode::kServerUnavailable}, &out);
       conn_->Send(std::move(out));
@@ -114,6 +138,12 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     will_ = std::move(c.will);
     // The server allows one and a half keep-alive periods [MQTT-3.1.2-24].
     conn_->SetReadTimeout(c.keep_alive_s == 0 ? 0 : c.keep_alive_s * 1500);
+    // SPEC §10: the connection ends when its token does.
+    if (const int64_t exp = client_.caller.expires_at_s(); exp > 0) {
+      const int64_t left = exp - static_cast<int64_t>(std::time(nullptr));
+      conn_->SetDeadline(std::chrono::steady_clock::now() +
+                         std::chrono::seconds(std::max<int64_t>(0, left)));
+    }
     mqtt::EncodeConnack({attached->session_present, mqtt::ConnackCode::kAccepted}, &out);
     conn_->Send(std::move(out));
     broker_->Resume(session_);
@@ -145,13 +175,13 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   }
 
   void Route(mqtt::Publish& p) {
-    switch (filter_->OnClientPublish(client_id_, p.topic, p.payload)) {
-      case PublishFilter::Verdict::kConsumed:
+    switch (policy_->OnClientPublish(client_, p.topic, p.payload)) {
+      case MqttPolicy::Verdict::kConsumed:
         return;
-      case PublishFilter::Verdict::kRefused:
+      case MqttPolicy::Verdict::kRefused:
         MqttMetrics::Get().refused->Inc();
         return;
-      case PublishFilter::Verdict::kForward:
+      case MqttPolicy::Verdict::kForward:
         break;
     }
     Message m;
@@ -183,7 +213,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     mqtt::Suback ack;
     ack.packet_id = s.packet_id;
     for (const auto& [filter, qos] : s.filters) {
-      ack.codes.push_back(filter_->MaySubscribe(client_id_, filter)
+      ack.codes.push_back(policy_->MaySubscribe(client_, filter)
                               ? broker_->Subscribe(session_, filter, qos)
                               : mqtt::kSubackFailure);
     }
@@ -227,8 +257,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
       m.qos = will_->qos > 1 ? 1 : will_->qos;
       m.retain = will_->retain;
       will_.reset();
-      if (filter_->OnClientPublish(client_id_, m.topic, *m.payload) ==
-          PublishFilter::Verdict::kForward)
+      if (policy_->OnClientPublish(client_, m.topic, *m.payload) == MqttPolicy::Verdict::kForward)
         broker_->Publish(m);
     }
     broker_->Disconnect(session_, this);
@@ -237,10 +266,10 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
 
   std::shared_ptr<net::Conn> conn_;
   Broker* broker_;
-  PublishFilter* filter_;
+  MqttPolicy* policy_;
   mqtt::Parser parser_;
   MqttOptions options_;
-  std::string client_id_;
+  MqttClient client_;
   std::shared_ptr<Broker::Session> session_;
   std::optional<mqtt::Will> will_;
   std::set<uint16_t> awaiting_rel_;
@@ -249,7 +278,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
 
 }  // namespace
 
-void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, PublishFilter* filter,
+void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, MqttPolicy* policy,
                const MqttOptions& options) {
   // One bound for TCP and WebSocket together.
   if (MqttMetrics::Get().connections->value() >= options.max_connections) {
@@ -257,7 +286,7 @@ void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, PublishFilter* f
     conn->Abort();
     return;
   }
-  std::make_shared<MqttConnection>(std::move(conn), broker, filter, options)->Start();
+  std::make_shared<MqttConnection>(std::move(conn), broker, policy, options)->Start();
 }
 
 }  // namespace persona::realtime

@@ -3,23 +3,41 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "auth/caller.h"
+#include "core/status.h"
 #include "net/conn.h"
 #include "realtime/broker.h"
 
 namespace persona::realtime {
 
-// Decides what happens to a PUBLISH from a client before the broker fans it
-// out: persona consumes its command topics and refuses its server-owned ones.
-class PublishFilter {
+// Who a connection belongs to, once CONNECT is accepted.
+struct MqttClient {
+  auth::Caller caller;
+  std::string client_id;
+  std::string remote;  // "address:port"
+};
+
+// MqttPolicy: the one authorization point for MQTT over TCP and WebSocket.
+// It authenticates CONNECT, grants or refuses each SUBSCRIBE filter, and
+// decides what happens to each client PUBLISH before the broker fans it
+// out: persona consumes its command topics and refuses its server-owned
+// ones and every topic the caller may not use. Thread-safe.
+class MqttPolicy {
  public:
   enum class Verdict { kForward, kConsumed, kRefused };
-  virtual ~PublishFilter() = default;
-  virtual Verdict OnClientPublish(const std::string& client_id, const std::string& topic,
+  virtual ~MqttPolicy() = default;
+  // The caller a CONNECT speaks for: its password (a bearer token) or, if it
+  // has none, the credential of the transport (the WebSocket upgrade's
+  // access_token). Any error refuses the CONNECT with return code 5.
+  virtual StatusOr<auth::Caller> Authenticate(const std::optional<std::string>& password,
+                                              const std::string& transport_credential) = 0;
+  virtual Verdict OnClientPublish(const MqttClient& client, const std::string& topic,
                                   const std::string& payload) = 0;
-  // May this client publish on / subscribe to this topic (authorization)?
-  virtual bool MaySubscribe(const std::string& client_id, const std::string& filter) = 0;
+  // May this client subscribe to `filter` (wildcards included)?
+  virtual bool MaySubscribe(const MqttClient& client, const std::string& filter) = 0;
 };
 
 struct MqttOptions {
@@ -28,9 +46,9 @@ struct MqttOptions {
   int64_t max_connections = 20000;  // TCP and WebSocket together
 };
 
-// Runs the protocol on `conn` until it closes. `broker` and `filter` must
-// outlive every connection.
-void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, PublishFilter* filter,
+// Runs the protocol on `conn` until it closes. `broker` and `policy` must
+// outlive every connection. A connection closes when its token expires.
+void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, MqttPolicy* policy,
                const MqttOptions& options);
 
 }  // namespace persona::realtime

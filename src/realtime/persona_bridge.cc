@@ -2,6 +2,7 @@
 
 #include "core/ids.h"
 #include "core/json.h"
+#include "limits/rate_limiter.h"
 
 namespace persona::realtime {
 namespace {
@@ -23,7 +24,8 @@ std::string ProblemJson(const Status& st, std::string_view command, const json::
   json::object o;
   o["type"] = "/problems/mqtt-command";
   o["title"] = "Command refused";
-  o["status"] = absl::IsNotFound(st) ? 404 : absl::IsFailedPrecondition(st) ? 412 : 422;
+  o["status"] = HttpStatusCode(st);
+  if (const int retry = RetryAfterOf(st); retry > 0) o["retry_after"] = retry;
   o["detail"] = std::string(st.message());
   o["command"] = json::string_view(command.data(), command.size());  // "profile/set" | "messages"
   if (!request_id.is_null()) o["request_id"] = request_id;  // echoed so a client can match it
@@ -32,12 +34,22 @@ std::string ProblemJson(const Status& st, std::string_view command, const json::
 
 }  // namespace
 
-PersonaBridge::PersonaBridge(engine::Engine* engine, Broker* broker)
-    : engine_(engine), broker_(broker) {
+PersonaBridge::PersonaBridge(engine::Engine* engine, Broker* broker, BridgeOptions options)
+    : engine_(engine),
+      broker_(broker),
+      options_(options),
+      rate_limited_(metrics::Default().GetCounter(
+          "persona_mqtt_rate_limited_total",
+          "Client PUBLISHes dropped by limits.mqtt_publish_per_user/_per_address")),
+      refused_subscriptions_(
+          metrics::Default().GetCounter("persona_mqtt_refused_subscriptions_total",
+                                        "SUBSCRIBE filters refused (0x80) by authorization")) {
+  if (options_.auth == nullptr) options_.auth = &off_;
   broker_->SetVirtualRetained([this](const std::string& topic) -> std::optional<Message> {
     std::string_view id, rest;
     if (!SplitSessionTopic(topic, &id, &rest) || rest != "profile") return std::nullopt;
-    auto p = engine_->GetProfileJson(std::string(id));
+    // Only called for a subscription MaySubscribe granted.
+    auto p = engine_->GetProfileJson(auth::Caller::System(), std::string(id));
     if (!p.ok()) return std::nullopt;
     Message m;
     m.topic = topic;
@@ -62,8 +74,39 @@ PersonaBridge::PersonaBridge(engine::Engine* engine, Broker* broker)
 
 PersonaBridge::~PersonaBridge() { firehose_.reset(); }
 
-bool PersonaBridge::MaySubscribe(const std::string& client_id, const std::string& filter) {
-  return true;  // authentication is not built yet (SPEC §5: tokens grant sessions)
+StatusOr<auth::Caller> PersonaBridge::Authenticate(const std::optional<std::string>& password,
+                                                   const std::string& transport_credential) {
+  return options_.auth->FromToken(password ? *password : transport_credential);
+}
+
+bool PersonaBridge::MaySubscribe(const MqttClient& client, const std::string& filter) {
+  const size_t slash = filter.find('/');
+  const std::string_view first = std::string_view(filter).substr(0, slash);
+  bool ok;
+  if (first == "session") {
+    if (client.caller.unrestricted()) return true;
+    // session/{id}[/…]: the session level must be a literal id the caller
+    // may touch; '+' or '#' there could match another user's session.
+    if (slash == std::string::npos) return false;
+    std::string_view rest = std::string_view(filter).substr(slash + 1);
+    const std::string id(rest.substr(0, rest.find('/')));
+    ok = IsValidId(id) && engine_->CheckAccess(client.caller, id).ok();
+  } else if (first == "+" || first == "#") {
+    ok = client.caller.unrestricted();  // matches session/… topics too
+  } else {
+    ok = options_.open_topics;
+  }
+  if (!ok) refused_subscriptions_->Inc();
+  return ok;
+}
+
+double PersonaBridge::RateLimited(const MqttClient& client) {
+  double wait = 0;
+  if (options_.publish_per_user && client.caller.authenticated())
+    wait = options_.publish_per_user->Take(client.caller.user_id());
+  if (wait == 0 && options_.publish_per_address)
+    wait = options_.publish_per_address->Take(limits::AddressOnly(client.remote));
+  return wait;
 }
 
 void PersonaBridge::PublishError(const std::string& session_id, std::string_view command,
@@ -75,15 +118,33 @@ void PersonaBridge::PublishError(const std::string& session_id, std::string_view
   broker_->Publish(m);
 }
 
-PublishFilter::Verdict PersonaBridge::OnClientPublish(const std::string& client_id,
-                                                      const std::string& topic,
-                                                      const std::string& payload) {
+MqttPolicy::Verdict PersonaBridge::OnClientPublish(const MqttClient& client,
+                                                   const std::string& topic,
+                                                   const std::string& payload) {
   std::string_view id_view, rest;
-  if (!topic.starts_with(kPrefix)) return Verdict::kForward;
+  const double wait = RateLimited(client);
+  if (!topic.starts_with(kPrefix)) {
+    if (wait > 0) {
+      rate_limited_->Inc();
+      return Verdict::kRefused;
+    }
+    return options_.open_topics ? Verdict::kForward : Verdict::kRefused;
+  }
   if (!SplitSessionTopic(topic, &id_view, &rest)) return Verdict::kRefused;
   const std::string id(id_view);
+  // Another user's session: dropped, and nothing is said on its topics.
+  if (!client.caller.unrestricted() && !engine_->CheckAccess(client.caller, id).ok())
+    return Verdict::kRefused;
   if (rest == "events" || rest == "profile" || rest == "errors") return Verdict::kRefused;
-  if (rest != "profile/set" && rest != "messages") return Verdict::kForward;
+  const bool is_command = rest == "profile/set" || rest == "messages";
+  if (wait > 0) {
+    rate_limited_->Inc();
+    if (is_command)
+      PublishError(id, std::string(rest), nullptr,
+                   WithRetryAfter(absl::ResourceExhaustedError("too many messages"), wait));
+    return Verdict::kRefused;
+  }
+  if (!is_command) return Verdict::kForward;
 
   const std::string command(rest);
   auto parsed = ParseJson(payload);
@@ -108,6 +169,7 @@ PublishFilter::Verdict PersonaBridge::OnClientPublish(const std::string& client_
       return Verdict::kConsumed;
     }
     engine::MessageRequest req;
+    req.caller = client.caller;
     req.session_id = id;
     req.text = std::string(*text);
     req.origin = "device";
@@ -120,6 +182,7 @@ PublishFilter::Verdict PersonaBridge::OnClientPublish(const std::string& client_
     return Verdict::kConsumed;
   }
   engine::PatchRequest req;
+  req.caller = client.caller;
   req.session_id = id;
   req.fields = fields->get_object();
   req.source = "device";

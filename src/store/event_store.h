@@ -52,6 +52,13 @@ struct SessionMeta {
 json::object SessionMetaToJson(const SessionMeta& m);
 StatusOr<SessionMeta> SessionMetaFromJson(const json::value& v);
 
+// What a read needs to know of a session before loading it: its version
+// (for cache validation) and its owner (for authorization).
+struct SessionHead {
+  uint64_t version = 0;
+  std::string user_id;
+};
+
 struct Snapshot {
   uint64_t seq = 0;    // the state includes every event up to and including seq
   json::object state;  // opaque to the store (the engine's projection)
@@ -139,8 +146,14 @@ class EventStore {
   virtual StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
                                                              std::string_view key) = 0;
 
-  // The session's version without loading it; NotFound if it does not exist.
-  virtual StatusOr<uint64_t> SessionVersion(std::string_view session_id) = 0;
+  // The session's version and owner without loading it; NotFound if it does
+  // not exist.
+  virtual StatusOr<SessionHead> Head(std::string_view session_id) = 0;
+  StatusOr<uint64_t> SessionVersion(std::string_view session_id) {
+    auto h = Head(session_id);
+    if (!h.ok()) return h.status();
+    return h->version;
+  }
 
   // Intake entries with seq > after, oldest first, at most `limit`.
   virtual StatusOr<std::vector<IntakeEntry>> ReadIntake(uint64_t after, size_t limit) = 0;

@@ -23,13 +23,20 @@ def packet(first_byte, body=b""):
     return bytes([first_byte]) + _varint(len(body)) + body
 
 
-def connect_packet(client_id, clean=True, keepalive=60, will=None, level=4, name="MQTT"):
+def connect_packet(client_id, clean=True, keepalive=60, will=None, level=4, name="MQTT",
+                   username=None, password=None):
     flags = 0x02 if clean else 0
     payload = _str(client_id)
     if will:
         topic, msg, qos, retain = will
         flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
         payload += _str(topic) + _str(msg)
+    if username is not None:
+        flags |= 0x80
+        payload += _str(username)
+    if password is not None:
+        flags |= 0x40
+        payload += _str(password)
     body = _str(name) + bytes([level, flags]) + struct.pack("!H", keepalive) + payload
     return packet(0x10, body)
 
@@ -43,14 +50,17 @@ def publish_packet(topic, payload, qos=0, retain=False, packet_id=1, dup=False):
 
 class Client:
     def __init__(self, port, client_id="", clean=True, keepalive=60, will=None, timeout=5,
-                 connect=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 connect=True, token=None, username="persona", source=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.pending = []  # packets read while waiting for another kind
         self.next_id = 1
         self.session_present = None
         if connect:
-            self.send(connect_packet(client_id, clean, keepalive, will))
+            self.send(connect_packet(client_id, clean, keepalive, will,
+                                     username=username if token is not None else None,
+                                     password=token))
             kind, flags, body = self.read_packet()
             assert kind == 2, "expected CONNACK, got %d" % kind
             self.session_present = bool(body[0] & 1)

@@ -180,8 +180,11 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
       p->puts.emplace_back(EventKey(sid, e.seq), model::EventToJsonString(e));
     }
     p->new_version = seq;
+    // The version record also names the owner, so an authorization check on
+    // a session that is not in memory costs one read (Head).
     std::string vbytes;
     PutBigEndian64(&vbytes, seq);
+    vbytes += req.meta.user_id;
     p->puts.emplace_back(VersionKey(sid), std::move(vbytes));
     p->puts.emplace_back(MetaKey(sid), json::serialize(SessionMetaToJson(req.meta)));
     if (req.snapshot) {
@@ -475,12 +478,28 @@ StatusOr<std::optional<std::string>> RocksDbEventStore::GetIdempotent(
   return std::optional<std::string>(v.substr(8));
 }
 
-StatusOr<uint64_t> RocksDbEventStore::SessionVersion(std::string_view session_id) {
+StatusOr<SessionHead> RocksDbEventStore::Head(std::string_view session_id) {
   std::string v;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), VersionKey(session_id), &v);
   if (s.IsNotFound()) return absl::NotFoundError("no such session");
   if (!s.ok()) return FromRocks(s, "read version");
-  return GetBigEndian64(v);
+  if (v.size() < 8) return absl::DataLossError("corrupt version record");
+  SessionHead head;
+  head.version = GetBigEndian64(v);
+  head.user_id = v.substr(8);
+  if (head.user_id.empty()) {
+    // Written before version records named their owner: read the metadata.
+    std::string m;
+    s = db_->Get(rocksdb::ReadOptions(), MetaKey(session_id), &m);
+    if (s.IsNotFound()) return absl::NotFoundError("no such session");
+    if (!s.ok()) return FromRocks(s, "read metadata");
+    auto parsed = ParseJson(m);
+    if (!parsed.ok()) return absl::DataLossError("corrupt session metadata");
+    auto meta = SessionMetaFromJson(*parsed);
+    if (!meta.ok()) return meta.status();
+    head.user_id = meta->user_id;
+  }
+  return head;
 }
 
 StatusOr<std::vector<IntakeEntry>> RocksDbEventStore::ReadIntake(uint64_t after, size_t limit) {

@@ -59,7 +59,7 @@ class RocksDbEventStore final : public EventStore {
       const std::vector<std::string_view>& types) override;
   StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
                                                      std::string_view key) override;
-  StatusOr<uint64_t> SessionVersion(std::string_view session_id) override;
+  StatusOr<SessionHead> Head(std::string_view session_id) override;
   StatusOr<std::vector<IntakeEntry>> ReadIntake(uint64_t after, size_t limit) override;
   StatusOr<uint64_t> LastIntakeSeq() override;
   StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,

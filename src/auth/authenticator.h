@@ -1,0 +1,60 @@
+// Authenticator: turns a transport's credential (a bearer token) into a
+// Caller. The one place where HTTP and MQTT learn who is calling.
+//
+// With authentication off every credential (or none) is Caller::Open().
+// With it on, a token is verified by JwtVerifier; a missing, malformed,
+// expired or wrongly signed token is Unauthenticated. Verified tokens are
+// remembered (up to a bound) until they expire, so a client that sends the
+// same token on every request pays for its signature once. Thread-safe.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "absl/base/thread_annotations.h"
+#include "auth/caller.h"
+#include "auth/jwt.h"
+
+namespace persona::auth {
+
+class Authenticator {
+ public:
+  // Authentication off.
+  Authenticator() = default;
+  // Authentication on, with `verifier` (not null).
+  explicit Authenticator(std::unique_ptr<JwtVerifier> verifier, size_t max_cached = 50000);
+
+  bool enabled() const { return verifier_ != nullptr; }
+
+  // The caller a bearer token names. `token` may be empty (no credential).
+  StatusOr<Caller> FromToken(std::string_view token) const;
+  // The same for an Authorization header value ("Bearer <token>", scheme
+  // case-insensitive); an empty header is no credential.
+  StatusOr<Caller> FromAuthorization(std::string_view header) const;
+
+  // Replaces the verifier's keys (SIGHUP); forgets remembered tokens.
+  Status Reload(JwtOptions options);
+
+  JwtVerifier* verifier() const { return verifier_.get(); }
+
+ private:
+  struct Entry {
+    Caller caller;
+    int64_t expires_at_s;
+  };
+  static constexpr size_t kShards = 16;
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<std::string, Entry> tokens ABSL_GUARDED_BY(mu);
+  };
+
+  std::unique_ptr<JwtVerifier> verifier_;
+  size_t max_per_shard_ = 0;
+  mutable std::array<Shard, kShards> shards_;
+};
+
+}  // namespace persona::auth

@@ -1,0 +1,75 @@
+// ConcurrencyLimiter: admission control for work that queues (chat steps,
+// profile edits, session creation): an adaptive bound on how many may be in
+// flight, so that under overload persona answers the excess 503 at once
+// instead of queueing work it cannot finish in time.
+//
+// The signal is CoDel's (Nichols & Jacobson, "Controlling Queue Delay"): if
+// even the fastest request completed in an interval took longer than
+// `target`, a queue is standing and the limit is too high. Every interval
+// the controller either cuts the limit (×`decrease`) on a standing queue, or
+// raises it (+√limit, at least 1) when demand reached the limit while the
+// queue stayed short. After a cut, requests admitted before it are not
+// counted (they queued under the old limit), as TCP waits a round trip
+// after a loss before it cuts again. Gradient and Vegas limiters (Netflix's
+// concurrency-limits, Envoy's adaptive concurrency filter) estimate a
+// no-load latency instead; the minimum over an interval needs no estimate,
+// no probing that pins the limit low, and does not move with how long the
+// overload lasts. Written here because no Debian package offers one.
+//
+// The limit stays within [min_limit, max_limit]. Thread-safe; TryAcquire and
+// Release are a few atomic operations, and one caller per interval takes a
+// short lock to adjust the limit.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+
+namespace persona::limits {
+
+struct ConcurrencyOptions {
+  bool enabled = true;
+  int64_t initial_limit = 256;
+  int64_t min_limit = 8;
+  int64_t max_limit = 4096;
+  std::chrono::nanoseconds target = std::chrono::milliseconds(10);
+  std::chrono::nanoseconds interval = std::chrono::milliseconds(100);
+  double decrease = 0.8;
+};
+
+class ConcurrencyLimiter {
+ public:
+  using Clock = std::function<int64_t()>;  // monotonic nanoseconds; injectable for tests
+
+  explicit ConcurrencyLimiter(ConcurrencyOptions options, Clock clock = nullptr);
+
+  // True if the request may start (then Release must follow, once, with
+  // the NowNs() taken when it was admitted).
+  bool TryAcquire();
+  // A request admitted at `admitted_ns` (NowNs()) has finished.
+  void Release(int64_t admitted_ns);
+
+  int64_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  int64_t inflight() const { return inflight_.load(std::memory_order_relaxed); }
+  bool enabled() const { return options_.enabled; }
+  int64_t NowNs() const { return clock_(); }
+
+ private:
+  void MaybeAdjust(int64_t now);
+
+  const ConcurrencyOptions options_;
+  Clock clock_;
+  std::atomic<int64_t> limit_;
+  std::atomic<int64_t> inflight_{0};
+  // The current interval: its start, the fastest completion in it, and
+  // whether demand hit the limit.
+  std::atomic<int64_t> interval_start_;
+  std::atomic<int64_t> min_latency_ns_{INT64_MAX};
+  std::atomic<bool> saturated_{false};
+  std::atomic<int64_t> last_cut_ns_{0};
+  std::mutex adjust_mu_;
+};
+
+}  // namespace persona::limits
