@@ -73,6 +73,8 @@ struct Options {
   double drain = 5;           // seconds to wait for in-flight requests after the run
   bool metrics = true;        // scrape /metrics at the window edges
   bool prefer_async = false;  // steps ask for 202 Accepted (Prefer: respond-async)
+  std::string token;          // Authorization: Bearer for every request but /metrics
+  std::string admin_token;    // … and for /metrics (auth on needs an admin token)
   uint64_t seed = 42;
 };
 
@@ -95,7 +97,10 @@ struct Options {
                "  --setup-timeout S      abort if setup takes longer (90)\n"
                "  --drain S              wait for in-flight requests after the run (5)\n"
                "  --no-metrics           do not scrape /metrics\n"
-               "  --prefer-async         measured steps send Prefer: respond-async (202)\n");
+               "  --prefer-async         measured steps send Prefer: respond-async (202)\n"
+               "  --token T              send Authorization: Bearer T (sessions are then\n"
+               "                         created for the token's user)\n"
+               "  --admin-token T        bearer token for the /metrics scrapes\n");
   std::exit(2);
 }
 
@@ -156,6 +161,10 @@ Options parse_args(int argc, char** argv) {
         o.metrics = false;
       } else if (a == "--prefer-async") {
         o.prefer_async = true;
+      } else if (a == "--token") {
+        o.token = val();
+      } else if (a == "--admin-token") {
+        o.admin_token = val();
       } else if (a == "--seed") {
         o.seed = std::stoull(val());
       } else if (a == "-h" || a == "--help") {
@@ -219,6 +228,8 @@ std::string make_request(const Options& o, std::string_view method, std::string_
     r.append(std::to_string(body.size())).append("\r\n");
   }
   if (prefer_async) r.append("Prefer: respond-async\r\n");
+  const std::string& token = path == "/metrics" ? o.admin_token : o.token;
+  if (!token.empty()) r.append("Authorization: Bearer ").append(token).append("\r\n");
   r.append("Accept: application/json\r\n\r\n");
   r.append(body);
   return r;
@@ -236,7 +247,9 @@ std::string profile_request(const Options& o, const std::string& session) {
 }
 
 std::string create_request(const Options& o, size_t i) {
-  std::string body = "{\"user_id\":\"bench-user-" + std::to_string(i) + "\"}";
+  // With a token the session belongs to the token's user (SPEC §10).
+  std::string body =
+      o.token.empty() ? "{\"user_id\":\"bench-user-" + std::to_string(i) + "\"}" : "{}";
   return make_request(o, "POST", "/v1/sessions", body);
 }
 
@@ -410,12 +423,13 @@ class Client {
 // ---------------------------------------------------------------- stats
 
 struct Stats {
-  uint64_t requests = 0;         // responses (any status) counted in the window
-  uint64_t ok = 0;               // 2xx responses in the window
-  uint64_t errors = 0;           // transport errors + timeouts during warmup and window
-  uint64_t timeouts = 0;         // in flight (or queued) when the drain deadline hit
-  uint64_t non_2xx = 0;          // non-2xx responses during warmup and window
-  std::vector<uint64_t> lat_ns;  // 2xx latencies in the window
+  uint64_t requests = 0;          // responses (any status) counted in the window
+  uint64_t ok = 0;                // 2xx responses in the window
+  uint64_t errors = 0;            // transport errors + timeouts during warmup and window
+  uint64_t timeouts = 0;          // in flight (or queued) when the drain deadline hit
+  uint64_t non_2xx = 0;           // non-2xx responses during warmup and window
+  std::vector<uint64_t> lat_ns;   // 2xx latencies in the window
+  std::vector<uint64_t> shed_ns;  // 429/503 latencies in the window (time to the refusal)
   std::vector<std::pair<int, uint64_t>> statuses;
   std::string first_error;
 
@@ -438,6 +452,7 @@ struct Stats {
     timeouts += o.timeouts;
     non_2xx += o.non_2xx;
     lat_ns.insert(lat_ns.end(), o.lat_ns.begin(), o.lat_ns.end());
+    shed_ns.insert(shed_ns.end(), o.shed_ns.begin(), o.shed_ns.end());
     for (auto& [k, v] : o.statuses) {
       bool found = false;
       for (auto& [k2, v2] : statuses)
@@ -706,10 +721,13 @@ class ClosedWorker {
     if (!ok && now <= w_.end) ++stats.non_2xx;
     if (in_window) {
       ++stats.requests;
+      const auto ns = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.t_start).count());
       if (ok) {
         ++stats.ok;
-        stats.lat_ns.push_back(static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.t_start).count()));
+        stats.lat_ns.push_back(ns);
+      } else if (r.status == 429 || r.status == 503) {
+        stats.shed_ns.push_back(ns);
       }
     }
     issue(c);
@@ -948,10 +966,13 @@ class OpenLoop {
       if (ok && now >= w_.warm_end && now <= w_.end) ++ok_completed_in_window;
       if (in_window) {
         ++stats.requests;
+        const auto ns = static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.t_start).count());
         if (ok) {
           ++stats.ok;
-          stats.lat_ns.push_back(static_cast<uint64_t>(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.t_start).count()));
+          stats.lat_ns.push_back(ns);
+        } else if (r.status == 429 || r.status == 503) {
+          stats.shed_ns.push_back(ns);
         }
       }
     }
@@ -1060,6 +1081,12 @@ void print_result(const Options& o, Stats& s, double setup_s, size_t sessions,
   out += ",\"p99_ms\":" + fmt(pct_ms(s.lat_ns, 0.99));
   out += ",\"p999_ms\":" + fmt(pct_ms(s.lat_ns, 0.999));
   out += ",\"max_ms\":" + fmt(s.lat_ns.empty() ? 0 : static_cast<double>(s.lat_ns.back()) / 1e6);
+  std::sort(s.shed_ns.begin(), s.shed_ns.end());
+  out += ",\"shed\":" + std::to_string(s.shed_ns.size());
+  out += ",\"shed_p50_ms\":" + fmt(pct_ms(s.shed_ns, 0.50));
+  out += ",\"shed_p99_ms\":" + fmt(pct_ms(s.shed_ns, 0.99));
+  out += ",\"shed_max_ms\":" +
+         fmt(s.shed_ns.empty() ? 0 : static_cast<double>(s.shed_ns.back()) / 1e6);
   out += ",\"status_counts\":{";
   std::sort(s.statuses.begin(), s.statuses.end());
   for (size_t i = 0; i < s.statuses.size(); ++i) {

@@ -398,6 +398,16 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
     Finish(call, Problem(http::status::not_found, "Not Found", "no route for " + path, ver));
   };
 
+  // Work that queues is refused before its body is even parsed when the
+  // server is at its admission limit: refusing must cost far less than
+  // serving, or an overload would be spent on refusals.
+  const bool queues = (call->route == kSessions && method == http::verb::post) ||
+                      (call->route == kMessages && method == http::verb::post) ||
+                      (call->route == kProfile && method == http::verb::patch) ||
+                      (call->route == kSession && method == http::verb::delete_);
+  if (queues) {
+    if (Status st = engine_->Admissible(); !st.ok()) return Finish(call, ProblemFor(st, ver));
+  }
   switch (call->route) {
     case kIndex: {
       if (path.starts_with("/assets/")) {

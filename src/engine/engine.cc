@@ -107,6 +107,13 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
                                  "Profile reads the cache could not answer", backend);
   accepted_ = reg.GetCounter("persona_intake_accepted_total",
                              "Async requests made durable in the intake and answered 202");
+  admission_limit_ = reg.GetGauge("persona_admission_limit",
+                                  "Operations allowed in flight now (adaptive, limits.admission)");
+  admission_fastest_us_ =
+      reg.GetGauge("persona_admission_fastest_microseconds",
+                   "The fastest admitted operation of the last interval (the admission signal)");
+  admission_shed_ = reg.GetCounter("persona_admission_shed_total",
+                                   "Operations refused with 503 because the limit was reached");
 }
 
 Engine::~Engine() = default;
@@ -183,15 +190,28 @@ Status Engine::Authorize(const auth::Caller& caller, std::string_view session_id
   return absl::NotFoundError("no such session");  // the same answer as a missing session
 }
 
+Status Engine::Admissible() const {
+  if (admission_ == nullptr || admission_->inflight() < admission_->limit())
+    return absl::OkStatus();
+  admission_shed_->Inc();
+  return WithRetryAfter(
+      absl::UnavailableError("server overloaded: too much work in flight, try again"), 1);
+}
+
 void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject,
                     bool bounded, bool background) {
   // Admission: the applier's work was admitted when it was accepted.
   limits::ConcurrencyLimiter* admission = background ? nullptr : admission_;
   int64_t admitted_ns = 0;
   if (admission != nullptr) {
-    if (!admission->TryAcquire())
+    const bool admitted = admission->TryAcquire();
+    admission_limit_->Set(admission->limit());
+    admission_fastest_us_->Set(admission->last_fastest_ns() / 1000);
+    if (!admitted) {
+      admission_shed_->Inc();
       return reject(WithRetryAfter(
           absl::UnavailableError("server overloaded: too much work in flight, try again"), 1));
+    }
     admitted_ns = admission->NowNs();
   }
   for (;;) {
@@ -940,9 +960,13 @@ void Engine::Accept(const auth::Caller& caller, std::string session_id, std::str
   }
   int64_t admitted_ns = 0;
   if (admission_ != nullptr) {
-    if (!admission_->TryAcquire())
+    const bool admitted = admission_->TryAcquire();
+    admission_limit_->Set(admission_->limit());
+    if (!admitted) {
+      admission_shed_->Inc();
       return done(WithRetryAfter(
           absl::UnavailableError("server overloaded: too much work in flight, try again"), 1));
+    }
     admitted_ns = admission_->NowNs();
   }
   BeginOp();

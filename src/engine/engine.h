@@ -141,6 +141,10 @@ class Engine {
   // a slot of `limiter` until they finish; without a slot they are refused
   // at once with Unavailable (503). Null (the default) admits everything.
   void AttachAdmission(limits::ConcurrencyLimiter* limiter) { admission_ = limiter; }
+  // Unavailable (with Retry-After) if admission control would refuse an
+  // operation now: lets a transport refuse before it parses the request.
+  // Racy by design; Submit decides.
+  Status Admissible() const;
   // Records the outcome of an applied request that committed no events of
   // its own (it failed for good, or was answered from an idempotency record)
   // and deletes its intake entry.
@@ -279,6 +283,9 @@ class Engine {
   metrics::Counter* cache_hits_;
   metrics::Counter* cache_misses_;
   metrics::Counter* accepted_;
+  metrics::Gauge* admission_limit_;
+  metrics::Gauge* admission_fastest_us_;
+  metrics::Counter* admission_shed_;
 };
 
 }  // namespace persona::engine

@@ -5,16 +5,23 @@
 //
 // The signal is CoDel's (Nichols & Jacobson, "Controlling Queue Delay"): if
 // even the fastest request completed in an interval took longer than
-// `target`, a queue is standing and the limit is too high. Every interval
-// the controller either cuts the limit (×`decrease`) on a standing queue, or
+// `target`, a queue is standing and the limit may be too high. Every
+// interval the controller either cuts the limit on a standing queue, or
 // raises it (+√limit, at least 1) when demand reached the limit while the
-// queue stayed short. After a cut, requests admitted before it are not
-// counted (they queued under the old limit), as TCP waits a round trip
-// after a loss before it cuts again. Gradient and Vegas limiters (Netflix's
-// concurrency-limits, Envoy's adaptive concurrency filter) estimate a
-// no-load latency instead; the minimum over an interval needs no estimate,
-// no probing that pins the limit low, and does not move with how long the
-// overload lasts. Written here because no Debian package offers one.
+// queue stayed short. A cut goes to ×`decrease`, but never below what
+// Little's law says the recent throughput needs to wait no longer than
+// `target` (the best completions per second over the last 10 s ×
+// target): when the delay comes from elsewhere (the CPU busy with requests
+// that are refused, a slow disk), fewer admissions would only lose
+// throughput without making anything faster, and the limit must not
+// collapse. After a cut, requests admitted before it are not counted (they
+// queued under the old limit), as TCP waits a round trip after a loss
+// before it cuts again.
+//
+// Gradient and Vegas limiters (Netflix's concurrency-limits, Envoy's
+// adaptive concurrency filter) estimate a no-load latency instead; the
+// minimum over an interval needs no estimate and no probing that pins the
+// limit low. Written here because no Debian package offers one.
 //
 // The limit stays within [min_limit, max_limit]. Thread-safe; TryAcquire and
 // Release are a few atomic operations, and one caller per interval takes a
@@ -55,6 +62,8 @@ class ConcurrencyLimiter {
   int64_t inflight() const { return inflight_.load(std::memory_order_relaxed); }
   bool enabled() const { return options_.enabled; }
   int64_t NowNs() const { return clock_(); }
+  // The fastest completion of the last finished interval (ns; 0 if none).
+  int64_t last_fastest_ns() const { return last_fastest_ns_.load(std::memory_order_relaxed); }
 
  private:
   void MaybeAdjust(int64_t now);
@@ -69,6 +78,11 @@ class ConcurrencyLimiter {
   std::atomic<int64_t> min_latency_ns_{INT64_MAX};
   std::atomic<bool> saturated_{false};
   std::atomic<int64_t> last_cut_ns_{0};
+  std::atomic<int64_t> last_fastest_ns_{0};
+  std::atomic<int64_t> completions_{0};  // in the current interval
+  // Completions per second of the last 100 intervals (guarded by adjust_mu_).
+  double rates_[100] = {};
+  size_t rate_next_ = 0;
   std::mutex adjust_mu_;
 };
 
