@@ -31,6 +31,7 @@
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/tcp_server.h"
+#include "net/tls.h"
 #include "realtime/broker.h"
 #include "realtime/mqtt_connection.h"
 #include "realtime/persona_bridge.h"
@@ -290,6 +291,25 @@ int Serve(const ServeFlags& flags) {
   sopt.idle_timeout_ms = cfg->http.idle_timeout_ms;
   sopt.max_connections = cfg->http.max_connections;
   net::HttpServer server(ioc, sopt, &api);
+  // TLS (SPEC §10): per listener, certificates reloaded on SIGHUP.
+  auto tls_for = [](const config::TlsConfig& t,
+                    const char* listener) -> StatusOr<std::shared_ptr<net::TlsContext>> {
+    if (t.cert_file.empty()) return std::shared_ptr<net::TlsContext>();
+    auto ctx =
+        net::TlsContext::Create({t.cert_file, t.key_file, t.client_ca_file, t.require_client_cert});
+    if (!ctx.ok())
+      return absl::InvalidArgumentError(std::string(listener) + ".tls." +
+                                        std::string(ctx.status().message()));
+    return ctx;
+  };
+  auto http_tls = tls_for(cfg->http.tls, "http");
+  auto mqtt_tls = http_tls.ok() ? tls_for(cfg->mqtt.tls, "mqtt") : http_tls;
+  if (!http_tls.ok() || !mqtt_tls.ok()) {
+    std::cerr << "persona: invalid configuration: "
+              << (!http_tls.ok() ? http_tls.status() : mqtt_tls.status()).message() << "\n";
+    return 2;
+  }
+  if (*http_tls) server.SetTls(*http_tls);
   // Real-time sync: the MQTT broker over TCP and over WebSocket at /mqtt.
   realtime::BrokerOptions bopt;
   bopt.max_queued_messages = static_cast<size_t>(cfg->mqtt.max_queued_messages);
@@ -337,6 +357,7 @@ int Serve(const ServeFlags& flags) {
   if (!cfg->mqtt.websocket_path.empty())
     server.SetWebSocketRoute(cfg->mqtt.websocket_path, "mqtt", serve_mqtt, ws_gate);
   net::TcpServer mqtt_server(ioc, cfg->mqtt.max_connections, serve_mqtt);
+  if (*mqtt_tls) mqtt_server.SetTls(*mqtt_tls);
   // New connections per client address, HTTP and MQTT together.
   if (connections_per_address->enabled()) {
     auto admit = [limiter = connections_per_address.get()](std::string_view address) {
@@ -372,6 +393,7 @@ int Serve(const ServeFlags& flags) {
   }
   auto hp = net::SplitHostPort(cfg->http.listen);
   LogInfo("listening", {{"http", hp->first + ":" + std::to_string(*port)},
+                        {"tls", std::string(*http_tls ? "http " : "") + (*mqtt_tls ? "mqtt" : "")},
                         {"mqtt", mqtt_address},
                         {"mqtt_websocket", cfg->mqtt.websocket_path},
                         {"data_dir", cfg->data_dir},
@@ -396,6 +418,18 @@ int Serve(const ServeFlags& flags) {
       LogInfo("reloaded", {{"what", "auth.jwt"}});
     } else {
       LogWarn("reload failed; keeping the previous keys", {{"error", std::string(st.message())}});
+    }
+    // Certificates: the same files, read again (new paths need a restart).
+    const std::pair<const char*, net::TlsContext*> contexts[] = {{"http.tls", http_tls->get()},
+                                                                 {"mqtt.tls", mqtt_tls->get()}};
+    for (const auto& [name, tls] : contexts) {
+      if (tls == nullptr) continue;
+      if (Status ts = tls->Reload(); ts.ok()) {
+        LogInfo("reloaded", {{"what", name}});
+      } else {
+        LogWarn("reload failed; keeping the previous certificate",
+                {{"what", name}, {"error", std::string(ts.message())}});
+      }
     }
     hup.async_wait(on_hup);
   };

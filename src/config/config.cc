@@ -188,6 +188,16 @@ const std::vector<Key>& Keys() {
       {"ai.breaker_failures", "5", SubInt(&Config::ai, &Config::Ai::breaker_failures, 1, 1000)},
       {"ai.breaker_cooldown_ms", "10000",
        SubInt(&Config::ai, &Config::Ai::breaker_cooldown_ms, 1, 3600000)},
+#define PERSONA_TLS(listener)                                                                     \
+  {#listener ".tls.cert_file", "", StrAt([](Config& c) { return &c.listener.tls.cert_file; })},   \
+      {#listener ".tls.key_file", "", StrAt([](Config& c) { return &c.listener.tls.key_file; })}, \
+      {#listener ".tls.client_ca_file", "",                                                       \
+       StrAt([](Config& c) { return &c.listener.tls.client_ca_file; })},                          \
+      {#listener ".tls.require_client_cert", "false",                                             \
+       Bool([](Config& c) { return &c.listener.tls.require_client_cert; })}
+      PERSONA_TLS(http),
+      PERSONA_TLS(mqtt),
+#undef PERSONA_TLS
       {"mqtt.open_topics", "auto",
        OneOf(SubStr(&Config::mqtt, &Config::Mqtt::open_topics),
              [](const Config& c) { return c.mqtt.open_topics; }, {"auto", "true", "false"})},
@@ -395,6 +405,17 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     return absl::InvalidArgumentError("cache.url: required when cache.backend is redis");
   if (c.bus.backend == "redis")
     return absl::InvalidArgumentError("bus.backend: redis is not built yet (use local)");
+  for (const auto& [name, t] :
+       {std::pair<const char*, const TlsConfig*>{"http", &c.http.tls}, {"mqtt", &c.mqtt.tls}}) {
+    const bool any = !t->cert_file.empty() || !t->key_file.empty() || !t->client_ca_file.empty() ||
+                     t->require_client_cert;
+    if (any && (t->cert_file.empty() || t->key_file.empty()))
+      return absl::InvalidArgumentError(std::string(name) +
+                                        ".tls: cert_file and key_file are both required");
+    if (t->require_client_cert && t->client_ca_file.empty())
+      return absl::InvalidArgumentError(std::string(name) +
+                                        ".tls.require_client_cert: needs client_ca_file");
+  }
   if (!c.auth.jwt.hs256_secret.empty() && !c.auth.jwt.hs256_secret_env.empty())
     return absl::InvalidArgumentError(
         "auth.jwt.hs256_secret_env: give either hs256_secret or hs256_secret_env, not both");

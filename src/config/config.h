@@ -32,6 +32,14 @@ struct AiProviderConfig {
   double temperature = 0.2;
 };
 
+// TLS on a listener (SPEC §10): on when cert_file is set.
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;  // ask for client certificates signed by these CAs
+  bool require_client_cert = false;
+};
+
 struct Config {
   struct Http {
     std::string listen = "127.0.0.1:8080";
@@ -40,6 +48,7 @@ struct Config {
     int request_timeout_ms = 15000;  // whole request (headers and body) must arrive within this
     int idle_timeout_ms = 60000;     // keep-alive connection with no request
     int max_connections = 20000;
+    TlsConfig tls;
   } http;
   struct Mqtt {
     std::string listen = "127.0.0.1:1883";  // "off" disables MQTT over TCP
@@ -53,6 +62,7 @@ struct Config {
     int session_expiry_s = 86400;    // offline persistent sessions are discarded after this
     // Topics outside session/…: "auto" = open with auth off, refused with it on.
     std::string open_topics = "auto";
+    TlsConfig tls;
   } mqtt;
   std::string data_dir = "./persona-data";
   std::string write_mode = "sync";  // sync | async

@@ -7,7 +7,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
 #include <mutex>
 #include <vector>
@@ -19,6 +21,7 @@ namespace persona::net {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
@@ -245,14 +248,64 @@ class TcpConn final : public ConnBase<TcpConn> {
   std::vector<asio::const_buffer> buffers_;
 };
 
-class WsConn final : public ConnBase<WsConn> {
+// TLS over TCP (MQTT on a TLS listener): like TcpConn, but a TLS record
+// cannot be read with the wait-then-read trick, so each connection has its
+// own read buffer.
+class TlsConn final : public ConnBase<TlsConn> {
  public:
-  WsConn(websocket::stream<beast::tcp_stream> ws, std::string credential)
-      : ConnBase(ws.get_executor()), ws_(std::move(ws)) {
-    credential_ = std::move(credential);
+  TlsConn(beast::ssl_stream<beast::tcp_stream> stream, std::shared_ptr<ssl::context> ctx)
+      : ConnBase(stream.get_executor()), stream_(std::move(stream)), ctx_(std::move(ctx)) {
+    beast::error_code ec;
+    auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    beast::get_lowest_layer(stream_).socket().set_option(tcp::no_delay(true), ec);
+  }
+  std::string_view transport() const override { return "tls"; }
+
+  template <class Handler>
+  void ReadSome(Handler h) {
+    stream_.async_read_some(asio::buffer(buf_),
+                            [this, h = std::move(h)](beast::error_code ec, size_t n) mutable {
+                              h(ec, std::string_view(buf_.data(), ec ? 0 : n));
+                            });
+  }
+  template <class Handler>
+  void WriteItems(const std::vector<Item>& items, Handler h) {
+    buffers_.clear();
+    for (const auto& it : items) {
+      buffers_.emplace_back(asio::buffer(it.head));
+      if (it.payload) buffers_.emplace_back(asio::buffer(*it.payload));
+    }
+    asio::async_write(stream_, buffers_,
+                      [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
+  }
+  void CloseStream() {
+    beast::error_code ec;
+    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
+    beast::get_lowest_layer(stream_).socket().close(ec);
+  }
+
+ private:
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  std::shared_ptr<ssl::context> ctx_;  // the context this connection started with
+  std::array<char, 4096> buf_;
+  std::vector<asio::const_buffer> buffers_;
+};
+
+// A server-side WebSocket carrying binary frames, over plain TCP
+// (Next = beast::tcp_stream) or TLS (beast::ssl_stream<beast::tcp_stream>).
+template <class Next>
+class WsConn final : public ConnBase<WsConn<Next>> {
+  using Base = ConnBase<WsConn<Next>>;
+  using Item = typename Base::Item;
+
+ public:
+  WsConn(websocket::stream<Next> ws, std::string credential, std::shared_ptr<ssl::context> ctx)
+      : Base(ws.get_executor()), ws_(std::move(ws)), ctx_(std::move(ctx)) {
+    this->credential_ = std::move(credential);
     beast::error_code ec;
     auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
-    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    if (!ec) this->remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
     ws_.binary(true);
   }
   std::string_view transport() const override { return "websocket"; }
@@ -289,24 +342,18 @@ class WsConn final : public ConnBase<WsConn> {
     beast::get_lowest_layer(ws_).socket().close(ec);
   }
 
-  websocket::stream<beast::tcp_stream>& ws() { return ws_; }
-
  private:
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Next> ws_;
+  std::shared_ptr<ssl::context> ctx_;
   beast::flat_buffer buffer_;
   std::array<asio::const_buffer, 2> frame_;
 };
 
-}  // namespace
-
-std::shared_ptr<Conn> MakeTcpConn(tcp::socket socket) {
-  return std::make_shared<TcpConn>(std::move(socket));
-}
-
-void AcceptWebSocket(beast::tcp_stream stream, beast::flat_buffer buffer,
-                     beast::http::request<beast::http::string_body> req, std::string subprotocol,
-                     std::string credential, ConnHandler handler) {
-  auto ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(stream));
+template <class Next>
+void AcceptWebSocketOn(Next stream, beast::http::request<beast::http::string_body> req,
+                       std::string subprotocol, std::string credential,
+                       std::shared_ptr<ssl::context> ctx, ConnHandler handler) {
+  auto ws = std::make_shared<websocket::stream<Next>>(std::move(stream));
   beast::get_lowest_layer(*ws).expires_never();
   // Pings from the server are not needed: MQTT has its own keep-alive.
   websocket::stream_base::timeout t =
@@ -322,12 +369,53 @@ void AcceptWebSocket(beast::tcp_stream stream, beast::flat_buffer buffer,
         if (offered) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
       }));
   auto req_ptr = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(req));
-  (void)buffer;  // bytes after the upgrade request would be WebSocket frames; clients wait for 101
-  ws->async_accept(*req_ptr, [ws, req_ptr, credential = std::move(credential),
+  ws->async_accept(*req_ptr, [ws, req_ptr, credential = std::move(credential), ctx = std::move(ctx),
                               handler = std::move(handler)](beast::error_code ec) mutable {
     if (ec) return;
-    handler(std::make_shared<WsConn>(std::move(*ws), std::move(credential)));
+    handler(std::make_shared<WsConn<Next>>(std::move(*ws), std::move(credential), std::move(ctx)));
   });
+}
+
+}  // namespace
+
+std::shared_ptr<Conn> MakeTcpConn(tcp::socket socket) {
+  return std::make_shared<TcpConn>(std::move(socket));
+}
+
+void AcceptWebSocket(beast::tcp_stream stream, beast::flat_buffer buffer,
+                     beast::http::request<beast::http::string_body> req, std::string subprotocol,
+                     std::string credential, ConnHandler handler) {
+  (void)buffer;  // bytes after the upgrade request would be WebSocket frames; clients wait for 101
+  AcceptWebSocketOn(std::move(stream), std::move(req), std::move(subprotocol),
+                    std::move(credential), nullptr, std::move(handler));
+}
+
+void AcceptWebSocket(beast::ssl_stream<beast::tcp_stream> stream, beast::flat_buffer buffer,
+                     beast::http::request<beast::http::string_body> req, std::string subprotocol,
+                     std::string credential, std::shared_ptr<ssl::context> ctx,
+                     ConnHandler handler) {
+  (void)buffer;
+  AcceptWebSocketOn(std::move(stream), std::move(req), std::move(subprotocol),
+                    std::move(credential), std::move(ctx), std::move(handler));
+}
+
+void AcceptTls(tcp::socket socket, std::shared_ptr<ssl::context> ctx, int timeout_ms,
+               ConnHandler handler) {
+  auto stream = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *ctx);
+  beast::get_lowest_layer(*stream).expires_after(std::chrono::milliseconds(timeout_ms));
+  stream->async_handshake(
+      ssl::stream_base::server,
+      [stream, ctx = std::move(ctx), handler = std::move(handler)](beast::error_code ec) mutable {
+        if (ec) {
+          metrics::Default()
+              .GetCounter("persona_tls_handshake_failures_total",
+                          "TLS handshakes that failed (HTTP and MQTT listeners)")
+              ->Inc();
+          return;
+        }
+        beast::get_lowest_layer(*stream).expires_never();
+        handler(std::make_shared<TlsConn>(std::move(*stream), std::move(ctx)));
+      });
 }
 
 }  // namespace persona::net

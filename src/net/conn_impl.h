@@ -7,6 +7,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <memory>
 
 #include "net/conn.h"
@@ -23,5 +24,17 @@ std::shared_ptr<Conn> MakeTcpConn(boost::asio::ip::tcp::socket socket);
 void AcceptWebSocket(boost::beast::tcp_stream stream, boost::beast::flat_buffer buffer,
                      boost::beast::http::request<boost::beast::http::string_body> req,
                      std::string subprotocol, std::string credential, ConnHandler handler);
+// The same over TLS (wss://); the connection keeps `ctx` alive.
+void AcceptWebSocket(boost::beast::ssl_stream<boost::beast::tcp_stream> stream,
+                     boost::beast::flat_buffer buffer,
+                     boost::beast::http::request<boost::beast::http::string_body> req,
+                     std::string subprotocol, std::string credential,
+                     std::shared_ptr<boost::asio::ssl::context> ctx, ConnHandler handler);
+
+// Completes a server TLS handshake on `socket` within `timeout_ms`, then
+// calls `handler` with the connection; a failed handshake is counted and
+// the socket closed.
+void AcceptTls(boost::asio::ip::tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> ctx,
+               int timeout_ms, ConnHandler handler);
 
 }  // namespace persona::net

@@ -6,6 +6,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/params_view.hpp>
 #include <charconv>
@@ -15,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "net/conn_impl.h"
 #include "net/listen.h"
+#include "net/tls.h"
 
 namespace persona::net {
 
@@ -67,6 +69,7 @@ struct NetMetrics {
   metrics::Gauge* streams;
   metrics::Counter* stream_overflows;
   metrics::Counter* rate_limited;
+  metrics::Counter* tls_failures;
   static NetMetrics& Get() {
     static NetMetrics m = [] {
       auto& r = metrics::Default();
@@ -80,17 +83,29 @@ struct NetMetrics {
                        "Event streams closed because the client could not keep up"),
           r.GetCounter("persona_http_connections_rate_limited_total",
                        "Connections refused by limits.connections_per_address"),
+          r.GetCounter("persona_tls_handshake_failures_total",
+                       "TLS handshakes that failed (HTTP and MQTT listeners)"),
       };
     }();
     return m;
   }
 };
 
-class Session;
+// What an Exchange and an EventStream need of a connection, whatever its
+// transport (plain TCP or TLS).
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void Respond(Response res) = 0;
+  virtual std::shared_ptr<EventStream> StartStream(Response head) = 0;
+  virtual bool QueueStream(std::string data) = 0;
+  virtual void CloseStream() = 0;
+  virtual const std::string& remote() const = 0;
+};
 
 class StreamImpl final : public EventStream, public std::enable_shared_from_this<StreamImpl> {
  public:
-  StreamImpl(std::shared_ptr<Session> session, size_t limit)
+  StreamImpl(std::shared_ptr<SessionBase> session, size_t limit)
       : session_(std::move(session)), limit_(limit) {}
   bool Send(std::string data) override;
   void Close() override;
@@ -99,26 +114,36 @@ class StreamImpl final : public EventStream, public std::enable_shared_from_this
   // Called on the session strand.
   void Closed();
 
-  std::shared_ptr<Session> session_;
+  std::shared_ptr<SessionBase> session_;
   size_t limit_;
   std::mutex mu_;
   std::function<void()> on_close_;
   bool closed_ = false;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+std::shared_ptr<Exchange> MakeExchange(std::shared_ptr<SessionBase> s);
+
+// One HTTP connection. Stream is beast::tcp_stream, or
+// beast::ssl_stream<beast::tcp_stream> for TLS (the TLS handshake comes
+// first, under the request timeout).
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
   Session(tcp::socket socket, const ServerOptions& options, Handler* handler,
-          std::shared_ptr<std::atomic<int>> live, std::shared_ptr<const WebSocketRoute> ws)
-      : stream_(std::move(socket)),
+          std::shared_ptr<std::atomic<int>> live, std::shared_ptr<const WebSocketRoute> ws,
+          std::shared_ptr<asio::ssl::context> tls)
+      : stream_(MakeStream(std::move(socket), tls.get())),
+        tls_(std::move(tls)),
         options_(options),
         handler_(handler),
         live_(std::move(live)),
         ws_route_(std::move(ws)) {
     boost::system::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = Lowest().socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-    stream_.socket().set_option(tcp::no_delay(true), ec);
+    Lowest().socket().set_option(tcp::no_delay(true), ec);
     NetMetrics::Get().connections->Add(1);
   }
   ~Session() {
@@ -127,49 +152,70 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Start() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->WaitForRequest(); });
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Lowest().expires_after(std::chrono::milliseconds(self->options_.request_timeout_ms));
+        self->stream_.async_handshake(asio::ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) {
+            NetMetrics::Get().tls_failures->Inc();
+            return self->Shutdown();
+          }
+          self->WaitForRequest();
+        });
+      } else {
+        self->WaitForRequest();
+      }
+    });
   }
 
   // --- called from any thread --------------------------------------------
-  void Respond(Response res) {
-    asio::post(stream_.get_executor(), [self = shared_from_this(), res = std::move(res)]() mutable {
-      self->Write(std::move(res));
-    });
+  void Respond(Response res) override {
+    asio::post(stream_.get_executor(),
+               [self = this->shared_from_this(), res = std::move(res)]() mutable {
+                 self->Write(std::move(res));
+               });
   }
 
-  std::shared_ptr<EventStream> StartStream(Response head) {
-    auto s = std::make_shared<StreamImpl>(shared_from_this(), options_.stream_queue_limit);
-    asio::post(stream_.get_executor(), [self = shared_from_this(), s, head = std::move(head)] {
-      self->BeginStream(s, head);
-    });
+  std::shared_ptr<EventStream> StartStream(Response head) override {
+    auto s = std::make_shared<StreamImpl>(this->shared_from_this(), options_.stream_queue_limit);
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), s,
+                                        head = std::move(head)] { self->BeginStream(s, head); });
     return s;
   }
 
   // Queues stream data; false if the queue is full. Called via StreamImpl.
-  bool QueueStream(std::string data) {
+  bool QueueStream(std::string data) override {
     {
       std::lock_guard<std::mutex> l(out_mu_);
       if (stream_closed_) return false;
       if (out_.size() >= options_.stream_queue_limit) return false;
       out_.push_back(std::move(data));
     }
-    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->FlushStream(); });
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->FlushStream(); });
     return true;
   }
 
-  void CloseStream() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->EndStream(); });
+  void CloseStream() override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->EndStream(); });
   }
 
-  const std::string& remote() const { return remote_; }
+  const std::string& remote() const override { return remote_; }
 
  private:
+  static Stream MakeStream(tcp::socket socket, asio::ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
   // --- on the strand ------------------------------------------------------
   void WaitForRequest() {
     if (buffer_.size() > 0) return ReadRequest();  // pipelined bytes already here
-    stream_.expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
     stream_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                               if (ec) return self->Shutdown();
                               self->buffer_.commit(n);
                               self->ReadRequest();
@@ -181,10 +227,10 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
     // The whole request must arrive within the timeout: slow-drip clients are cut off.
-    stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
     http::async_read(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -220,19 +266,22 @@ class Session : public std::enable_shared_from_this<Session> {
           }
         }
         // The connection leaves HTTP: the WebSocket owns the socket from here.
-        AcceptWebSocket(std::move(stream_), std::move(buffer_), parser_->release(),
-                        ws_route_->subprotocol, std::move(credential), ws_route_->handler);
+        if constexpr (kTls) {
+          AcceptWebSocket(std::move(stream_), std::move(buffer_), parser_->release(),
+                          ws_route_->subprotocol, std::move(credential), tls_, ws_route_->handler);
+        } else {
+          AcceptWebSocket(std::move(stream_), std::move(buffer_), parser_->release(),
+                          ws_route_->subprotocol, std::move(credential), ws_route_->handler);
+        }
         return;
       }
     }
     Request req = parser_->release();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
-    stream_.expires_never();  // the handler may take a while (AI, fsync)
-    handler_->Handle(std::move(req), MakeExchange());
+    Lowest().expires_never();  // the handler may take a while (AI, fsync)
+    handler_->Handle(std::move(req), MakeExchange(this->shared_from_this()));
   }
-
-  std::shared_ptr<Exchange> MakeExchange();
 
   void Write(Response res) {
     res.version(version_);
@@ -240,9 +289,9 @@ class Session : public std::enable_shared_from_this<Session> {
     res.prepare_payload();
     const bool close = !res.keep_alive();
     auto sp = std::make_shared<Response>(std::move(res));
-    stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
     http::async_write(stream_, *sp,
-                      [self = shared_from_this(), sp, close](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), sp, close](beast::error_code ec, size_t) {
                         if (!ec && close && self->linger_) return self->Linger(0);
                         if (ec || close) return self->Shutdown();
                         self->WaitForRequest();
@@ -264,11 +313,11 @@ class Session : public std::enable_shared_from_this<Session> {
       std::lock_guard<std::mutex> l(out_mu_);
       out_.push_front(std::move(h));
     }
-    stream_.expires_never();
+    Lowest().expires_never();
     // A read completes only when the peer closes (or misbehaves): end the stream then.
     stream_.async_read_some(
         asio::buffer(drain_),
-        [self = shared_from_this()](beast::error_code, size_t) { self->EndStream(); });
+        [self = this->shared_from_this()](beast::error_code, size_t) { self->EndStream(); });
     FlushStream();
   }
 
@@ -285,12 +334,12 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
     writing_ = true;
-    stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
     asio::async_write(stream_, asio::buffer(writing_buf_),
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
                         self->writing_ = false;
                         if (ec) return self->EndStream();
-                        self->stream_.expires_never();
+                        self->Lowest().expires_never();
                         self->FlushStream();
                       });
   }
@@ -316,24 +365,25 @@ class Session : public std::enable_shared_from_this<Session> {
   void Linger(size_t discarded) {
     if (discarded == 0) {
       beast::error_code ec;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-      stream_.expires_after(std::chrono::seconds(2));
+      Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+      Lowest().expires_after(std::chrono::seconds(2));
     }
     if (discarded > (8u << 20)) return Shutdown();
-    stream_.async_read_some(asio::buffer(drain_),
-                            [self = shared_from_this(), discarded](beast::error_code ec, size_t n) {
-                              if (ec) return self->Shutdown();
-                              self->Linger(discarded + n);
-                            });
+    stream_.async_read_some(asio::buffer(drain_), [self = this->shared_from_this(), discarded](
+                                                      beast::error_code ec, size_t n) {
+      if (ec) return self->Shutdown();
+      self->Linger(discarded + n);
+    });
   }
 
   void Shutdown() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().socket().close(ec);
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
+  std::shared_ptr<asio::ssl::context> tls_;  // the context this connection started with
   const ServerOptions options_;
   Handler* handler_;
   std::shared_ptr<std::atomic<int>> live_;
@@ -357,7 +407,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class ExchangeImpl final : public Exchange {
  public:
-  explicit ExchangeImpl(std::shared_ptr<Session> s) : session_(std::move(s)) {}
+  explicit ExchangeImpl(std::shared_ptr<SessionBase> s) : session_(std::move(s)) {}
   void Respond(Response res) override {
     if (done_.exchange(true)) return;
     session_->Respond(std::move(res));
@@ -369,12 +419,12 @@ class ExchangeImpl final : public Exchange {
   const std::string& remote_address() const override { return session_->remote(); }
 
  private:
-  std::shared_ptr<Session> session_;
+  std::shared_ptr<SessionBase> session_;
   std::atomic<bool> done_{false};
 };
 
-std::shared_ptr<Exchange> Session::MakeExchange() {
-  return std::make_shared<ExchangeImpl>(shared_from_this());
+std::shared_ptr<Exchange> MakeExchange(std::shared_ptr<SessionBase> s) {
+  return std::make_shared<ExchangeImpl>(std::move(s));
 }
 
 bool StreamImpl::Send(std::string data) {
@@ -473,9 +523,17 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
             } else {
               self->live_->fetch_add(1);
               NetMetrics::Get().accepted->Inc();
-              std::make_shared<Session>(std::move(socket), self->options_, self->handler_,
-                                        self->live_, self->ws_route_)
-                  ->Start();
+              if (self->tls_) {
+                std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+                    std::move(socket), self->options_, self->handler_, self->live_, self->ws_route_,
+                    self->tls_->Current())
+                    ->Start();
+              } else {
+                std::make_shared<Session<beast::tcp_stream>>(std::move(socket), self->options_,
+                                                             self->handler_, self->live_,
+                                                             self->ws_route_, nullptr)
+                    ->Start();
+              }
             }
           } else if (ec == asio::error::no_descriptors) {
             // Out of file descriptors: back off briefly instead of spinning.
@@ -505,6 +563,7 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
   std::shared_ptr<const WebSocketRoute> ws_route_;
   ConnectionFilter filter_;
   std::shared_ptr<const std::string> refusal_;
+  std::shared_ptr<TlsContext> tls_;
 };
 
 HttpServer::HttpServer(asio::io_context& ioc, ServerOptions options, Handler* handler)
@@ -520,6 +579,7 @@ void HttpServer::SetWebSocketRoute(std::string path, std::string subprotocol, Co
   impl_->ws_route_ = std::make_shared<const WebSocketRoute>(
       WebSocketRoute{std::move(path), std::move(subprotocol), std::move(handler), std::move(gate)});
 }
+void HttpServer::SetTls(std::shared_ptr<TlsContext> tls) { impl_->tls_ = std::move(tls); }
 void HttpServer::SetConnectionFilter(ConnectionFilter filter, std::string refusal) {
   impl_->filter_ = std::move(filter);
   impl_->refusal_ = std::make_shared<const std::string>(std::move(refusal));

@@ -22,6 +22,7 @@
 
 namespace persona::net {
 
+class TlsContext;
 namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
@@ -92,6 +93,9 @@ class HttpServer {
   // response) and closed, before any request is read.
   using ConnectionFilter = std::function<bool(std::string_view address)>;
   void SetConnectionFilter(ConnectionFilter filter, std::string refusal);
+  // Serves HTTPS (and wss:// for the WebSocket route) with `tls` (call
+  // before Listen); each connection takes the context current at accept.
+  void SetTls(std::shared_ptr<TlsContext> tls);
 
  private:
   class Impl;

@@ -9,6 +9,7 @@
 #include "metrics/metrics.h"
 #include "net/conn_impl.h"
 #include "net/listen.h"
+#include "net/tls.h"
 
 namespace persona::net {
 
@@ -61,14 +62,23 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
               self->rate_limited_->Inc();
               RefuseConnection(std::move(socket), self->refusal_);
             } else {
-              self->live_->fetch_add(1);
-              auto conn = MakeTcpConn(std::move(socket));
-              // Count the connection until its owner lets go of it.
-              std::shared_ptr<Conn> counted(conn.get(), [conn, live = self->live_](Conn*) mutable {
-                live->fetch_sub(1);
-                conn.reset();
-              });
-              self->handler_(std::move(counted));
+              // Count the connection until its owner lets go of it (a TLS
+              // connection from the end of its handshake).
+              auto hand_over = [live = self->live_,
+                                handler = self->handler_](std::shared_ptr<Conn> conn) {
+                live->fetch_add(1);
+                std::shared_ptr<Conn> counted(conn.get(), [conn, live](Conn*) mutable {
+                  live->fetch_sub(1);
+                  conn.reset();
+                });
+                handler(std::move(counted));
+              };
+              if (self->tls_) {
+                AcceptTls(std::move(socket), self->tls_->Current(), self->handshake_timeout_ms_,
+                          std::move(hand_over));
+              } else {
+                hand_over(MakeTcpConn(std::move(socket)));
+              }
             }
           }
           self->DoAccept();
@@ -84,6 +94,8 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
  public:
   std::function<bool(std::string_view)> filter_;
   std::shared_ptr<const std::string> refusal_;
+  std::shared_ptr<TlsContext> tls_;
+  int handshake_timeout_ms_ = 10000;
   metrics::Counter* rate_limited_ =
       metrics::Default().GetCounter("persona_mqtt_connections_rate_limited_total",
                                     "MQTT connections refused by limits.connections_per_address");
@@ -104,6 +116,7 @@ StatusOr<uint16_t> TcpServer::Listen(const std::string& host_port) {
   return impl_->Listen(host_port);
 }
 void TcpServer::StopAccepting() { impl_->StopAccepting(); }
+void TcpServer::SetTls(std::shared_ptr<TlsContext> tls) { impl_->tls_ = std::move(tls); }
 void TcpServer::SetConnectionFilter(std::function<bool(std::string_view)> filter,
                                     std::string refusal) {
   impl_->filter_ = std::move(filter);

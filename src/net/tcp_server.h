@@ -12,6 +12,8 @@
 
 namespace persona::net {
 
+class TlsContext;
+
 class TcpServer {
  public:
   // Connections beyond `max_connections` are closed at once.
@@ -22,6 +24,9 @@ class TcpServer {
   // before Listen); a refused one gets `refusal` and is closed.
   void SetConnectionFilter(std::function<bool(std::string_view address)> filter,
                            std::string refusal);
+  // Speaks TLS with `tls` (call before Listen): connections reach the
+  // handler after their handshake.
+  void SetTls(std::shared_ptr<TlsContext> tls);
   // Binds "host:port" (0 = any free port) and starts accepting; returns the port.
   StatusOr<uint16_t> Listen(const std::string& host_port);
   void StopAccepting();

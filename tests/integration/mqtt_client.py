@@ -50,9 +50,11 @@ def publish_packet(topic, payload, qos=0, retain=False, packet_id=1, dup=False):
 
 class Client:
     def __init__(self, port, client_id="", clean=True, keepalive=60, will=None, timeout=5,
-                 connect=True, token=None, username="persona", source=None):
+                 connect=True, token=None, username="persona", source=None, tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
+        if tls is not None:  # an ssl.SSLContext
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.buf = b""
         self.pending = []  # packets read while waiting for another kind
         self.next_id = 1
