@@ -86,7 +86,7 @@ link() {
   "$CXX" "${CXXFLAGS[@]}" "${objs[@]}" -o "$OUT/$target" $libs
 }
 
-ALL=(mqtt_codec_fuzz event_json_fuzz http_request_fuzz aws_event_stream_fuzz model_output_fuzz)
+ALL=(mqtt_codec_fuzz event_json_fuzz http_request_fuzz aws_event_stream_fuzz model_output_fuzz jwt_fuzz)
 TARGETS=("$@")
 [[ ${#TARGETS[@]} -eq 0 ]] && TARGETS=("${ALL[@]}")
 
@@ -112,6 +112,10 @@ for t in "${TARGETS[@]}"; do
                  src/ai/builtin/builtin_provider.cc src/ai/builtin/extract.cc \
                  src/ai/builtin/cities.cc src/ai/builtin/text.cc" \
            "-lyaml-cpp -lboost_json $ABSL"
+      ;;
+    jwt_fuzz)
+      link "$t" "src/auth/jwt.cc src/core/base64.cc src/core/ids.cc src/core/json.cc \
+                 src/core/status.cc" "-lboost_json -lcrypto $ABSL"
       ;;
     *)
       echo "unknown target: $t (known: ${ALL[*]})" >&2

@@ -26,7 +26,7 @@ FRESH=0
 BUILD=1
 JOBS=0
 TARGETS=()
-ALL=(mqtt_codec_fuzz event_json_fuzz http_request_fuzz aws_event_stream_fuzz model_output_fuzz)
+ALL=(mqtt_codec_fuzz event_json_fuzz http_request_fuzz aws_event_stream_fuzz model_output_fuzz jwt_fuzz)
 
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -8,6 +8,7 @@
 #include "api/web_client_js.inc"  // kWebClientJs: clients/js, built for the browser
 #include "api/web_index.inc"      // kWebIndexHtml
 #include "api/web_mqtt_js.inc"    // kWebMqttJs: MQTT.js from npm, bundled
+#include "api/web_qrcode_js.inc"  // kWebQrcodeJs: qrcode-generator from npm, bundled
 #include "core/ids.h"
 #include "core/logging.h"
 
@@ -45,6 +46,7 @@ const char* kRouteNames[] = {"/",
                              "/v1/sessions/{id}/events",
                              "/v1/requests/{id}",
                              "/v1/users/{id}/usage",
+                             "/v1/sessions/{id}/links",
                              "other"};
 
 }  // namespace
@@ -70,6 +72,7 @@ HttpApi::Access HttpApi::AccessOf(Route route) {
     case kEvents:
     case kRequests:
     case kUsers:
+    case kLinks:
     case kNotFound:  // unknown paths need a token too
     case kRouteCount:
       return Access::kUser;
@@ -259,7 +262,7 @@ void HttpApi::Classify(Call& call) const {
   const std::string& path = call.path;
   call.route = kNotFound;
   if (path == "/" || path == "/index.html" || path == "/assets/mqtt.min.js" ||
-      path == "/assets/persona-client.js") {
+      path == "/assets/persona-client.js" || path == "/assets/qrcode.js") {
     call.route = kIndex;
     return;
   }
@@ -315,6 +318,8 @@ void HttpApi::Classify(Call& call) const {
     call.route = kProfile;
   } else if (sub == "events") {
     call.route = kEvents;
+  } else if (sub == "links") {
+    call.route = kLinks;
   }
 }
 
@@ -414,7 +419,9 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
         net::Response res(http::status::ok, ver);
         res.set(http::field::content_type, "text/javascript; charset=utf-8");
         res.set(http::field::cache_control, "public, max-age=300");
-        res.body() = std::string(path == "/assets/mqtt.min.js" ? kWebMqttJs : kWebClientJs);
+        res.body() = std::string(path == "/assets/mqtt.min.js" ? kWebMqttJs
+                                 : path == "/assets/qrcode.js" ? kWebQrcodeJs
+                                                               : kWebClientJs);
         return Finish(call, std::move(res));
       }
       if (method != http::verb::get && method != http::verb::head) return method_not_allowed("GET");
@@ -483,6 +490,9 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
       if (call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)
         return StreamEvents(call);
       return ListEvents(call);
+    case kLinks:
+      if (method != http::verb::post) return method_not_allowed("POST");
+      return CreateLink(call);
     case kNotFound:
     case kRouteCount:
       break;
@@ -656,6 +666,43 @@ void HttpApi::StreamMessage(std::shared_ptr<Call> call, engine::MessageRequest r
     }
     st->stream->Close();
   });
+}
+
+void HttpApi::CreateLink(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  int64_t ttl = 3600;
+  if (!call->req.body().empty()) {
+    std::optional<net::Response> problem;
+    auto body = ParseBody(call->req, &problem, {"ttl_s"});
+    if (!body) return Finish(call, std::move(*problem));
+    if (const json::value* t = Find(*body, "ttl_s")) {
+      if (!t->is_int64() || t->get_int64() < 60 || t->get_int64() > 7 * 86400)
+        return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                    "'ttl_s' must be an integer from 60 to 604800", ver));
+      ttl = t->get_int64();
+    }
+  }
+  auto owner = engine_->Owner(call->caller, call->session_id);
+  if (!owner.ok()) return Finish(call, ProblemFor(owner.status(), ver));
+  json::object out;
+  out["session_id"] = call->session_id;
+  if (!options_.auth->enabled()) {
+    out["token"] = nullptr;  // auth off: the session id alone opens it
+    return Finish(call, Json(http::status::created, out, ver));
+  }
+  const int64_t exp = static_cast<int64_t>(std::time(nullptr)) + ttl;
+  json::object claims;
+  claims["sub"] = *owner;  // the session's user, also when an admin asks
+  claims["iat"] = exp - ttl;
+  claims["exp"] = exp;
+  json::array sessions;
+  sessions.push_back(json::string(call->session_id));
+  claims["sessions"] = std::move(sessions);
+  auto token = options_.auth->verifier()->Mint(std::move(claims));
+  if (!token.ok()) return Finish(call, ProblemFor(token.status(), ver));
+  out["token"] = *token;
+  out["expires_at"] = FormatRfc3339Millis(exp * 1000);
+  Finish(call, Json(http::status::created, out, ver));
 }
 
 void HttpApi::GetUserUsage(std::shared_ptr<Call> call, std::string user_id) {

@@ -55,6 +55,7 @@ class HttpApi final : public net::Handler {
     kEvents,
     kRequests,
     kUsers,
+    kLinks,
     kNotFound,
     kRouteCount
   };
@@ -79,6 +80,8 @@ class HttpApi final : public net::Handler {
   void StreamEvents(std::shared_ptr<Call> call);
   void GetRequest(std::shared_ptr<Call> call);
   void GetUserUsage(std::shared_ptr<Call> call, std::string user_id);
+  // POST /v1/sessions/{id}/links: a token limited to the session, for another device.
+  void CreateLink(std::shared_ptr<Call> call);
   // POST …/messages with Accept: text/event-stream: reply tokens as they come.
   void StreamMessage(std::shared_ptr<Call> call, engine::MessageRequest r);
   // Whether this write goes through the async intake (Prefer, write_mode).

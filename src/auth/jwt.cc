@@ -397,6 +397,17 @@ std::shared_ptr<const JwtVerifier::State> JwtVerifier::Current() const {
 
 size_t JwtVerifier::key_count() const { return Current()->keys.size(); }
 
+StatusOr<std::string> JwtVerifier::Mint(json::object claims) const {
+  const std::shared_ptr<const State> st = Current();
+  if (!st->algorithms.count("HS256"))
+    return absl::UnimplementedError(
+        "minting tokens needs auth.jwt.hs256_secret (HS256); with other algorithms tokens come "
+        "from the identity provider");
+  if (!st->options.audience.empty()) claims["aud"] = st->options.audience;
+  if (!st->options.issuer.empty()) claims["iss"] = st->options.issuer;
+  return MintHs256(st->options.hs256_secret, claims);
+}
+
 StatusOr<Claims> JwtVerifier::Verify(std::string_view token) const {
   const std::shared_ptr<const State> st = Current();
   const JwtOptions& opt = st->options;
@@ -513,13 +524,17 @@ StatusOr<Claims> JwtVerifier::Verify(std::string_view token) const {
   return out;
 }
 
+std::string SignHs256(std::string_view secret, std::string_view signing_input) {
+  return Base64UrlEncode(HmacSha256(secret, signing_input));
+}
+
 std::string MintHs256(std::string_view secret, const json::object& claims) {
   std::string token = Base64UrlEncode(R"({"alg":"HS256","typ":"JWT"})");
   token += '.';
   token += Base64UrlEncode(json::serialize(claims));
-  const std::string mac = HmacSha256(secret, token);
+  const std::string sig = SignHs256(secret, token);
   token += '.';
-  token += Base64UrlEncode(mac);
+  token += sig;
   return token;
 }
 

@@ -72,6 +72,11 @@ class JwtVerifier {
   // Number of keys loaded (for logs and tests).
   size_t key_count() const;
 
+  // Signs `claims` with the configured HS256 secret, adding aud and iss as
+  // configured: a token this verifier accepts. Unimplemented when HS256 is
+  // not configured (keys from an identity provider cannot be minted here).
+  StatusOr<std::string> Mint(json::object claims) const;
+
  private:
   struct State;
   static StatusOr<std::shared_ptr<const State>> Build(JwtOptions options);
@@ -85,5 +90,7 @@ class JwtVerifier {
 
 // Signs `claims` with HS256 (persona token, tests).
 std::string MintHs256(std::string_view secret, const json::object& claims);
+// The base64url HS256 signature of a JWS signing input ("header.payload").
+std::string SignHs256(std::string_view secret, std::string_view signing_input);
 
 }  // namespace persona::auth

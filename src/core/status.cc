@@ -28,6 +28,8 @@ int HttpStatusCode(const Status& st) {
       return 401;
     case absl::StatusCode::kPermissionDenied:
       return 403;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
     default:
       return 500;
   }

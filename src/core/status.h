@@ -4,7 +4,7 @@
 // class of error; api/ maps codes to HTTP status in one place:
 //   InvalidArgument → 400/422, NotFound → 404, FailedPrecondition → 412,
 //   AlreadyExists/Aborted → 409, ResourceExhausted → 429/503,
-//   Unavailable → 503, Unauthenticated → 401, PermissionDenied → 403,
+//   Unavailable → 503, Unauthenticated → 401, PermissionDenied → 403, Unimplemented → 501,
 //   Internal/DataLoss → 500.
 #pragma once
 

@@ -866,15 +866,28 @@ StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const auth::Ca
   return out;
 }
 
-Status Engine::Exists(const auth::Caller& caller, const std::string& session_id) {
+StatusOr<std::string> Engine::Owner(const auth::Caller& caller, const std::string& session_id) {
+  std::string owner;
+  bool known = false;
   if (auto a = GetActor(session_id, false)) {
     std::lock_guard<std::mutex> l(a->mu);
     if (a->deleted) return absl::NotFoundError("no such session");
-    if (a->state) return Authorize(caller, session_id, a->state->meta.user_id);
+    if (a->state) {
+      owner = a->state->meta.user_id;
+      known = true;
+    }
   }
-  auto head = store_->Head(session_id);
-  if (!head.ok()) return head.status();
-  return Authorize(caller, session_id, head->user_id);
+  if (!known) {
+    auto head = store_->Head(session_id);
+    if (!head.ok()) return head.status();
+    owner = std::move(head->user_id);
+  }
+  if (Status st = Authorize(caller, session_id, owner); !st.ok()) return st;
+  return owner;
+}
+
+Status Engine::Exists(const auth::Caller& caller, const std::string& session_id) {
+  return Owner(caller, session_id).status();
 }
 
 Status Engine::CheckAccess(const auth::Caller& caller, const std::string& session_id) {

@@ -168,6 +168,8 @@ class Engine {
   StatusOr<uint64_t> Version(const auth::Caller& caller, const std::string& session_id);
   // NotFound unless the session exists and `caller` may touch it.
   Status CheckAccess(const auth::Caller& caller, const std::string& session_id);
+  // The user the session belongs to, if `caller` may touch it (else NotFound).
+  StatusOr<std::string> Owner(const auth::Caller& caller, const std::string& session_id);
 
   // Topic carrying every event of a session, as event JSON, in seq order.
   static std::string EventsTopic(const std::string& session_id);

@@ -23,6 +23,7 @@ const WEB_FILES = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/assets/mqtt.min.js": ["assets/mqtt.min.js", "text/javascript; charset=utf-8"],
   "/assets/persona-client.js": ["../clients/js/src/index.js", "text/javascript; charset=utf-8"],
+  "/assets/qrcode.js": ["assets/qrcode.js", "text/javascript; charset=utf-8"],
 };
 
 const BASE = (process.env.PERSONA_URL || "").replace(/\/+$/, "");

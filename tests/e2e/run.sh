@@ -45,6 +45,7 @@ if [[ -z "${PERSONA_URL:-}" ]]; then
   bin="$1"; shift
   if [[ "$bin" != */* ]]; then bin="$(command -v "$bin")"; fi
   bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+  export PERSONA_BIN="$bin"   # auth.test.mjs starts its own server (auth on)
   tmp="$(mktemp -d -t persona-e2e.XXXXXX)"
   log="$tmp/server.log"
   # From the repo root so ./schemas is found; MQTT (TCP) on a free port too so
@@ -79,7 +80,7 @@ fi
 
 echo "e2e: testing $PERSONA_URL" >&2
 status=0
-(cd "$here" && node --test "$@" chat.test.mjs) || status=$?
+(cd "$here" && node --test --test-concurrency=1 "$@" chat.test.mjs auth.test.mjs) || status=$?
 if [[ $status -ne 0 && -n "$tmp" ]]; then
   echo "--- server log (last 50 lines) ---" >&2
   tail -n 50 "$log" "$tmp/server.err" >&2 || true

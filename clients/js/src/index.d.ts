@@ -72,6 +72,11 @@ export interface ConnectOptions {
   mqttOptions?: Record<string, unknown>;
   /** fetch implementation for httpBase; default globalThis.fetch. */
   fetch?: typeof fetch;
+  /**
+   * A bearer token (JWT) when the server has authentication on: the MQTT
+   * CONNECT password (user name "persona") and the HTTP Authorization header.
+   */
+  token?: string;
 }
 
 export interface WatchHandlers {
@@ -129,6 +134,8 @@ export interface SendResult {
 }
 
 export declare class PersonaClient {
+  /** Replaces the token: used by the next reconnect and every later HTTP call. */
+  setToken(token: string | null): void;
   constructor(options: ConnectOptions);
   readonly url: string;
   readonly httpBase: string;

@@ -120,6 +120,13 @@ export class PersonaClient {
     if (options.clean !== undefined) this._mqttOptions.clean = !!options.clean;
     if (options.reconnectPeriod !== undefined) this._mqttOptions.reconnectPeriod = options.reconnectPeriod;
     if (options.wsOptions) this._mqttOptions.wsOptions = options.wsOptions;
+    // With authentication on (SPEC §10) the token is the MQTT CONNECT
+    // password and the HTTP bearer token.
+    this._token = options.token || null;
+    if (this._token) {
+      this._mqttOptions.username = this._mqttOptions.username || "persona";
+      this._mqttOptions.password = this._token;
+    }
     /** The underlying MQTT.js client (null until it is loaded). */
     this.mqtt = null;
     this._lib = null;
@@ -143,6 +150,25 @@ export class PersonaClient {
     c.on("close", () => this._onOffline());
     c.on("error", (err) => this._emit("error", err));
     c.on("message", (topic, payload, packet) => this._onMessage(topic, payload, packet));
+  }
+
+  /** Replaces the token (e.g. a refreshed one): used by the next reconnect and every later HTTP call. */
+  setToken(token) {
+    this._token = token || null;
+    if (this._token) {
+      this._mqttOptions.username = this._mqttOptions.username || "persona";
+      this._mqttOptions.password = this._token;
+    } else {
+      delete this._mqttOptions.password;
+    }
+    if (this.mqtt && this.mqtt.options) {
+      this.mqtt.options.username = this._mqttOptions.username;
+      this.mqtt.options.password = this._mqttOptions.password;
+    }
+  }
+
+  _headers(extra = {}) {
+    return this._token ? { ...extra, Authorization: `Bearer ${this._token}` } : extra;
   }
 
   /** True while the MQTT connection is up. */
@@ -207,6 +233,12 @@ export class PersonaClient {
         const bad = (granted || []).find((g) => g && g.qos === 128);
         if (bad) throw new PersonaError(`subscription to ${bad.topic} refused`, { code: "subscribe-refused" });
         if (this._sessions.get(st.id) === st) st.subscribed = true;
+      }, (err) => {
+        // MQTT.js 5 rejects a SUBACK with return code 0x80 itself (a session
+        // the token does not grant, SPEC §10).
+        if (err && err.packet && err.packet.cmd === "suback")
+          throw new PersonaError(`subscription to session ${st.id} refused`, { code: "subscribe-refused" });
+        throw err;
       })
       .finally(() => { if (st.subscribing === p) st.subscribing = null; });
     st.subscribing = p;
@@ -241,10 +273,12 @@ export class PersonaClient {
     const subscribed = st.subscribed ? Promise.resolve() : (st.subscribing || this._subscribe(st));
     subscribed.catch((err) => { if (st.watchers.has(h)) this._notifyError(st, err, { own: false }); });
     const client = this;
+    const acknowledged = subscribed.then(() => undefined);
+    acknowledged.catch(() => {});   // reported through onError; awaiting it still rejects
     return {
       sessionId: id,
       /** Resolves once the server acknowledged the subscription. */
-      subscribed: subscribed.then(() => undefined),
+      subscribed: acknowledged,
       get version() { return st.version; },
       get lastSeq() { return st.lastSeq; },
       get profile() { return st.profile; },
@@ -369,7 +403,7 @@ export class PersonaClient {
   async fetchEvents(sessionId, { after = 0, limit = 100 } = {}) {
     if (!this.httpBase || !this._fetch) throw new PersonaError("httpBase is not set", { code: "no-http" });
     const url = `${this.httpBase}/v1/sessions/${encodeURIComponent(sessionId)}/events?after=${after}&limit=${limit}`;
-    const res = await this._fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+    const res = await this._fetch(url, { headers: this._headers({ Accept: "application/json" }), cache: "no-store" });
     const text = await res.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (_) { /* not JSON */ }

@@ -240,3 +240,54 @@ test("web/assets/mqtt.min.js is the MQTT.js browser bundle of the installed mqtt
   const dist = readFileSync(join(repoRoot, "clients/js/node_modules/mqtt/dist/mqtt.min.js"));
   assert.ok(bundled.equals(dist), "web/assets/mqtt.min.js differs from node_modules/mqtt: run clients/js/scripts/vendor-mqtt.sh");
 });
+
+// Authentication on (SPEC §10): the token is the CONNECT password and the
+// HTTP bearer; without it the broker refuses, and a device token sees only
+// its own session.
+test("with auth on the client carries its token to MQTT and HTTP", async () => {
+  const { createHmac } = await import("node:crypto");
+  const secret = "client-test-secret-0123456789abcdef-000";
+  const b64 = (b) => Buffer.from(b).toString("base64url");
+  const mint = (claims) => {
+    const body = `${b64(JSON.stringify({ alg: "HS256", typ: "JWT" }))}.${b64(JSON.stringify({
+      aud: "persona", exp: Math.floor(Date.now() / 1000) + 600, ...claims }))}`;
+    return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+  };
+  const authed = await startPersona({ args: ["--set", "auth.enabled=true", "--set", `auth.jwt.hs256_secret=${secret}`] });
+  const opened = [];
+  try {
+    const token = mint({ sub: "js-alice" });
+    const res = await fetch(`${authed.http}/v1/sessions`, {
+      method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` }, body: "{}" });
+    assert.equal(res.status, 201);
+    const s = await res.json();
+    const c = connect({ mqtt, url: authed.ws, httpBase: authed.http, token, reconnectPeriod: 200 });
+    opened.push(c);
+    await c.ready();
+    const r = recorder();
+    c.watchSession(s.session_id, r.handlers);
+    await r.waitFor(() => r.profiles.length >= 1, "retained profile");
+    await c.edit(s.session_id, { city: "Lisbon" });
+    await r.waitFor(() => r.profiles.some((p) => p.profile.city === "Lisbon"), "edit seen");
+    // The HTTP gap filler carries the token too.
+    const page = await c.fetchEvents(s.session_id, { after: 0, limit: 10 });
+    assert.ok(page.events.length >= 2);
+    // Without a token the broker refuses the CONNECT (return code 5).
+    const anon = mqtt.connect(authed.ws, { reconnectPeriod: 0, connectTimeout: 3000 });
+    const err = await new Promise((resolve) => anon.once("error", resolve));
+    assert.match(String(err && (err.code ?? err.message)), /5|[Nn]ot authori[sz]ed/);
+    anon.end(true);
+    // A token of another user cannot watch the session: the subscription is refused.
+    const bob = connect({ mqtt, url: authed.ws, httpBase: authed.http, token: mint({ sub: "js-bob" }), reconnectPeriod: 200 });
+    opened.push(bob);
+    await bob.ready();
+    const rb = recorder();
+    bob.watchSession(s.session_id, rb.handlers);
+    await rb.waitFor(() => rb.errors.length >= 1 || rb.gaps.length >= 1, "refusal");
+    assert.equal(rb.profiles.length, 0);
+    await assert.rejects(bob.fetchEvents(s.session_id), { status: 404 });
+  } finally {
+    await Promise.all(opened.map((c) => c.close().catch(() => {})));
+    await authed.stop();
+  }
+});
