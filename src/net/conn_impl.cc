@@ -201,6 +201,25 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
   std::atomic<size_t> queued_{0};
 };
 
+// Writes every queued item (head, then the shared payload) as one gathered write.
+template <class Stream, class Items, class Handler>
+void GatherWrite(Stream& stream, const Items& items, std::vector<asio::const_buffer>* buffers,
+                 Handler h) {
+  buffers->clear();
+  for (const auto& it : items) {
+    buffers->emplace_back(asio::buffer(it.head));
+    if (it.payload) buffers->emplace_back(asio::buffer(*it.payload));
+  }
+  asio::async_write(stream, *buffers,
+                    [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
+}
+
+void CloseSocket(tcp::socket& socket) {
+  beast::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+}
+
 class TcpConn final : public ConnBase<TcpConn> {
  public:
   explicit TcpConn(tcp::socket socket)
@@ -229,19 +248,9 @@ class TcpConn final : public ConnBase<TcpConn> {
   }
   template <class Handler>
   void WriteItems(const std::vector<Item>& items, Handler h) {
-    buffers_.clear();
-    for (const auto& it : items) {
-      buffers_.emplace_back(asio::buffer(it.head));
-      if (it.payload) buffers_.emplace_back(asio::buffer(*it.payload));
-    }
-    asio::async_write(socket_, buffers_,
-                      [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
+    GatherWrite(socket_, items, &buffers_, std::move(h));
   }
-  void CloseStream() {
-    beast::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
-  }
+  void CloseStream() { CloseSocket(socket_); }
 
  private:
   tcp::socket socket_;
@@ -271,19 +280,9 @@ class TlsConn final : public ConnBase<TlsConn> {
   }
   template <class Handler>
   void WriteItems(const std::vector<Item>& items, Handler h) {
-    buffers_.clear();
-    for (const auto& it : items) {
-      buffers_.emplace_back(asio::buffer(it.head));
-      if (it.payload) buffers_.emplace_back(asio::buffer(*it.payload));
-    }
-    asio::async_write(stream_, buffers_,
-                      [h = std::move(h)](beast::error_code ec, size_t) mutable { h(ec); });
+    GatherWrite(stream_, items, &buffers_, std::move(h));
   }
-  void CloseStream() {
-    beast::error_code ec;
-    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
-    beast::get_lowest_layer(stream_).socket().close(ec);
-  }
+  void CloseStream() { CloseSocket(beast::get_lowest_layer(stream_).socket()); }
 
  private:
   beast::ssl_stream<beast::tcp_stream> stream_;
@@ -336,11 +335,7 @@ class WsConn final : public ConnBase<WsConn<Next>> {
                       WriteFrom(items, i + 1, std::move(h));
                     });
   }
-  void CloseStream() {
-    beast::error_code ec;
-    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
-    beast::get_lowest_layer(ws_).socket().close(ec);
-  }
+  void CloseStream() { CloseSocket(beast::get_lowest_layer(ws_).socket()); }
 
  private:
   websocket::stream<Next> ws_;
