@@ -61,7 +61,7 @@ start_persona() {  # start_persona NAME [persona args…]
   mkdir -p "$WORK/$name"
   # The load generator opens thousands of connections from one address.
   "$PERSONA_BIN" serve --http-listen 127.0.0.1:0 --mqtt-listen off --data-dir "$WORK/$name/data" \
-    --schemas-dir "$ROOT/schemas" --log-level warn --set limits.connections_per_address.rate=0 \
+    --schemas-dir "$ROOT/schemas" --set limits.connections_per_address.rate=0 \
     "$@" >"$WORK/$name/persona.log" 2>&1 &
   PERSONA_PID=$!
   PORT=
