@@ -91,7 +91,8 @@ field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sy
 START_TS=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 SPC=$(( (USERS + 63) / 64 ))
 
-# (a)-(c) on one server, as a service would see them.
+# (a) and (b) on one server; each (c) on a fresh one, so that its sessions
+# are created before the overload starts.
 start_persona load
 echo "$(rss_kb)" >"$WORK/rss_start"
 log "(a) saturation: 64 connections over $((SPC * 64)) sessions"
@@ -104,23 +105,28 @@ log "(b) half load: $USERS users offering $(python3 -c "print(round($SAT * 0.5))
 loadgen "$WORK/half.json" open --url "$URL" --users "$USERS" --rate-per-user "$HALF_RATE" \
   --duration "$DURATION" --warmup "$WARMUP" --connections "$HALF_CONNECTIONS"
 log "half: $(head -c 300 "$WORK/half.json")"
+echo "$(rss_kb)" >"$WORK/rss_half"
+stop_persona
 for m in $MULTS; do
+  start_persona "over$m"
+  echo "$(rss_kb)" >"$WORK/rss_start$m"
   rate=$(python3 -c "print($SAT * $m / $USERS)")
   log "(c) overload ×$m: offering $(python3 -c "print(round($SAT * $m))")/s over $OVER_CONNECTIONS connections"
   loadgen "$WORK/over$m.json" open --url "$URL" --users "$USERS" --rate-per-user "$rate" \
     --duration "$DURATION" --warmup "$WARMUP" --connections "$OVER_CONNECTIONS"
   curl -s "$URL/metrics" | grep -E '^persona_admission' >"$WORK/over$m.metrics" || true
   log "over×$m: $(head -c 400 "$WORK/over$m.json")"
-  sleep 2  # let the queue drain before the next phase
+  echo "$(rss_kb)" >"$WORK/rss_end$m"
+  stop_persona
 done
-echo "$(rss_kb)" >"$WORK/rss_end"
-stop_persona
 
 # (d) the cost of auth, alternating.
 ADMIN=$(PERSONA_AUTH__JWT__HS256_SECRET=$SECRET "$PERSONA_BIN" token --user bench-admin --admin --ttl 2h)
 USER_TOKEN=$(PERSONA_AUTH__JWT__HS256_SECRET=$SECRET "$PERSONA_BIN" token --user bench-user --ttl 2h)
 for i in $(seq "$AUTH_RUNS"); do
-  for mode in off on; do
+  order="off on"
+  (( i % 2 == 0 )) && order="on off"  # alternate which goes first
+  for mode in $order; do
     if [[ $mode == on ]]; then
       PERSONA_AUTH__JWT__HS256_SECRET=$SECRET start_persona "auth$mode$i" --set auth.enabled=true \
         --set limits.http_per_user.rate=0
@@ -144,7 +150,8 @@ import json, os, statistics
 W = os.environ["WORK"]
 load = lambda p: json.load(open(p))
 sat, half = load(f"{W}/sat.json"), load(f"{W}/half.json")
-rss0, rss1 = int(open(f"{W}/rss_start").read() or 0), int(open(f"{W}/rss_end").read() or 0)
+rd = lambda n: int(open(f"{W}/{n}").read().strip() or 0)
+rss0, rss_half = rd("rss_start"), rd("rss_half")
 over = {}
 for m in os.environ["MULTS"].split():
     r = load(f"{W}/over{m}.json")
@@ -158,6 +165,7 @@ for m in os.environ["MULTS"].split():
         "shed_p50_ms": r.get("shed_p50_ms"), "shed_p99_ms": r.get("shed_p99_ms"), "shed_max_ms": r.get("shed_max_ms"),
         "timeouts": r.get("timeouts"), "queued_at_loadgen_max": r.get("max_queue"),
         "server_admission": open(f"{W}/over{m}.metrics").read().split("\n") if os.path.exists(f"{W}/over{m}.metrics") else [],
+        "rss_kb_start": rd(f"rss_start{m}"), "rss_kb_end": rd(f"rss_end{m}"),
         "raw": r,
     }
 runs = int(os.environ["AUTH_RUNS"])
@@ -174,7 +182,7 @@ result = {
     "half_load": {"offered_rps": half.get("offered_rps"), "answered_rps": half.get("throughput_rps"), "p50_ms": half.get("p50_ms"),
                   "p99_ms": half.get("p99_ms"), "errors": half.get("errors"), "status_counts": half.get("status_counts")},
     "overload": over,
-    "rss_kb": {"start": rss0, "end": rss1},
+    "rss_kb": {"start": rss0, "after_saturation_and_half_load": rss_half},
     "auth_cost": {"steps_per_s_off": off, "steps_per_s_on": on, "median_off": med_off, "median_on": med_on,
                   "on_vs_off": round(med_on / med_off, 3) if med_off else None, "status_counts_on": on_status},
     "commands": open(f"{W}/commands.txt").read().splitlines(),
@@ -189,7 +197,9 @@ for m, o in over.items():
     print(f"| ×{m}: admitted p99 | {o['admitted_p99_ms']} ms = {o['admitted_p99_vs_half_p99']}× half-load p99 | ≤ 2× |")
     print(f"| ×{m}: shed 503 / 429 | {o['shed_503']} / {o['shed_429']} | |")
     print(f"| ×{m}: time to a shed answer p50 / p99 / max | {o['shed_p50_ms']} / {o['shed_p99_ms']} / {o['shed_max_ms']} ms | ≤ 50 ms |")
-print(f"| RSS start → end | {rss0} → {rss1} KiB | bounded |")
+print(f"| RSS, saturation + half-load server: start → end | {rss0} → {rss_half} KiB | |")
+for m, o in over.items():
+    print(f"| RSS, ×{m} server: start → end | {o['rss_kb_start']} → {o['rss_kb_end']} KiB | bounded |")
 print(f"| auth on / off (median of {runs}) | {med_on} / {med_off} steps/s = {result['auth_cost']['on_vs_off']} | ≥ 0.95 |")
 print(f"\nwrote {os.environ['OUT']}")
 EOF
