@@ -42,6 +42,7 @@ bench: build
 	./bench/run_steps.sh
 	./bench/run_async.sh
 	./bench/run_llm.sh
+	./bench/run_overload.sh
 
 # MQTT fan-out, latency, idle memory and resume: persona vs Mosquitto vs NATS.
 bench-realtime: build

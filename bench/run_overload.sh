@@ -10,6 +10,8 @@
 #       status (429/503), time to a shed answer (p50/p99/max, measured from
 #       the request's scheduled time, so a refusal that waits is counted),
 #       requests still queued at the load generator, RSS at start and end
+#   (c') the highest MULT again with admission control off (limits.admission.
+#       enabled=false), as the reference: what queueing everything does
 #   (d) the cost of auth: closed loop, 64 connections, steps/s with auth on
 #       (every request verified, every session checked) and off, alternating,
 #       AUTH_RUNS times each; the medians and their ratio
@@ -120,6 +122,16 @@ for m in $MULTS; do
   stop_persona
 done
 
+# (c') the reference: the same overload with admission control off.
+REF_MULT=${MULTS##* }
+start_persona "ref" --set limits.admission.enabled=false
+rate=$(python3 -c "print($SAT * $REF_MULT / $USERS)")
+log "(c') reference ×$REF_MULT with admission control off"
+loadgen "$WORK/ref.json" open --url "$URL" --users "$USERS" --rate-per-user "$rate" \
+  --duration "$DURATION" --warmup "$WARMUP" --connections "$OVER_CONNECTIONS"
+log "ref: $(head -c 400 "$WORK/ref.json")"
+stop_persona
+
 # (d) the cost of auth, alternating.
 ADMIN=$(PERSONA_AUTH__JWT__HS256_SECRET=$SECRET "$PERSONA_BIN" token --user bench-admin --admin --ttl 2h)
 USER_TOKEN=$(PERSONA_AUTH__JWT__HS256_SECRET=$SECRET "$PERSONA_BIN" token --user bench-user --ttl 2h)
@@ -168,6 +180,11 @@ for m in os.environ["MULTS"].split():
         "rss_kb_start": rd(f"rss_start{m}"), "rss_kb_end": rd(f"rss_end{m}"),
         "raw": r,
     }
+ref = load(f"{W}/ref.json")
+ref_row = {"mult": os.environ["MULTS"].split()[-1], "admitted_rps": ref.get("throughput_rps"),
+           "admitted_p50_ms": ref.get("p50_ms"), "admitted_p99_ms": ref.get("p99_ms"),
+           "status_counts": ref.get("status_counts"), "timeouts": ref.get("timeouts"),
+           "queued_at_loadgen_max": ref.get("max_queue"), "raw": ref}
 runs = int(os.environ["AUTH_RUNS"])
 off = [load(f"{W}/auth_off{i}.json").get("rps", 0) for i in range(1, runs + 1)]
 on = [load(f"{W}/auth_on{i}.json").get("rps", 0) for i in range(1, runs + 1)]
@@ -182,6 +199,7 @@ result = {
     "half_load": {"offered_rps": half.get("offered_rps"), "answered_rps": half.get("throughput_rps"), "p50_ms": half.get("p50_ms"),
                   "p99_ms": half.get("p99_ms"), "errors": half.get("errors"), "status_counts": half.get("status_counts")},
     "overload": over,
+    "reference_admission_off": ref_row,
     "rss_kb": {"start": rss0, "after_saturation_and_half_load": rss_half},
     "auth_cost": {"steps_per_s_off": off, "steps_per_s_on": on, "median_off": med_off, "median_on": med_on,
                   "on_vs_off": round(med_on / med_off, 3) if med_off else None, "status_counts_on": on_status},
@@ -197,6 +215,7 @@ for m, o in over.items():
     print(f"| ×{m}: admitted p99 | {o['admitted_p99_ms']} ms = {o['admitted_p99_vs_half_p99']}× half-load p99 | ≤ 2× |")
     print(f"| ×{m}: shed 503 / 429 | {o['shed_503']} / {o['shed_429']} | |")
     print(f"| ×{m}: time to a shed answer p50 / p99 / max | {o['shed_p50_ms']} / {o['shed_p99_ms']} / {o['shed_max_ms']} ms | ≤ 50 ms |")
+print(f"| reference ×{ref_row['mult']}, admission off: answered 2xx | {ref_row['admitted_rps']}/s, p50 {ref_row['admitted_p50_ms']} ms, p99 {ref_row['admitted_p99_ms']} ms, {ref_row['timeouts']} unanswered at the end | |")
 print(f"| RSS, saturation + half-load server: start → end | {rss0} → {rss_half} KiB | |")
 for m, o in over.items():
     print(f"| RSS, ×{m} server: start → end | {o['rss_kb_start']} → {o['rss_kb_end']} KiB | bounded |")
