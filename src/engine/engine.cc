@@ -190,6 +190,15 @@ Status Engine::Authorize(const auth::Caller& caller, std::string_view session_id
   return absl::NotFoundError("no such session");  // the same answer as a missing session
 }
 
+void Engine::UpdateAdmissionGauges() {
+  // Written only when they change: a store on every operation would bounce
+  // the gauges' cache lines between the I/O threads.
+  const int64_t limit = admission_->limit();
+  if (admission_limit_->value() != limit) admission_limit_->Set(limit);
+  const int64_t fastest = admission_->last_fastest_ns() / 1000;
+  if (admission_fastest_us_->value() != fastest) admission_fastest_us_->Set(fastest);
+}
+
 Status Engine::Admissible() const {
   if (admission_ == nullptr || admission_->inflight() < admission_->limit())
     return absl::OkStatus();
@@ -205,8 +214,7 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
   int64_t admitted_ns = 0;
   if (admission != nullptr) {
     const bool admitted = admission->TryAcquire();
-    admission_limit_->Set(admission->limit());
-    admission_fastest_us_->Set(admission->last_fastest_ns() / 1000);
+    UpdateAdmissionGauges();
     if (!admitted) {
       admission_shed_->Inc();
       return reject(WithRetryAfter(
@@ -974,7 +982,7 @@ void Engine::Accept(const auth::Caller& caller, std::string session_id, std::str
   int64_t admitted_ns = 0;
   if (admission_ != nullptr) {
     const bool admitted = admission_->TryAcquire();
-    admission_limit_->Set(admission_->limit());
+    UpdateAdmissionGauges();
     if (!admitted) {
       admission_shed_->Inc();
       return done(WithRetryAfter(

@@ -239,6 +239,7 @@ class Engine {
                           std::string_view own_request = {});
   void BeginOp();
   void EndOp();
+  void UpdateAdmissionGauges();
 
   EngineOptions options_;
   store::EventStore* store_;

@@ -7,14 +7,14 @@ namespace persona::limits {
 
 ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyOptions options, Clock clock)
     : options_(options), clock_(std::move(clock)), limit_(options.initial_limit) {
-  if (!clock_) {
-    clock_ = [] {
-      return std::chrono::duration_cast<std::chrono::nanoseconds>(
-                 std::chrono::steady_clock::now().time_since_epoch())
-          .count();
-    };
-  }
-  interval_start_ = clock_();
+  interval_start_ = NowNs();
+}
+
+int64_t ConcurrencyLimiter::NowNs() const {
+  if (clock_) return clock_();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 bool ConcurrencyLimiter::TryAcquire() {
@@ -27,7 +27,7 @@ bool ConcurrencyLimiter::TryAcquire() {
   }
   inflight_.fetch_sub(1, std::memory_order_relaxed);
   saturated_.store(true, std::memory_order_relaxed);
-  MaybeAdjust(clock_());  // an interval with no completions must still end
+  MaybeAdjust(NowNs());  // an interval with no completions must still end
   return false;
 }
 
@@ -35,7 +35,7 @@ void ConcurrencyLimiter::Release(int64_t admitted_ns) {
   if (!options_.enabled) return;
   inflight_.fetch_sub(1, std::memory_order_relaxed);
   completions_.fetch_add(1, std::memory_order_relaxed);
-  const int64_t now = clock_();
+  const int64_t now = NowNs();
   if (admitted_ns >= last_cut_ns_.load(std::memory_order_relaxed)) {
     const int64_t ns = now - admitted_ns;
     int64_t cur = min_latency_ns_.load(std::memory_order_relaxed);

@@ -61,7 +61,7 @@ class ConcurrencyLimiter {
   int64_t limit() const { return limit_.load(std::memory_order_relaxed); }
   int64_t inflight() const { return inflight_.load(std::memory_order_relaxed); }
   bool enabled() const { return options_.enabled; }
-  int64_t NowNs() const { return clock_(); }
+  int64_t NowNs() const;
   // The fastest completion of the last finished interval (ns; 0 if none).
   int64_t last_fastest_ns() const { return last_fastest_ns_.load(std::memory_order_relaxed); }
 
@@ -69,17 +69,18 @@ class ConcurrencyLimiter {
   void MaybeAdjust(int64_t now);
 
   const ConcurrencyOptions options_;
-  Clock clock_;
-  std::atomic<int64_t> limit_;
-  std::atomic<int64_t> inflight_{0};
-  // The current interval: its start, the fastest completion in it, and
-  // whether demand hit the limit.
+  Clock clock_;  // null: steady_clock, called directly on the hot path
+  // Written by every admission and completion: each on its own cache line,
+  // so the two I/O threads do not take turns with the whole object.
+  alignas(64) std::atomic<int64_t> inflight_{0};
+  alignas(64) std::atomic<int64_t> completions_{0};  // in the current interval
+  alignas(64) std::atomic<int64_t> min_latency_ns_{INT64_MAX};
+  alignas(64) std::atomic<int64_t> limit_;
+  // The current interval: its start and whether demand hit the limit.
   std::atomic<int64_t> interval_start_;
-  std::atomic<int64_t> min_latency_ns_{INT64_MAX};
   std::atomic<bool> saturated_{false};
   std::atomic<int64_t> last_cut_ns_{0};
   std::atomic<int64_t> last_fastest_ns_{0};
-  std::atomic<int64_t> completions_{0};  // in the current interval
   // Completions per second of the last 100 intervals (guarded by adjust_mu_).
   double rates_[100] = {};
   size_t rate_next_ = 0;
