@@ -23,7 +23,7 @@ StatusOr<Caller> Authenticator::FromToken(std::string_view token) const {
   const int64_t now = NowSeconds();
   {
     std::lock_guard<std::mutex> l(shard.mu);
-    auto it = shard.tokens.find(std::string(token));
+    auto it = shard.tokens.find(token);
     // A remembered token is good until its exp (without leeway: the leeway
     // is for clock skew at verification, not an extension).
     if (it != shard.tokens.end()) {
