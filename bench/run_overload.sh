@@ -12,6 +12,9 @@
 #       requests still queued at the load generator, RSS at start and end
 #   (c') the highest MULT again with admission control off (limits.admission.
 #       enabled=false), as the reference: what queueing everything does
+#   (e) what a refusal costs: closed loop, 64 connections, with the admission
+#       limit pinned at 1 (all but one step in flight refused), refusals/s,
+#       beside profile reads/s (a cheap answer) on the same server build
 #   (d) the cost of auth: closed loop, 64 connections, steps/s with auth on
 #       (every request verified, every session checked) and off, alternating,
 #       AUTH_RUNS times each; the medians and their ratio
@@ -132,6 +135,18 @@ loadgen "$WORK/ref.json" open --url "$URL" --users "$USERS" --rate-per-user "$ra
 log "ref: $(head -c 400 "$WORK/ref.json")"
 stop_persona
 
+# (e) the cost of a refusal.
+start_persona refuse --set limits.admission.min_limit=1 --set limits.admission.max_limit=1 \
+  --set limits.admission.initial_limit=1
+loadgen "$WORK/refuse.json" closed --url "$URL" --connections 64 --duration "$DURATION" \
+  --warmup "$WARMUP" --setup-concurrency 1
+stop_persona
+start_persona reads
+loadgen "$WORK/reads.json" closed --url "$URL" --connections 64 --duration "$DURATION" \
+  --warmup "$WARMUP" --mode profile
+stop_persona
+log "refusals: $(head -c 300 "$WORK/refuse.json")"
+
 # (d) the cost of auth, alternating.
 ADMIN=$(PERSONA_AUTH__JWT__HS256_SECRET=$SECRET "$PERSONA_BIN" token --user bench-admin --admin --ttl 2h)
 USER_TOKEN=$(PERSONA_AUTH__JWT__HS256_SECRET=$SECRET "$PERSONA_BIN" token --user bench-user --ttl 2h)
@@ -185,6 +200,12 @@ ref_row = {"mult": os.environ["MULTS"].split()[-1], "admitted_rps": ref.get("thr
            "admitted_p50_ms": ref.get("p50_ms"), "admitted_p99_ms": ref.get("p99_ms"),
            "status_counts": ref.get("status_counts"), "timeouts": ref.get("timeouts"),
            "queued_at_loadgen_max": ref.get("max_queue"), "raw": ref}
+refuse, reads = load(f"{W}/refuse.json"), load(f"{W}/reads.json")
+dur = float(os.environ["DURATION"])
+refusals = {"refused_per_s": round(refuse.get("status_counts", {}).get("503", 0) / dur, 1),
+            "answered_per_s": round(sum(refuse.get("status_counts", {}).values()) / dur, 1),
+            "shed_p50_ms": refuse.get("shed_p50_ms"), "shed_p99_ms": refuse.get("shed_p99_ms"),
+            "profile_reads_per_s": reads.get("rps"), "steps_per_s_at_saturation": sat.get("rps")}
 runs = int(os.environ["AUTH_RUNS"])
 off = [load(f"{W}/auth_off{i}.json").get("rps", 0) for i in range(1, runs + 1)]
 on = [load(f"{W}/auth_on{i}.json").get("rps", 0) for i in range(1, runs + 1)]
@@ -200,6 +221,7 @@ result = {
                   "p99_ms": half.get("p99_ms"), "errors": half.get("errors"), "status_counts": half.get("status_counts")},
     "overload": over,
     "reference_admission_off": ref_row,
+    "refusal_cost": refusals,
     "rss_kb": {"start": rss0, "after_saturation_and_half_load": rss_half},
     "auth_cost": {"steps_per_s_off": off, "steps_per_s_on": on, "median_off": med_off, "median_on": med_on,
                   "on_vs_off": round(med_on / med_off, 3) if med_off else None, "status_counts_on": on_status},
@@ -216,6 +238,7 @@ for m, o in over.items():
     print(f"| ×{m}: shed 503 / 429 | {o['shed_503']} / {o['shed_429']} | |")
     print(f"| ×{m}: time to a shed answer p50 / p99 / max | {o['shed_p50_ms']} / {o['shed_p99_ms']} / {o['shed_max_ms']} ms | ≤ 50 ms |")
 print(f"| reference ×{ref_row['mult']}, admission off: answered 2xx | {ref_row['admitted_rps']}/s, p50 {ref_row['admitted_p50_ms']} ms, p99 {ref_row['admitted_p99_ms']} ms, {ref_row['timeouts']} unanswered at the end | |")
+print(f"| all refused (limit pinned at 1), 64 conns: refusals/s | {refusals['refused_per_s']} (profile reads: {refusals['profile_reads_per_s']}/s) | |")
 print(f"| RSS, saturation + half-load server: start → end | {rss0} → {rss_half} KiB | |")
 for m, o in over.items():
     print(f"| RSS, ×{m} server: start → end | {o['rss_kb_start']} → {o['rss_kb_end']} KiB | bounded |")
