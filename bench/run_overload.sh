@@ -171,7 +171,7 @@ done
 
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(git --no-optional-locks -C "$ROOT" status --porcelain 2>/dev/null | head -1 | wc -l || true)
-export WORK OUT START_TS GIT_REV GIT_DIRTY MULTS AUTH_RUNS DURATION USERS OVER_CONNECTIONS HALF_CONNECTIONS
+export WORK OUT START_TS GIT_REV GIT_DIRTY MULTS AUTH_RUNS DURATION WARMUP USERS OVER_CONNECTIONS HALF_CONNECTIONS
 python3 - <<'EOF'
 import json, os, statistics
 W = os.environ["WORK"]
@@ -201,7 +201,7 @@ ref_row = {"mult": os.environ["MULTS"].split()[-1], "admitted_rps": ref.get("thr
            "status_counts": ref.get("status_counts"), "timeouts": ref.get("timeouts"),
            "queued_at_loadgen_max": ref.get("max_queue"), "raw": ref}
 refuse, reads = load(f"{W}/refuse.json"), load(f"{W}/reads.json")
-dur = float(os.environ["DURATION"])
+dur = float(os.environ["DURATION"]) + float(os.environ["WARMUP"])  # status counts include the warm-up
 refusals = {"refused_per_s": round(refuse.get("status_counts", {}).get("503", 0) / dur, 1),
             "answered_per_s": round(sum(refuse.get("status_counts", {}).values()) / dur, 1),
             "shed_p50_ms": refuse.get("shed_p50_ms"), "shed_p99_ms": refuse.get("shed_p99_ms"),
