@@ -44,5 +44,44 @@ TEST(Config, UnknownEnvironmentVariablesAreIgnoredNotFatal) {
   EXPECT_EQ(c->ignored_env, std::vector<std::string>{"PERSONA_BIN"});
 }
 
+TEST(Config, AuthLimitsAndTlsKeys) {
+  auto c = Load("", {{"PERSONA_AUTH__JWT__ALGORITHMS", "HS256, EdDSA"}},
+                {{"auth.enabled", "true"},
+                 {"limits.http_per_user.rate", "2.5"},
+                 {"limits.admission.target_ms", "50"},
+                 {"mqtt.open_topics", "true"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->auth.enabled);
+  EXPECT_EQ(c->auth.jwt.algorithms, (std::vector<std::string>{"HS256", "EdDSA"}));
+  EXPECT_EQ(c->auth.jwt.audience, "persona");
+  EXPECT_DOUBLE_EQ(c->limits.http_per_user.rate, 2.5);
+  EXPECT_EQ(c->limits.admission.target_ms, 50);
+  EXPECT_EQ(c->mqtt.open_topics, "true");
+  auto list = Load("", {}, {{"auth.jwt.algorithms", "[RS256, ES256]"}});
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->auth.jwt.algorithms, (std::vector<std::string>{"RS256", "ES256"}));
+
+  auto names = [](std::map<std::string, std::string> o) {
+    auto r = Load("", {}, o);
+    return r.ok() ? std::string("ok") : std::string(r.status().message());
+  };
+  EXPECT_NE(names({{"limits.http_per_user.burst", "0.5"}}).find("limits.http_per_user.burst"),
+            std::string::npos);
+  EXPECT_NE(names({{"limits.admission.min_limit", "10"}, {"limits.admission.max_limit", "5"}})
+                .find("limits.admission.min_limit"),
+            std::string::npos);
+  EXPECT_NE(names({{"http.tls.cert_file", "a.pem"}}).find("http.tls"), std::string::npos);
+  EXPECT_NE(names({{"mqtt.tls.cert_file", "a.pem"},
+                   {"mqtt.tls.key_file", "a.key"},
+                   {"mqtt.tls.require_client_cert", "true"}})
+                .find("mqtt.tls.require_client_cert"),
+            std::string::npos);
+  EXPECT_NE(names({{"auth.jwt.hs256_secret", "x"}, {"auth.jwt.hs256_secret_env", "Y"}})
+                .find("hs256_secret_env"),
+            std::string::npos);
+  EXPECT_NE(names({{"mqtt.open_topics", "sometimes"}}).find("mqtt.open_topics"), std::string::npos);
+  EXPECT_NE(names({{"auth.jwt.leeway_s", "99999"}}).find("auth.jwt.leeway_s"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace persona::config
