@@ -690,10 +690,13 @@ void HttpApi::CreateLink(std::shared_ptr<Call> call) {
     out["token"] = nullptr;  // auth off: the session id alone opens it
     return Finish(call, Json(http::status::created, out, ver));
   }
-  const int64_t exp = static_cast<int64_t>(std::time(nullptr)) + ttl;
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  int64_t exp = now + ttl;
+  // A device token may pass its session on, but not outlive itself.
+  if (call->caller.limited()) exp = std::min(exp, call->caller.expires_at_s());
   json::object claims;
   claims["sub"] = *owner;  // the session's user, also when an admin asks
-  claims["iat"] = exp - ttl;
+  claims["iat"] = now;
   claims["exp"] = exp;
   json::array sessions;
   sessions.push_back(json::string(call->session_id));

@@ -31,12 +31,14 @@ StatusOr<Caller> Authenticator::FromToken(std::string_view token) const {
       shard.tokens.erase(it);
     }
   }
+  const uint64_t generation = generation_.load();
   auto claims = verifier_->Verify(token);
   if (!claims.ok()) return claims.status();
   Caller caller = Caller::User(std::move(claims->subject), claims->admin, claims->limited,
                                std::move(claims->sessions), claims->expires_at_s);
   if (now < caller.expires_at_s()) {
     std::lock_guard<std::mutex> l(shard.mu);
+    if (generation_.load() != generation) return caller;  // keys reloaded meanwhile
     if (shard.tokens.size() >= max_per_shard_) {
       // Full: drop expired entries, or any one if none has expired.
       for (auto it = shard.tokens.begin(); it != shard.tokens.end();)
@@ -66,6 +68,7 @@ StatusOr<Caller> Authenticator::FromAuthorization(std::string_view header) const
 Status Authenticator::Reload(JwtOptions options) {
   if (!verifier_) return absl::OkStatus();
   if (Status st = verifier_->Reload(std::move(options)); !st.ok()) return st;
+  generation_.fetch_add(1);
   for (auto& shard : shards_) {
     std::lock_guard<std::mutex> l(shard.mu);
     shard.tokens.clear();

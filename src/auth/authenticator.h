@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +59,9 @@ class Authenticator {
   };
 
   std::unique_ptr<JwtVerifier> verifier_;
+  // Bumped by Reload before the shards are cleared: a verification that
+  // started under the old keys is not remembered after it.
+  std::atomic<uint64_t> generation_{0};
   size_t max_per_shard_ = 0;
   mutable std::array<Shard, kShards> shards_;
 };

@@ -33,8 +33,11 @@ class Caller {
   static Caller User(std::string user_id, bool admin, bool limited,
                      std::vector<std::string> sessions, int64_t expires_at_s);
 
-  // Unrestricted: auth off, the server, or an admin.
-  bool unrestricted() const { return kind_ == Kind::kOpen || kind_ == Kind::kSystem || admin_; }
+  // Unrestricted: auth off, the server, or an admin whose token lists no
+  // sessions (a sessions claim limits every token, an admin's too).
+  bool unrestricted() const {
+    return kind_ == Kind::kOpen || kind_ == Kind::kSystem || (admin_ && !limited_);
+  }
   // Authentication is on and this is a real principal (admin or not).
   bool authenticated() const { return kind_ == Kind::kUser; }
   bool admin() const { return admin_; }

@@ -154,8 +154,10 @@ StatusOr<Key> ParseJwk(const json::object& jwk) {
     return absl::InvalidArgumentError("holds a private key (member 'd'); give only public keys");
   auto kty = GetString(jwk, "kty");
   if (!kty) return absl::InvalidArgumentError("key without 'kty'");
+  // Keys persona cannot use (encryption keys, other curves and algorithms)
+  // are skipped, not fatal: an identity provider's JWKS often holds some.
   if (const json::value* use = Find(jwk, "use"); use && (!use->is_string() || *use != "sig"))
-    return absl::InvalidArgumentError("key with 'use' other than \"sig\"");
+    return absl::UnimplementedError("key with 'use' other than \"sig\"");
   Key key;
   if (const json::value* kid = Find(jwk, "kid")) {
     if (!kid->is_string()) return absl::InvalidArgumentError("'kid' must be a string");
@@ -184,7 +186,7 @@ StatusOr<Key> ParseJwk(const json::object& jwk) {
   } else if (*kty == "EC") {
     auto x = JwkBytes(jwk, "x"), y = JwkBytes(jwk, "y");
     if (GetString(jwk, "crv") != "P-256")
-      return absl::InvalidArgumentError("EC keys must have crv P-256");
+      return absl::UnimplementedError("EC keys must have crv P-256");
     if (!x || !y || x->size() != 32 || y->size() != 32)
       return absl::InvalidArgumentError("EC key needs 32-byte base64url 'x' and 'y'");
     std::string point = "\x04" + *x + *y;  // uncompressed
@@ -195,21 +197,21 @@ StatusOr<Key> ParseJwk(const json::object& jwk) {
   } else if (*kty == "OKP") {
     auto x = JwkBytes(jwk, "x");
     if (GetString(jwk, "crv") != "Ed25519")
-      return absl::InvalidArgumentError("OKP keys must have crv Ed25519");
+      return absl::UnimplementedError("OKP keys must have crv Ed25519");
     if (!x || x->size() != 32) return absl::InvalidArgumentError("Ed25519 key needs 32-byte 'x'");
     EVP_PKEY* raw = EVP_PKEY_new_raw_public_key(
         EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(x->data()), x->size());
     if (raw == nullptr) return absl::InvalidArgumentError(OpensslError());
     pkey = Pkey(raw);
   } else {
-    return absl::InvalidArgumentError("unsupported kty '" + std::string(*kty) + "'");
+    return absl::UnimplementedError("unsupported kty '" + std::string(*kty) + "'");
   }
   if (!pkey.ok()) return pkey.status();
   auto type = Classify(pkey->get());
   if (!type.ok()) return type.status();
   key.type = *type;
   if (!key.alg.empty() && (key.alg != "RS256" && key.alg != "ES256" && key.alg != "EdDSA"))
-    return absl::InvalidArgumentError("key with unsupported 'alg' " + key.alg);
+    return absl::UnimplementedError("key with unsupported 'alg' " + key.alg);
   if (!key.alg.empty() && TypeFor(key.alg) != key.type)
     return absl::InvalidArgumentError("key whose 'alg' does not match its type");
   key.pkey = std::move(*pkey);
@@ -228,6 +230,7 @@ Status ParseJwks(std::string_view text, std::vector<Key>* keys) {
     if (!k.is_object())
       return absl::InvalidArgumentError("keys[" + std::to_string(i) + "]: not an object");
     auto key = ParseJwk(k.get_object());
+    if (absl::IsUnimplemented(key.status())) continue;  // not a key persona verifies with
     if (!key.ok())
       return absl::InvalidArgumentError("keys[" + std::to_string(i) +
                                         "]: " + std::string(key.status().message()));

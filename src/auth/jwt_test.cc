@@ -340,6 +340,17 @@ TEST(JwtTest, ConfigurationRefusals) {
   priv["d"] = "AAAA";
   EXPECT_NE(make({"ES256"}, "", TempFile("priv.json", Jwks({priv}))).find("private key"),
             std::string::npos);
+  // Keys persona cannot use are skipped; a file with only such keys has none.
+  json::object enc = Jwk(*ec, "enc");
+  enc["use"] = "enc";
+  json::object p384 = Jwk(*ec, "p384");
+  p384["crv"] = "P-384";
+  json::object rs384 = Jwk(*ec, "x");
+  rs384["alg"] = "RS384";
+  EXPECT_EQ(make({"ES256"}, "", TempFile("mixed.json", Jwks({enc, p384, rs384, Jwk(*ec, "k1")}))),
+            "ok");
+  EXPECT_NE(make({"ES256"}, "", TempFile("unusable.json", Jwks({enc, p384}))).find("no public key"),
+            std::string::npos);
   json::object off_curve = Jwk(*ec, "k1");
   off_curve["y"] = off_curve["x"];
   EXPECT_NE(make({"ES256"}, "", TempFile("curve.json", Jwks({off_curve}))), "ok");
@@ -532,6 +543,13 @@ TEST(CallerTest, SessionGrants) {
   const Caller admin = Caller::User("ops", true, false, {}, 0);
   EXPECT_TRUE(admin.MayAccessSession("s1", "bob"));
   EXPECT_TRUE(admin.MayReadUser("bob"));
+  // A sessions claim limits an admin token too.
+  const Caller limited_admin = Caller::User("ops", true, true, {"s1"}, 0);
+  EXPECT_FALSE(limited_admin.unrestricted());
+  EXPECT_TRUE(limited_admin.MayAccessSession("s1", "bob"));
+  EXPECT_FALSE(limited_admin.MayAccessSession("s2", "bob"));
+  EXPECT_FALSE(limited_admin.MayCreateSessions());
+  EXPECT_FALSE(limited_admin.MayReadUser("bob"));
   EXPECT_NE(device.Scope(), alice.Scope());
   EXPECT_EQ(device.Scope(), Caller::User("alice", false, true, {"s1", "s2"}, 5).Scope());
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/ids.h"
@@ -23,6 +24,9 @@ struct Engine::Actor {
   };
   std::deque<Queued> queue ABSL_GUARDED_BY(mu);
   std::string id;
+  // Time the running operation spent waiting on something remote (the
+  // model): not queueing, so admission control does not count it.
+  int64_t external_ns ABSL_GUARDED_BY(mu) = 0;
 };
 
 namespace {
@@ -234,10 +238,11 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
         BeginOp();
         auto task = [this, a, op = std::move(op), admission, admitted_ns]() mutable {
           auto release = [this, a, admission, admitted_ns] {
-            if (admission != nullptr) admission->Release(admitted_ns);
             Actor::Queued next;
+            int64_t external_ns = 0;
             {
               std::lock_guard<std::mutex> l(a->mu);
+              external_ns = std::exchange(a->external_ns, 0);
               if (a->queue.empty()) {
                 a->running = false;
               } else {
@@ -245,6 +250,7 @@ void Engine::Submit(const std::string& session_id, bool create, Op op, ReplyCall
                 a->queue.pop_front();
               }
             }
+            if (admission != nullptr) admission->Release(admitted_ns + external_ns);
             EndOp();
             if (next.task) ExecutorFor(next.background)(std::move(next.task));
           };
@@ -472,7 +478,9 @@ void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
   if (!schema.ok()) return done(absl::InvalidArgumentError(schema.status().message()));
   std::string idem;
   if (!req.idempotency_key.empty()) {
-    idem = IdempotencyScopeKey("create", req.idempotency_key);
+    // Scoped to the user: another user's key must never replay this answer.
+    idem = IdempotencyScopeKey("create", std::to_string(req.user_id.size()) + ":" + req.user_id +
+                                             " " + req.idempotency_key);
     {
       std::lock_guard<std::mutex> l(create_mu_);
       if (!creating_keys_.insert(idem).second)
@@ -537,6 +545,12 @@ void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
 
 void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  // Someone else's session is refused before it can queue behind the
+  // owner's work (or fill its queue): the answer and its timing are those of
+  // a missing session. The check inside the operation stays (a race guard).
+  if (!req.caller.unrestricted()) {
+    if (Status st = Exists(req.caller, req.session_id); !st.ok()) return done(st);
+  }
   const auto start = std::chrono::steady_clock::now();
   const std::string sid = req.session_id;
   const bool background = req.applying.has_value();
@@ -559,10 +573,18 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
         ai_req.user_id = s.meta.user_id;
         ai_req.on_token = std::move(req.on_token);
         ai_calls_->Inc();
+        const auto ai_start = std::chrono::steady_clock::now();
         provider_->Respond(std::move(ai_req), [this, a, release = std::move(release),
                                                s = std::move(s), req = std::move(req),
                                                idem = std::move(idem), done = std::move(done),
-                                               start](StatusOr<ai::AiReply> ai_reply) mutable {
+                                               start,
+                                               ai_start](StatusOr<ai::AiReply> ai_reply) mutable {
+          {
+            std::lock_guard<std::mutex> l(a->mu);
+            a->external_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now() - ai_start)
+                                 .count();
+          }
           if (!ai_reply.ok()) {
             done(absl::UnavailableError("AI provider failed: " +
                                         std::string(ai_reply.status().message())));
@@ -672,6 +694,9 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
 
 void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  if (!req.caller.unrestricted()) {  // as in PostMessage: before it can queue
+    if (Status st = Exists(req.caller, req.session_id); !st.ok()) return done(st);
+  }
   const std::string sid = req.session_id;
   const bool bounded = !req.applying;
   Submit(
@@ -763,6 +788,9 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
 
 void Engine::DeleteSession(const auth::Caller& caller, std::string session_id, ReplyCallback done) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  if (!caller.unrestricted()) {  // as in PostMessage: before it can queue
+    if (Status st = Exists(caller, session_id); !st.ok()) return done(st);
+  }
   Submit(
       session_id, true,
       [this, caller, done](std::shared_ptr<Actor> a, std::function<void()> release) mutable {

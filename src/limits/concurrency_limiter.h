@@ -55,7 +55,9 @@ class ConcurrencyLimiter {
   // True if the request may start (then Release must follow, once, with
   // the NowNs() taken when it was admitted).
   bool TryAcquire();
-  // A request admitted at `admitted_ns` (NowNs()) has finished.
+  // A request admitted at `admitted_ns` (NowNs()) has finished. Time it
+  // spent on remote work (a model call) is not queueing: pass
+  // admitted_ns + that time, so only the rest is judged against `target`.
   void Release(int64_t admitted_ns);
 
   int64_t limit() const { return limit_.load(std::memory_order_relaxed); }

@@ -113,6 +113,8 @@ class StreamImpl final : public EventStream, public std::enable_shared_from_this
 
   // Called on the session strand.
   void Closed();
+  // The session while the stream is open, else null.
+  std::shared_ptr<SessionBase> Live();
 
   std::shared_ptr<SessionBase> session_;
   size_t limit_;
@@ -427,14 +429,26 @@ std::shared_ptr<Exchange> MakeExchange(std::shared_ptr<SessionBase> s) {
   return std::make_shared<ExchangeImpl>(std::move(s));
 }
 
+// The session is taken under the lock: Closed() drops it (on the session's
+// strand) while senders on other threads may still hold the stream, e.g. a
+// streamed reply whose client went away mid-answer.
+std::shared_ptr<SessionBase> StreamImpl::Live() {
+  std::lock_guard<std::mutex> l(mu_);
+  return closed_ ? nullptr : session_;
+}
+
 bool StreamImpl::Send(std::string data) {
-  if (session_->QueueStream(std::move(data))) return true;
+  auto session = Live();
+  if (!session) return false;
+  if (session->QueueStream(std::move(data))) return true;
   NetMetrics::Get().stream_overflows->Inc();
-  Close();
+  session->CloseStream();
   return false;
 }
 
-void StreamImpl::Close() { session_->CloseStream(); }
+void StreamImpl::Close() {
+  if (auto session = Live()) session->CloseStream();
+}
 
 void StreamImpl::OnClose(std::function<void()> fn) {
   bool run_now;
@@ -448,13 +462,14 @@ void StreamImpl::OnClose(std::function<void()> fn) {
 
 void StreamImpl::Closed() {
   std::function<void()> fn;
+  std::shared_ptr<SessionBase> session;  // released outside the lock
   {
     std::lock_guard<std::mutex> l(mu_);
     closed_ = true;
     fn = std::move(on_close_);
+    session = std::move(session_);  // break the Session ↔ StreamImpl cycle
   }
   if (fn) fn();
-  session_.reset();  // break the Session ↔ StreamImpl cycle
 }
 
 }  // namespace

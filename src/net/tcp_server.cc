@@ -62,14 +62,18 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
               self->rate_limited_->Inc();
               RefuseConnection(std::move(socket), self->refusal_);
             } else {
-              // Count the connection until its owner lets go of it (a TLS
-              // connection from the end of its handshake).
-              auto hand_over = [live = self->live_,
-                                handler = self->handler_](std::shared_ptr<Conn> conn) {
-                live->fetch_add(1);
-                std::shared_ptr<Conn> counted(conn.get(), [conn, live](Conn*) mutable {
-                  live->fetch_sub(1);
+              // Counted from accept until the owner lets go of the
+              // connection, or until a TLS handshake fails.
+              struct Slot {
+                std::shared_ptr<std::atomic<int>> live;
+                ~Slot() { live->fetch_sub(1); }
+              };
+              self->live_->fetch_add(1);
+              auto slot = std::make_shared<Slot>(Slot{self->live_});
+              auto hand_over = [slot, handler = self->handler_](std::shared_ptr<Conn> conn) {
+                std::shared_ptr<Conn> counted(conn.get(), [conn, slot](Conn*) mutable {
                   conn.reset();
+                  slot.reset();
                 });
                 handler(std::move(counted));
               };

@@ -21,7 +21,15 @@ StatusOr<std::shared_ptr<ssl::context>> TlsContext::Build(const TlsOptions& o) {
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
     return absl::InvalidArgumentError("key_file '" + o.key_file + "' does not match cert_file '" +
                                       o.cert_file + "'");
+  // With client certificates, OpenSSL resumes a session only if it has a
+  // session id context ("session id context uninitialized" otherwise).
+  static const unsigned char kSessionContext[] = "persona";
+  SSL_CTX_set_session_id_context(ctx->native_handle(), kSessionContext,
+                                 sizeof(kSessionContext) - 1);
   if (!o.client_ca_file.empty()) {
+    // The CAs named in the certificate request, so a client can pick its certificate.
+    if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(o.client_ca_file.c_str()))
+      SSL_CTX_set_client_CA_list(ctx->native_handle(), names);
     ctx->load_verify_file(o.client_ca_file, ec);
     if (ec)
       return absl::InvalidArgumentError("client_ca_file '" + o.client_ca_file +

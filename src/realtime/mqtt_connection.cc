@@ -107,6 +107,11 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   void On(mqtt::Connect& c) {
     std::string out;
     auto caller = policy_->Authenticate(c.password, conn_->credential());
+    // A token inside the verifier's leeway but past its exp would be cut off
+    // at once: refuse it at CONNECT instead.
+    if (caller.ok() && caller->expires_at_s() > 0 &&
+        caller->expires_at_s() <= static_cast<int64_t>(std::time(nullptr)))
+      caller = absl::UnauthenticatedError("token expired");
     if (!caller.ok()) {
       MqttMetrics::Get().refused_auth->Inc();
       LogInfo("mqtt connect refused", {{"remote", conn_->remote_address()},
@@ -138,11 +143,12 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     will_ = std::move(c.will);
     // The server allows one and a half keep-alive periods [MQTT-3.1.2-24].
     conn_->SetReadTimeout(c.keep_alive_s == 0 ? 0 : c.keep_alive_s * 1500);
-    // SPEC §10: the connection ends when its token does.
+    // SPEC §10: the connection ends when its token does (clamped to ten
+    // years: steady_clock's nanoseconds would overflow for a far exp).
     if (const int64_t exp = client_.caller.expires_at_s(); exp > 0) {
       const int64_t left = exp - static_cast<int64_t>(std::time(nullptr));
       conn_->SetDeadline(std::chrono::steady_clock::now() +
-                         std::chrono::seconds(std::max<int64_t>(0, left)));
+                         std::chrono::seconds(std::clamp<int64_t>(left, 0, 10 * 365 * 86400)));
     }
     mqtt::EncodeConnack({attached->session_present, mqtt::ConnackCode::kAccepted}, &out);
     conn_->Send(std::move(out));

@@ -236,6 +236,60 @@ class AuthTest(unittest.TestCase):
         st, _, _ = self.call("GET", "/v1/sessions/%s" % self.a1, self.alice)
         self.assertEqual(st, 200)
 
+    def test_create_idempotency_keys_are_per_user(self):
+        # Alice's answer to a key is never Bob's: the same key makes him his own session.
+        h = {"Idempotency-Key": "shared-create-key-1"}
+        st, _, a = self.call("POST", "/v1/sessions", self.alice, {}, h)
+        self.assertEqual(st, 201)
+        st, hb, b = self.call("POST", "/v1/sessions", self.bob, {}, h)
+        self.assertEqual(st, 201, b)
+        self.assertEqual(b["user_id"], "bob")
+        self.assertNotEqual(b["session_id"], a["session_id"])
+        self.assertNotIn("idempotent-replayed", hb)
+        st, ha, again = self.call("POST", "/v1/sessions", self.alice, {}, h)
+        self.assertEqual((st, again["session_id"]), (201, a["session_id"]))
+        self.assertEqual(ha.get("idempotent-replayed"), "true")
+
+    def test_device_links_do_not_outlive_the_token_that_asks(self):
+        st, _, link = self.call("POST", "/v1/sessions/%s/links" % self.a1, self.alice,
+                                {"ttl_s": 600})
+        self.assertEqual(st, 201, link)
+        claims = json.loads(__import__("base64").urlsafe_b64decode(
+            link["token"].split(".")[1] + "=="))
+        self.assertEqual((claims["sub"], claims["sessions"]), ("alice", [self.a1]))
+        self.assertLessEqual(claims["exp"] - time.time(), 601)
+        st, _, _ = self.call("GET", "/v1/sessions/%s" % self.a1, link["token"])
+        self.assertEqual(st, 200)
+        st, _, _ = self.call("GET", "/v1/sessions/%s" % self.a2, link["token"])
+        self.assertEqual(st, 404)
+        # A short-lived device token cannot mint itself a longer one.
+        short = user_token(SECRET, "alice", ttl=120, sessions=[self.a1])
+        st, _, renewed = self.call("POST", "/v1/sessions/%s/links" % self.a1, short,
+                                   {"ttl_s": 86400})
+        self.assertEqual(st, 201)
+        c = json.loads(__import__("base64").urlsafe_b64decode(renewed["token"].split(".")[1] + "=="))
+        self.assertLessEqual(c["exp"], int(time.time()) + 121)
+        # Nobody mints links for someone else's session.
+        st, _, whole = self.raw("POST", "/v1/sessions/%s/links" % self.b1, self.alice, {})
+        self.assertEqual(st, 404)
+        self.assertNoBData(whole)
+        st, _, _ = self.call("POST", "/v1/sessions/%s/links" % self.a1, self.alice, {"ttl_s": 5})
+        self.assertEqual(st, 422)
+
+    def test_a_sessions_claim_limits_an_admin_token_too(self):
+        r = self.s.cli("token", "--user", "ops", "--admin", "--session", self.b1,
+                       "--set", "auth.jwt.hs256_secret=" + SECRET)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tok = r.stdout.strip()
+        st, _, _ = self.call("GET", "/v1/sessions/%s" % self.b1, tok)
+        self.assertEqual(st, 200)
+        st, _, _ = self.call("GET", "/v1/sessions/%s" % self.a1, tok)
+        self.assertEqual(st, 404)
+        st, _, _ = self.call("GET", "/metrics", tok)
+        self.assertEqual(st, 403)
+        st, _, _ = self.call("POST", "/v1/sessions", tok, {})
+        self.assertEqual(st, 403)
+
     def test_admin_and_open_routes(self):
         st, _, body = self.call("GET", "/v1/sessions/%s" % self.b1, self.admin)
         self.assertEqual((st, body["profile"]["name"]), (200, B_NAME))

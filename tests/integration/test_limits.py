@@ -165,5 +165,64 @@ class AdmissionTest(unittest.TestCase):
             fake.stop()
 
 
+class SlowModelTest(unittest.TestCase):
+    """Admission judges queueing, not a model's own latency; and a foreign
+    session's request never waits behind the owner's step."""
+
+    def test_model_time_is_not_queueing_and_foreign_requests_do_not_queue(self):
+        fake = FakeOpenAI()
+        fake.default = {"delay_ms": 250,
+                        "content": '{"reply": "ok", "changes": [], "asks": ""}'}
+        fake.start()
+        providers = ('[{name: slow, kind: openai, base_url: "%s", model: m, timeout_ms: 5000}, '
+                     '{name: offline, kind: builtin}]' % fake.base_url)
+        s = Server(extra_args=["--set", "ai.providers=" + providers,
+                               "--set", "auth.enabled=true",
+                               "--set", "auth.jwt.hs256_secret=" + SECRET,
+                               "--set", "limits.http_per_user.rate=0",
+                               "--set", "limits.connections_per_address.rate=0",
+                               "--set", "limits.admission.initial_limit=16",
+                               "--set", "limits.admission.min_limit=8"]).start()
+        try:
+            owner, other = user_token(SECRET, "slow-owner"), user_token(SECRET, "slow-other")
+            auth = lambda t: {"Authorization": "Bearer " + t}
+            sids = []
+            for _ in range(12):
+                st, _, b = s.request("POST", "/v1/sessions", {}, headers=auth(owner))
+                self.assertEqual(st, 201)
+                sids.append(b["session_id"])
+            # Three rounds of 12 concurrent 250 ms model calls: well past the
+            # 20 ms target each, none of it queueing, so nothing is shed.
+            codes = []
+            lock = threading.Lock()
+
+            def step(sid):
+                st = s.request("POST", "/v1/sessions/%s/messages" % sid, {"text": "hello"},
+                               headers=auth(owner), conn=s.conn(timeout=15))[0]
+                with lock:
+                    codes.append(st)
+            for _ in range(3):
+                ts = [threading.Thread(target=step, args=(sid,)) for sid in sids]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+            self.assertEqual(codes, [200] * 36)
+            # While the owner's step waits on the model, someone else's request
+            # for that session is answered at once, like a missing session.
+            t = threading.Thread(target=step, args=(sids[0],))
+            t.start()
+            time.sleep(0.05)
+            t0 = time.time()
+            st, _, body = s.request("PATCH", "/v1/sessions/%s/profile" % sids[0],
+                                    {"fields": {"city": "Oslo"}}, headers=auth(other))
+            self.assertEqual(st, 404, body)
+            self.assertLess(time.time() - t0, 0.2)
+            t.join()
+        finally:
+            s.cleanup()
+            fake.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
