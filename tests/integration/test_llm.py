@@ -4,6 +4,7 @@ malformed and hostile model output, slow and hanging providers, 429 storms,
 fallback order, circuit breaking, usage and budgets."""
 import http.client
 import json
+import socket
 import os
 import re
 import tempfile
@@ -115,6 +116,31 @@ class LlmTest(unittest.TestCase):
         self.assertEqual([m["role"] for m in msgs], ["system", "user", "assistant", "user"][-len(msgs):]
                          if len(msgs) <= 4 else [m["role"] for m in msgs])
         self.assertIn({"role": "user", "content": "I'm Ada, 36"}, msgs)
+
+    def test_client_leaving_mid_stream_does_not_harm_the_server(self):
+        # A client that closes its connection while reply tokens are still
+        # coming: the stream ends on persona's side; later tokens and the final
+        # reply go nowhere (found by review: they used to reach a freed session).
+        s = self.persona([openai("primary", self.fake), OFFLINE])
+        sid = new_session(s)
+        long_reply = "word " * 120
+        for _ in range(5):
+            self.fake.push({"content": contract(long_reply.strip()), "chunk_delay_ms": 5, "piece": 3})
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            body = json.dumps({"text": "talk"}).encode()
+            sock.sendall(b"POST /v1/sessions/%s/messages HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (sid.encode(), len(body), body))
+            first = sock.recv(4096)  # the first bytes of the stream, then hang up
+            self.assertTrue(first.startswith(b"HTTP/1.1 200"), first[:40])
+            sock.close()
+        time.sleep(1.5)  # the streams finish on the server side
+        self.assertIsNone(s.proc.poll(), "persona died")
+        st, _, _ = s.request("GET", "/healthz")
+        self.assertEqual(st, 200)
+        # Every step still completed and was stored.
+        users = [e for e in events(s, sid) if e["type"] == "message.user"]
+        self.assertEqual(len(users), 5)
 
     def test_streaming_reply_tokens_then_final_event(self):
         s = self.persona([openai("primary", self.fake), OFFLINE])
