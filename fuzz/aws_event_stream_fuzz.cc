@@ -29,18 +29,11 @@
 #include <vector>
 
 #include "ai/bedrock/event_stream.h"
+#include "fuzz_check.h"
 
 namespace bedrock = persona::ai::bedrock;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
-  } while (0)
 
 bool Equal(const bedrock::EventMessage& a, const bedrock::EventMessage& b) {
   return a.headers == b.headers && a.payload == b.payload;

@@ -26,19 +26,12 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_check.h"
 #include "model/event.h"
 
 namespace model = persona::model;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
-  } while (0)
 
 // A double that is not finite, or that does not survive serialise -> parse unchanged.
 bool HasUnstableDouble(const persona::json::value& v) {

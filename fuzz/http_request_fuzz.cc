@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "fuzz_check.h"
 
 // Boost 1.81 basic_parser::parse_chunk_header asserts `n >= 5` when it resumes a final chunk
 // ("0\r\n" seen, then need_more) and the next put() adds a single byte: n is then 4. The code
@@ -70,14 +71,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
-  } while (0)
 
 // persona's defaults (src/net/http_server.h, src/config/config.h).
 constexpr uint64_t kMaxBodyBytes = 1 << 20;

@@ -24,18 +24,11 @@
 #include "auth/jwt.h"
 #include "core/base64.h"
 #include "core/ids.h"
+#include "fuzz_check.h"
 
 namespace auth = persona::auth;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
-  } while (0)
 
 constexpr double kNow = 1800000000;
 const std::string kSecret = "fuzz-secret-0123456789abcdef-0123456789";

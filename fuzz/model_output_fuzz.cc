@@ -29,20 +29,13 @@
 
 #include "ai/llm/prompt.h"
 #include "core/json.h"
+#include "fuzz_check.h"
 #include "model/schema.h"
 
 namespace llm = persona::ai::llm;
 namespace model = persona::model;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
-  } while (0)
 
 const model::Schema& DefaultSchema() {
   static const std::shared_ptr<const model::Schema> schema = [] {

@@ -23,19 +23,12 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "realtime/mqtt/codec.h"
 
 namespace mqtt = persona::realtime::mqtt;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
-  } while (0)
 
 bool SameResult(const mqtt::ParseResult& a, const mqtt::ParseResult& b) {
   return a.ok == b.ok && a.reason == b.reason && a.connack_code == b.connack_code;
