@@ -49,7 +49,8 @@ start_persona() {  # start_persona NAME [--set k=v …]
   local dir="$WORK/$name"
   mkdir -p "$dir/data"
   "$PERSONA_BIN" serve --http-listen 127.0.0.1:0 --mqtt-listen off --data-dir "$dir/data" \
-    --schemas-dir "$ROOT/schemas" "$@" >"$dir/persona.log" 2>&1 &
+    --schemas-dir "$ROOT/schemas" --set limits.connections_per_address.rate=0 "$@" \
+    >"$dir/persona.log" 2>&1 &
   PERSONA_PID=$!
   PIDS+=("$PERSONA_PID")
   PERSONA_PORT=

@@ -35,7 +35,8 @@ ai:
     - {name: offline, kind: builtin}
 YAML
 "$PERSONA_BIN" serve --config "$WORK/persona.yaml" --http-listen 127.0.0.1:0 --mqtt-listen off \
-  --data-dir "$WORK/data" --schemas-dir "$ROOT/schemas" >"$WORK/persona.log" 2>&1 &
+  --data-dir "$WORK/data" --schemas-dir "$ROOT/schemas" --set limits.connections_per_address.rate=0 \
+  >"$WORK/persona.log" 2>&1 &
 PIDS+=($!)
 PORT=
 for _ in $(seq 200); do

@@ -131,7 +131,7 @@ start_broker() {
       [[ -x $PERSONA_BIN ]] || { echo "persona binary $PERSONA_BIN not found" >"$dir/why"; return 1; }
       mkdir -p "$dir/data"
       nice -n "$NICE" "$PERSONA_BIN" serve --mqtt-listen "127.0.0.1:$BROKER_PORT" --http-listen 127.0.0.1:0 \
-        --data-dir "$dir/data" >"$BROKER_LOG" 2>&1 &
+        --data-dir "$dir/data" --set limits.connections_per_address.rate=0 >"$BROKER_LOG" 2>&1 &
       BROKER_PID=$!
       echo "$PERSONA_BIN serve --mqtt-listen 127.0.0.1:PORT --http-listen 127.0.0.1:0 --data-dir DIR" >"$WORK/$sys/broker_cmd"
       ;;

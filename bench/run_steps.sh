@@ -74,7 +74,8 @@ start_persona() {  # start_persona NAME
   local name=$1 dir="$WORK/$1"
   mkdir -p "$dir/data"
   PERSONA_LOG="$dir/persona.log"
-  "$PERSONA_BIN" serve --http-listen 127.0.0.1:0 --data-dir "$dir/data" >"$PERSONA_LOG" 2>&1 &
+  "$PERSONA_BIN" serve --http-listen 127.0.0.1:0 --data-dir "$dir/data" \
+    --set limits.connections_per_address.rate=0 >"$PERSONA_LOG" 2>&1 &
   PERSONA_PID=$!
   PIDS+=("$PERSONA_PID")
   PERSONA_PORT=
