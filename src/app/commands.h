@@ -8,7 +8,7 @@
 
 #include "auth/jwt.h"
 #include "config/config.h"
-#include "store/rocksdb/rocksdb_event_store.h"
+#include "store/event_store.h"
 
 namespace persona::app {
 
@@ -19,9 +19,10 @@ struct ServeFlags {
 
 // The configuration from file, environment and flags.
 StatusOr<config::Config> LoadConfig(const ServeFlags& flags);
-// Opens the RocksDB store under cfg.data_dir (read-only for replay/export).
-StatusOr<std::unique_ptr<store::RocksDbEventStore>> OpenStore(const config::Config& cfg,
-                                                              bool read_only);
+// Opens the configured store: RocksDB under cfg.data_dir (read-only for
+// replay/export), or PostgreSQL at cfg.store.url.
+StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg,
+                                                       bool read_only);
 
 // The JWT settings of cfg.auth.jwt, with the secret read from its variable.
 StatusOr<auth::JwtOptions> JwtOptionsFrom(const config::Config& cfg);

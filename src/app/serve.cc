@@ -35,6 +35,7 @@
 #include "realtime/broker.h"
 #include "realtime/mqtt_connection.h"
 #include "realtime/persona_bridge.h"
+#include "store/postgres/postgres_event_store.h"
 #include "store/rocksdb/rocksdb_event_store.h"
 
 namespace persona::app {
@@ -77,8 +78,20 @@ StatusOr<config::Config> LoadConfig(const ServeFlags& flags) {
   return config::Load(flags.config_file, config::PersonaEnvironment(), flags.overrides);
 }
 
-StatusOr<std::unique_ptr<store::RocksDbEventStore>> OpenStore(const config::Config& cfg,
-                                                              bool read_only) {
+StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg,
+                                                       bool read_only) {
+  if (cfg.store.backend == "postgres") {
+    store::PostgresOptions opt;
+    opt.url = cfg.store.url;
+    opt.pool_size = static_cast<size_t>(cfg.store.pool_size);
+    opt.max_batch = static_cast<size_t>(cfg.store.max_batch);
+    opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
+    opt.idempotency_ttl_ms = static_cast<int64_t>(cfg.idempotency_ttl_s) * 1000;
+    auto s = store::PostgresEventStore::Open(opt);
+    if (!s.ok())
+      return absl::Status(s.status().code(), "store.url: " + std::string(s.status().message()));
+    return std::unique_ptr<store::EventStore>(std::move(*s));
+  }
   std::error_code ec;
   if (!read_only) {
     std::filesystem::create_directories(cfg.data_dir, ec);
@@ -92,7 +105,9 @@ StatusOr<std::unique_ptr<store::RocksDbEventStore>> OpenStore(const config::Conf
   opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
   opt.min_free_bytes = static_cast<uint64_t>(cfg.store.min_free_bytes);
   opt.idempotency_ttl_ms = static_cast<int64_t>(cfg.idempotency_ttl_s) * 1000;
-  return store::RocksDbEventStore::Open(opt);
+  auto s = store::RocksDbEventStore::Open(opt);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<store::EventStore>(std::move(*s));
 }
 
 int Serve(const ServeFlags& flags) {

@@ -15,7 +15,7 @@ namespace {
 
 struct Opened {
   config::Config cfg;
-  std::unique_ptr<store::RocksDbEventStore> store;
+  std::unique_ptr<store::EventStore> store;
   std::map<std::string, std::shared_ptr<const model::Schema>> schemas;
 };
 

@@ -160,6 +160,7 @@ const std::vector<Key>& Keys() {
       {"store.max_batch", "1024", SubInt(&Config::store, &Config::Store::max_batch, 1, 100000)},
       {"store.min_free_bytes", "67108864",
        SubInt(&Config::store, &Config::Store::min_free_bytes, 0, int64_t{1} << 50)},
+      {"store.pool_size", "4", SubInt(&Config::store, &Config::Store::pool_size, 1, 1000)},
       {"store.queue_limit", "8192",
        SubInt(&Config::store, &Config::Store::queue_limit, 1, 10000000)},
       {"cache.backend", "memory",
@@ -399,8 +400,6 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
   if (auto st = Apply(c, root, ""); !st.ok()) return st;
   if (c.store.backend == "postgres" && c.store.url.empty())
     return absl::InvalidArgumentError("store.url: required when store.backend is postgres");
-  if (c.store.backend == "postgres")
-    return absl::InvalidArgumentError("store.backend: postgres is not built yet (use rocksdb)");
   if (c.cache.backend == "redis" && c.cache.url.empty())
     return absl::InvalidArgumentError("cache.url: required when cache.backend is redis");
   if (c.bus.backend == "redis")

@@ -74,6 +74,7 @@ struct Config {
     int max_batch = 1024;                        // steps per group commit at most
     int queue_limit = 8192;                      // pending commits before 503
     int64_t min_free_bytes = int64_t{64} << 20;  // refuse writes below this much free disk
+    int pool_size = 4;                           // postgres: read connections
   } store;
   struct Cache {
     std::string backend = "memory";  // memory | redis | none

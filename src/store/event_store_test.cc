@@ -1,34 +1,103 @@
-// The EventStore contract, run against the RocksDB backend in a real
-// temporary directory.
+// The EventStore contract, one typed suite run against every backend
+// (RocksDB's pattern of testing every implementation against one
+// interface): RocksDB in a real temporary directory, PostgreSQL on a real
+// server started by the test (store/postgres/testing.h). Then what only one
+// backend has: a corrupt RocksDB directory; PostgreSQL's schema versions,
+// connection failures, a server restart and two writers sharing a database.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
 
+#include "store/postgres/postgres_event_store.h"
+#include "store/postgres/testing.h"
 #include "store/rocksdb/rocksdb_event_store.h"
 
 namespace persona::store {
 namespace {
 
-class RocksDbStoreTest : public ::testing::Test {
+struct RocksDbBackend {
+  static constexpr const char* kName = "RocksDb";
+  std::filesystem::path dir;
+  Status Init() {
+    dir = std::filesystem::temp_directory_path() /
+          ("persona-store-test-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir);
+    return absl::OkStatus();
+  }
+  StatusOr<std::unique_ptr<EventStore>> Open() {
+    RocksDbOptions opt;
+    opt.path = dir.string();
+    auto s = RocksDbEventStore::Open(opt);
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<EventStore>(std::move(*s));
+  }
+  void Cleanup() { std::filesystem::remove_all(dir); }
+};
+
+struct PostgresBackend {
+  static constexpr const char* kName = "Postgres";
+  std::string url;
+  Status Init() {
+    auto server = testing::PgServer::Get();
+    if (!server.ok()) return server.status();
+    auto db = (*server)->NewDatabase();
+    if (!db.ok()) return db.status();
+    url = *db;
+    return absl::OkStatus();
+  }
+  StatusOr<std::unique_ptr<EventStore>> Open() {
+    PostgresOptions opt;
+    opt.url = url;
+    auto s = PostgresEventStore::Open(opt);
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<EventStore>(std::move(*s));
+  }
+  void Cleanup() {}
+};
+
+model::Event TestEvent(uint64_t seq, std::string type = "message.user") {
+  model::Event e;
+  e.seq = seq;
+  e.id = "id" + std::to_string(seq);
+  e.type = std::move(type);
+  e.at_ms = 1000 + seq;
+  e.hlc = MakeHlc(1000 + seq, 0);
+  e.origin = "user";
+  e.data["text"] = "hello " + std::to_string(seq);
+  return e;
+}
+
+// `n` events after `expected` for session `sid` of user "u".
+AppendRequest TestAppend(const std::string& sid, uint64_t expected, uint64_t n) {
+  AppendRequest r;
+  r.session_id = sid;
+  r.expected_version = expected;
+  for (uint64_t i = 1; i <= n; ++i) r.events.push_back(TestEvent(expected + i));
+  r.meta.session_id = sid;
+  r.meta.user_id = "u";
+  r.meta.version = expected + n;
+  return r;
+}
+
+template <class Backend>
+class EventStoreContract : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("persona-store-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    Status st = backend_.Init();
+    ASSERT_TRUE(st.ok()) << st;
     Reopen();
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    backend_.Cleanup();
   }
   void Reopen() {
     store_.reset();
-    RocksDbOptions opt;
-    opt.path = dir_.string();
-    auto s = RocksDbEventStore::Open(opt);
+    auto s = backend_.Open();
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
   }
@@ -37,78 +106,69 @@ class RocksDbStoreTest : public ::testing::Test {
     store_->Append(std::move(req), [&p](Status st) { p.set_value(st); });
     return p.get_future().get();
   }
-  static model::Event Ev(uint64_t seq, std::string type = "message.user") {
-    model::Event e;
-    e.seq = seq;
-    e.id = "id" + std::to_string(seq);
-    e.type = std::move(type);
-    e.at_ms = 1000 + seq;
-    e.hlc = MakeHlc(1000 + seq, 0);
-    e.origin = "user";
-    e.data["text"] = "hello " + std::to_string(seq);
-    return e;
-  }
   static AppendRequest Req(const std::string& sid, uint64_t expected, uint64_t n) {
-    AppendRequest r;
-    r.session_id = sid;
-    r.expected_version = expected;
-    for (uint64_t i = 1; i <= n; ++i) r.events.push_back(Ev(expected + i));
-    r.meta.session_id = sid;
-    r.meta.user_id = "u";
-    r.meta.version = expected + n;
-    return r;
+    return TestAppend(sid, expected, n);
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<RocksDbEventStore> store_;
+  Backend backend_;
+  std::unique_ptr<EventStore> store_;
 };
 
-TEST_F(RocksDbStoreTest, AppendsAreGaplessAndSurviveReopen) {
-  ASSERT_TRUE(AppendSync(Req("s1", 0, 3)).ok());
-  ASSERT_TRUE(AppendSync(Req("s1", 3, 2)).ok());
-  Reopen();
-  auto loaded = store_->Load("s1");
+struct BackendName {
+  template <class T>
+  static std::string GetName(int) {
+    return T::kName;
+  }
+};
+using Backends = ::testing::Types<RocksDbBackend, PostgresBackend>;
+TYPED_TEST_SUITE(EventStoreContract, Backends, BackendName);
+
+TYPED_TEST(EventStoreContract, AppendsAreGaplessAndSurviveReopen) {
+  ASSERT_TRUE(this->AppendSync(this->Req("s1", 0, 3)).ok());
+  ASSERT_TRUE(this->AppendSync(this->Req("s1", 3, 2)).ok());
+  this->Reopen();
+  auto loaded = this->store_->Load("s1");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->meta.version, 5u);
   ASSERT_EQ(loaded->tail.size(), 5u);
   for (size_t i = 0; i < 5; ++i) EXPECT_EQ(loaded->tail[i].seq, i + 1);
-  auto page = store_->ReadEvents("s1", 2, 2);
+  auto page = this->store_->ReadEvents("s1", 2, 2);
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->size(), 2u);
   EXPECT_EQ((*page)[0].seq, 3u);
-  auto back = store_->ReadEventsBackward("s1", 5, 10, {});
+  auto back = this->store_->ReadEventsBackward("s1", 5, 10, {});
   ASSERT_TRUE(back.ok());
   ASSERT_EQ(back->size(), 4u);
   EXPECT_EQ((*back)[0].seq, 4u);
 }
 
-TEST_F(RocksDbStoreTest, StaleExpectedVersionIsRefusedAndWritesNothing) {
-  ASSERT_TRUE(AppendSync(Req("s1", 0, 2)).ok());
-  Status st = AppendSync(Req("s1", 1, 1));
+TYPED_TEST(EventStoreContract, StaleExpectedVersionIsRefusedAndWritesNothing) {
+  ASSERT_TRUE(this->AppendSync(this->Req("s1", 0, 2)).ok());
+  Status st = this->AppendSync(this->Req("s1", 1, 1));
   EXPECT_TRUE(absl::IsAborted(st)) << st;
-  auto loaded = store_->Load("s1");
+  auto loaded = this->store_->Load("s1");
   ASSERT_TRUE(loaded.ok());
   EXPECT_EQ(loaded->meta.version, 2u);
   EXPECT_EQ(loaded->tail.size(), 2u);
 }
 
-TEST_F(RocksDbStoreTest, ConcurrentAppendsShareCommits) {
+TYPED_TEST(EventStoreContract, ConcurrentAppendsShareCommits) {
   constexpr int kSessions = 200;
   std::vector<std::promise<Status>> done(kSessions);
   for (int i = 0; i < kSessions; ++i)
-    store_->Append(Req("s" + std::to_string(i), 0, 3),
-                   [&done, i](Status st) { done[i].set_value(st); });
+    this->store_->Append(this->Req("s" + std::to_string(i), 0, 3),
+                         [&done, i](Status st) { done[i].set_value(st); });
   for (auto& d : done) ASSERT_TRUE(d.get_future().get().ok());
   size_t count = 0;
-  ASSERT_TRUE(store_->ForEachSession([&](const SessionMeta&) { return ++count, true; }).ok());
+  ASSERT_TRUE(this->store_->ForEachSession([&](const SessionMeta&) { return ++count, true; }).ok());
   EXPECT_EQ(count, static_cast<size_t>(kSessions));
 }
 
-TEST_F(RocksDbStoreTest, SnapshotBoundsTheTail) {
-  AppendRequest r = Req("s1", 0, 10);
+TYPED_TEST(EventStoreContract, SnapshotBoundsTheTail) {
+  AppendRequest r = this->Req("s1", 0, 10);
   r.snapshot = Snapshot{8, {{"k", "v"}}};
-  ASSERT_TRUE(AppendSync(std::move(r)).ok());
-  auto loaded = store_->Load("s1");
+  ASSERT_TRUE(this->AppendSync(std::move(r)).ok());
+  auto loaded = this->store_->Load("s1");
   ASSERT_TRUE(loaded.ok());
   ASSERT_TRUE(loaded->snapshot.has_value());
   EXPECT_EQ(loaded->snapshot->seq, 8u);
@@ -116,76 +176,241 @@ TEST_F(RocksDbStoreTest, SnapshotBoundsTheTail) {
   EXPECT_EQ(loaded->tail[0].seq, 9u);
 }
 
-TEST_F(RocksDbStoreTest, IdempotencyRecordsAreAtomicWithEventsAndErasedWithTheSession) {
-  AppendRequest r = Req("s1", 0, 1);
+TYPED_TEST(EventStoreContract, IdempotencyRecordsAreAtomicWithEventsAndErasedWithTheSession) {
+  AppendRequest r = this->Req("s1", 0, 1);
   r.idempotency = AppendRequest::Idempotency{"s1", "k1", "response-1"};
-  ASSERT_TRUE(AppendSync(std::move(r)).ok());
-  auto got = store_->GetIdempotent("s1", "k1");
+  ASSERT_TRUE(this->AppendSync(std::move(r)).ok());
+  auto got = this->store_->GetIdempotent("s1", "k1");
   ASSERT_TRUE(got.ok());
   ASSERT_TRUE(got->has_value());
   EXPECT_EQ(**got, "response-1");
   // A refused append leaves no idempotency record behind.
-  AppendRequest stale = Req("s1", 0, 1);
+  AppendRequest stale = this->Req("s1", 0, 1);
   stale.idempotency = AppendRequest::Idempotency{"s1", "k2", "response-2"};
-  EXPECT_FALSE(AppendSync(std::move(stale)).ok());
-  EXPECT_FALSE(store_->GetIdempotent("s1", "k2")->has_value());
+  EXPECT_FALSE(this->AppendSync(std::move(stale)).ok());
+  EXPECT_FALSE(this->store_->GetIdempotent("s1", "k2")->has_value());
 
   AppendRequest erase;
   erase.session_id = "s1";
   erase.erase = true;
-  ASSERT_TRUE(AppendSync(std::move(erase)).ok());
-  EXPECT_TRUE(absl::IsNotFound(store_->Load("s1").status()));
-  EXPECT_FALSE(store_->GetIdempotent("s1", "k1")->has_value());
-  EXPECT_TRUE(store_->ReadEvents("s1", 0, 100)->empty());
+  ASSERT_TRUE(this->AppendSync(std::move(erase)).ok());
+  EXPECT_TRUE(absl::IsNotFound(this->store_->Load("s1").status()));
+  EXPECT_FALSE(this->store_->GetIdempotent("s1", "k1")->has_value());
+  EXPECT_TRUE(this->store_->ReadEvents("s1", 0, 100)->empty());
 }
 
-TEST_F(RocksDbStoreTest, SessionIdsThatArePrefixesDoNotMix) {
-  ASSERT_TRUE(AppendSync(Req("ab", 0, 2)).ok());
-  ASSERT_TRUE(AppendSync(Req("a", 0, 1)).ok());
-  EXPECT_EQ(store_->ReadEvents("a", 0, 100)->size(), 1u);
-  EXPECT_EQ(store_->Load("ab")->tail.size(), 2u);
+TYPED_TEST(EventStoreContract, SessionIdsThatArePrefixesDoNotMix) {
+  ASSERT_TRUE(this->AppendSync(this->Req("ab", 0, 2)).ok());
+  ASSERT_TRUE(this->AppendSync(this->Req("a", 0, 1)).ok());
+  EXPECT_EQ(this->store_->ReadEvents("a", 0, 100)->size(), 1u);
+  EXPECT_EQ(this->store_->Load("ab")->tail.size(), 2u);
 }
 
-TEST_F(RocksDbStoreTest, IntakeEntriesLeaveAtomicallyWithTheirEvents) {
-  ASSERT_TRUE(AppendSync(Req("s1", 0, 1)).ok());
-  EXPECT_EQ(*store_->LastIntakeSeq(), 0u);
+TYPED_TEST(EventStoreContract, IntakeEntriesLeaveAtomicallyWithTheirEvents) {
+  ASSERT_TRUE(this->AppendSync(this->Req("s1", 0, 1)).ok());
+  EXPECT_EQ(*this->store_->LastIntakeSeq(), 0u);
   for (uint64_t seq = 1; seq <= 3; ++seq) {
     AppendRequest accept;  // no session: intake entry and pending status only
     accept.intake_add = IntakeEntry{seq, "payload-" + std::to_string(seq)};
     accept.request_status =
         AppendRequest::RequestStatus{"s1", "r" + std::to_string(seq), "pending"};
-    ASSERT_TRUE(AppendSync(std::move(accept)).ok());
+    ASSERT_TRUE(this->AppendSync(std::move(accept)).ok());
   }
-  EXPECT_EQ(*store_->SessionVersion("s1"), 1u);
-  EXPECT_TRUE(absl::IsNotFound(store_->SessionVersion("nope").status()));
+  EXPECT_EQ(*this->store_->SessionVersion("s1"), 1u);
+  EXPECT_TRUE(absl::IsNotFound(this->store_->SessionVersion("nope").status()));
   // Applying r1 appends its events, deletes its entry and records the result
   // in one write; a refused append (stale version) changes none of them.
-  AppendRequest stale = Req("s1", 0, 1);
+  AppendRequest stale = this->Req("s1", 0, 1);
   stale.intake_done = 2;
   stale.request_status = AppendRequest::RequestStatus{"s1", "r2", "applied"};
-  EXPECT_TRUE(absl::IsAborted(AppendSync(std::move(stale))));
-  AppendRequest apply = Req("s1", 1, 2);
+  EXPECT_TRUE(absl::IsAborted(this->AppendSync(std::move(stale))));
+  AppendRequest apply = this->Req("s1", 1, 2);
   apply.intake_done = 1;
   apply.request_status = AppendRequest::RequestStatus{"s1", "r1", "applied"};
-  ASSERT_TRUE(AppendSync(std::move(apply)).ok());
-  Reopen();
-  auto left = store_->ReadIntake(0, 10);
+  ASSERT_TRUE(this->AppendSync(std::move(apply)).ok());
+  this->Reopen();
+  auto left = this->store_->ReadIntake(0, 10);
   ASSERT_TRUE(left.ok());
   ASSERT_EQ(left->size(), 2u);
   EXPECT_EQ((*left)[0].seq, 2u);
   EXPECT_EQ((*left)[0].payload, "payload-2");
   EXPECT_EQ((*left)[1].seq, 3u);
-  EXPECT_EQ(store_->ReadIntake(2, 10)->size(), 1u);
-  EXPECT_EQ(*store_->LastIntakeSeq(), 3u);
-  EXPECT_EQ(**store_->GetRequestStatus("s1", "r1"), "applied");
-  EXPECT_EQ(**store_->GetRequestStatus("s1", "r2"), "pending");
-  EXPECT_FALSE(store_->GetRequestStatus("s1", "r9")->has_value());
+  EXPECT_EQ(this->store_->ReadIntake(2, 10)->size(), 1u);
+  EXPECT_EQ(*this->store_->LastIntakeSeq(), 3u);
+  EXPECT_EQ(**this->store_->GetRequestStatus("s1", "r1"), "applied");
+  EXPECT_EQ(**this->store_->GetRequestStatus("s1", "r2"), "pending");
+  EXPECT_FALSE(this->store_->GetRequestStatus("s1", "r9")->has_value());
   // Erasing the session erases its request statuses.
   AppendRequest erase;
   erase.session_id = "s1";
   erase.erase = true;
-  ASSERT_TRUE(AppendSync(std::move(erase)).ok());
-  EXPECT_FALSE(store_->GetRequestStatus("s1", "r1")->has_value());
+  ASSERT_TRUE(this->AppendSync(std::move(erase)).ok());
+  EXPECT_FALSE(this->store_->GetRequestStatus("s1", "r1")->has_value());
+}
+
+TYPED_TEST(EventStoreContract, UsageAddsUpAndErasesInOrderWithinABatch) {
+  // Many appends in flight at once share commits; usage deltas all add up.
+  std::vector<std::promise<Status>> done(50);
+  for (int i = 0; i < 50; ++i) {
+    AppendRequest r = this->Req("u" + std::to_string(i), 0, 1);
+    r.user_usage = AppendRequest::UserUsage{"spender", Usage{1, 10, 20, 0.5}};
+    this->store_->Append(std::move(r), [&done, i](Status st) { done[i].set_value(st); });
+  }
+  for (auto& d : done) ASSERT_TRUE(d.get_future().get().ok());
+  auto u = this->store_->UserUsage("spender");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->calls, 50u);
+  EXPECT_EQ(u->tokens_out, 1000u);
+  EXPECT_DOUBLE_EQ(u->cost_usd, 25.0);
+  EXPECT_EQ(this->store_->UserUsage("nobody")->calls, 0u);
+  // An append, an erase and a re-creation of one session queued together
+  // apply in order.
+  std::promise<Status> a, b, c;
+  this->store_->Append(this->Req("x", 0, 2), [&](Status st) { a.set_value(st); });
+  AppendRequest erase;
+  erase.session_id = "x";
+  erase.erase = true;
+  this->store_->Append(std::move(erase), [&](Status st) { b.set_value(st); });
+  this->store_->Append(this->Req("x", 0, 1), [&](Status st) { c.set_value(st); });
+  EXPECT_TRUE(a.get_future().get().ok());
+  EXPECT_TRUE(b.get_future().get().ok());
+  EXPECT_TRUE(c.get_future().get().ok());
+  auto head = this->store_->Head("x");
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->version, 1u);
+  EXPECT_EQ(head->user_id, "u");
+  EXPECT_EQ(this->store_->ReadEvents("x", 0, 10)->size(), 1u);
+  // Backward reads filter by type.
+  ASSERT_TRUE(this->AppendSync(this->Req("y", 0, 3)).ok());
+  auto only = this->store_->ReadEventsBackward("y", 100, 10, {"message.user"});
+  ASSERT_TRUE(only.ok());
+  EXPECT_EQ(only->size(), 3u);
+  EXPECT_TRUE(this->store_->ReadEventsBackward("y", 100, 10, {"other.type"})->empty());
+}
+
+// ---------------------------------------------------------------- PostgreSQL only
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = testing::PgServer::Get();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *server;
+    auto db = server_->NewDatabase();
+    ASSERT_TRUE(db.ok()) << db.status();
+    url_ = *db;
+  }
+  StatusOr<std::unique_ptr<PostgresEventStore>> Open(std::string url = "") {
+    PostgresOptions opt;
+    opt.url = url.empty() ? url_ : url;
+    opt.connect_timeout_s = 2;
+    return PostgresEventStore::Open(opt);
+  }
+  static Status AppendSync(EventStore& s, AppendRequest req) {
+    std::promise<Status> p;
+    s.Append(std::move(req), [&p](Status st) { p.set_value(st); });
+    return p.get_future().get();
+  }
+  static AppendRequest Req(const std::string& sid, uint64_t expected, uint64_t n) {
+    return TestAppend(sid, expected, n);
+  }
+  testing::PgServer* server_ = nullptr;
+  std::string url_;
+};
+
+TEST_F(PostgresStoreTest, ADatabaseWithANewerSchemaIsRefused) {
+  { ASSERT_TRUE(Open().ok()); }
+  ASSERT_TRUE(testing::PgServer::Exec(url_, "INSERT INTO persona_schema VALUES (99)").ok());
+  auto s = Open();
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(s.status())) << s.status();
+  EXPECT_NE(s.status().message().find("version 99, newer than this persona knows (1)"),
+            std::string::npos)
+      << s.status();
+}
+
+TEST_F(PostgresStoreTest, WrongAddressDatabaseOrUserFailWithAClearMessage) {
+  const std::string port = std::to_string(server_->port());
+  for (const std::string& url : {std::string("postgresql://postgres@127.0.0.1:1/x"),
+                                 "postgresql://postgres@127.0.0.1:" + port + "/no_such_database",
+                                 "postgresql://nobody@127.0.0.1:" + port + "/postgres"}) {
+    auto s = Open(url);
+    ASSERT_FALSE(s.ok()) << url;
+    EXPECT_TRUE(absl::IsUnavailable(s.status())) << s.status();
+    EXPECT_NE(s.status().message().find("cannot connect to PostgreSQL"), std::string::npos);
+  }
+}
+
+TEST_F(PostgresStoreTest, TwoWritersOnOneDatabaseNeverLoseOrDuplicateAWrite) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AppendSync(**a, Req("shared", 0, 1)).ok());
+  // Both writers race to append each next version: exactly one wins each.
+  std::atomic<uint64_t> wins{0}, conflicts{0};
+  auto writer = [&](EventStore* s) {
+    for (int i = 0; i < 100; ++i) {
+      auto head = s->Head("shared");
+      ASSERT_TRUE(head.ok());
+      Status st = AppendSync(*s, Req("shared", head->version, 1));
+      if (st.ok()) {
+        ++wins;
+      } else {
+        ASSERT_TRUE(absl::IsAborted(st)) << st;
+        ++conflicts;
+      }
+    }
+  };
+  std::thread ta(writer, a->get()), tb(writer, b->get());
+  ta.join();
+  tb.join();
+  auto loaded = (*a)->Load("shared");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->meta.version, 1 + wins.load());
+  ASSERT_EQ(loaded->tail.size(), loaded->meta.version);
+  for (size_t i = 0; i < loaded->tail.size(); ++i) EXPECT_EQ(loaded->tail[i].seq, i + 1);
+  EXPECT_EQ(wins + conflicts, 200u);
+  // Two writers creating sessions under one Idempotency-Key: one wins.
+  AppendRequest c1 = Req("created-by-a", 0, 1);
+  c1.idempotency = AppendRequest::Idempotency{"_", "create k1", "a's answer"};
+  AppendRequest c2 = Req("created-by-b", 0, 1);
+  c2.idempotency = AppendRequest::Idempotency{"_", "create k1", "b's answer"};
+  ASSERT_TRUE(AppendSync(**a, std::move(c1)).ok());
+  Status second = AppendSync(**b, std::move(c2));
+  EXPECT_TRUE(absl::IsAlreadyExists(second)) << second;
+  EXPECT_TRUE(absl::IsNotFound((*b)->Head("created-by-b").status()));
+  EXPECT_EQ(**(*b)->GetIdempotent("_", "create k1"), "a's answer");
+}
+
+TEST_F(PostgresStoreTest, ADatabaseRestartRefusesThenRecoversWithoutLosingAcknowledgedWrites) {
+  auto s = Open();
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(AppendSync(**s, Req("r", 0, 2)).ok());
+  ASSERT_TRUE(server_->Restart().ok());
+  // The first write after the restart finds its connection gone: refused
+  // (Unavailable, with a Retry-After), never acknowledged. Writes recover
+  // by themselves.
+  uint64_t version = 2;
+  int refused = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    Status st = AppendSync(**s, Req("r", version, 1));
+    if (st.ok()) break;
+    ASSERT_TRUE(absl::IsUnavailable(st)) << st;
+    EXPECT_GE(RetryAfterOf(st), 1);
+    EXPECT_FALSE((*s)->Health().ok());
+    ++refused;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GE(refused, 1);
+  EXPECT_TRUE((*s)->Health().ok());
+  ++version;
+  // Reads recover too (a broken pooled connection is replaced).
+  StatusOr<LoadedSession> loaded = absl::UnavailableError("not yet");
+  for (int i = 0; i < 10 && !loaded.ok(); ++i) loaded = (*s)->Load("r");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->meta.version, version);
+  EXPECT_EQ(loaded->tail.size(), version);
 }
 
 TEST(RocksDbStoreOpen, CorruptDirectoryFailsWithAClearMessage) {

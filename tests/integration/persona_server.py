@@ -18,10 +18,89 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("PERSONA_BIN") or os.path.join(ROOT, "build", "src", "persona")
+# Which store the suites run against: rocksdb (default) or postgres (CTest's
+# integration-postgres sets it). Tests of one store only use rocksdb_only.
+STORE = os.environ.get("PERSONA_TEST_STORE", "rocksdb")
+
+
+def rocksdb_only(fn):
+    """Skips a test of the RocksDB store itself when the suite runs on PostgreSQL."""
+    import unittest
+    return unittest.skipIf(STORE != "rocksdb", "a RocksDB-only test")(fn)
+
+
+class Postgres:
+    """A real PostgreSQL server for this test process, started on first use in
+    a temp dir on a free port (initdb + pg_ctl, as the postgres user when root),
+    stopped at exit. new_database() gives each persona its own database."""
+    _instance = None
+
+    @classmethod
+    def get(cls):
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def __init__(self):
+        import atexit
+        import glob
+        import pwd
+        import socket
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                      key=lambda p: int(p.split("/")[4]))
+        pg_bin = os.environ.get("PERSONA_PG_BIN") or (os.path.dirname(bins[-1]) if bins else None)
+        if not pg_bin:
+            raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+        self.bin = pg_bin
+        self.dir = tempfile.mkdtemp(prefix="persona-pg-")
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self._run("%s/initdb -D %s/data -U postgres -A trust -E UTF8 --no-locale -N > %s/initdb.log 2>&1"
+                  % (self.bin, self.dir, self.dir))
+        self._run(('%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o "-p %d -k %s '
+                   '-c listen_addresses=127.0.0.1 -c max_connections=400" start > /dev/null')
+                  % (self.bin, self.dir, self.dir, self.port, self.dir))
+        self.n = 0
+        atexit.register(self.stop)
+
+    def _run(self, cmd):
+        if self.as_root:
+            cmd = "runuser -u postgres -- sh -c '%s'" % cmd
+        if subprocess.call(cmd, shell=True) != 0:
+            raise RuntimeError("failed: " + cmd)
+
+    def url(self, db):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
+    def psql(self, sql, db="postgres"):
+        """Runs SQL (statements separated by ;) as the postgres superuser."""
+        subprocess.run([self.bin + "/psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                        "-p", str(self.port), "-U", "postgres", "-c", sql, db],
+                       check=True, capture_output=True)
+
+    def new_database(self):
+        self.n += 1
+        name = "it%d_%d" % (os.getpid(), self.n)
+        self.psql("CREATE DATABASE %s" % name)
+        return self.url(name)
+
+    def stop(self):
+        try:
+            self._run("%s/pg_ctl -D %s/data stop -m immediate > /dev/null 2>&1" % (self.bin, self.dir))
+        except RuntimeError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Server:
     """One persona process with its own data directory."""
+    _databases = {}  # data_dir → PostgreSQL URL (PERSONA_TEST_STORE=postgres)
 
     def __init__(self, data_dir=None, extra_args=(), env=None):
         self.own_dir = data_dir is None
@@ -31,12 +110,20 @@ class Server:
         self.proc = None
         self.port = None
         self.log = []
+        self.store_args = []
+        if STORE == "postgres":
+            # One database per data directory: a Server started again on the
+            # same data_dir (a restart) finds its data.
+            url = Server._databases.get(self.data_dir)
+            if url is None:
+                url = Server._databases[self.data_dir] = Postgres.get().new_database()
+            self.store_args = ["--set", "store.backend=postgres", "--set", "store.url=" + url]
 
     def start(self, timeout=20):
         args = [BIN, "serve", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0",
                 "--data-dir",
                 os.path.join(self.data_dir, "data"), "--schemas-dir",
-                os.path.join(ROOT, "schemas")] + self.extra_args
+                os.path.join(ROOT, "schemas")] + self.store_args + self.extra_args
         env = dict(os.environ)
         env.update(self.env or {})
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -121,7 +208,7 @@ class Server:
     def cli(self, *args, input_text=None):
         """Runs a persona subcommand against this server's data directory."""
         cmd = [BIN] + list(args) + ["--data-dir", os.path.join(self.data_dir, "data"),
-                                   "--schemas-dir", os.path.join(ROOT, "schemas")]
+                                   "--schemas-dir", os.path.join(ROOT, "schemas")] + self.store_args
         return subprocess.run(cmd, capture_output=True, text=True, input=input_text, timeout=60)
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from persona_server import BIN, ROOT, Server
+from persona_server import BIN, ROOT, STORE, Postgres, Server, rocksdb_only
 
 
 def steps(server, sid, texts):
@@ -137,6 +137,58 @@ class LifecycleTest(unittest.TestCase):
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
+    @unittest.skipIf(STORE != "postgres", "a PostgreSQL-only test")
+    def test_a_database_refusing_writes_gives_503_and_recovers(self):
+        # PostgreSQL's counterpart of the full disk: the database turns
+        # read-only (as an operator does when its disk fills). Writes get 503
+        # with Retry-After, reads and /readyz keep answering, nothing
+        # acknowledged is lost, and writes come back by themselves.
+        s = Server().start()
+        try:
+            url = s.store_args[-1].split("=", 1)[1]
+            db = url.rsplit("/", 1)[1]
+            sid = s.request("POST", "/v1/sessions", {"user_id": "ro"})[2]["session_id"]
+            acked = 0
+            for i in range(5):
+                st, _, _ = s.request("PATCH", "/v1/sessions/%s/profile" % sid, {"fields": {"goals": "g%d" % i}})
+                self.assertEqual(st, 200)
+                acked += 1
+            pg = Postgres.get()
+            kick = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' "
+                    "AND pid <> pg_backend_pid()") % db
+            pg.psql("ALTER DATABASE %s SET default_transaction_read_only = on" % db)
+            pg.psql(kick)
+            refused = 0
+            for i in range(5):
+                st, h, body = s.request("PATCH", "/v1/sessions/%s/profile" % sid,
+                                        {"fields": {"goals": "refused%d" % i}})
+                self.assertEqual(st, 503, body)
+                self.assertIn("retry-after", h)
+                refused += 1
+            st, _, ready = s.request("GET", "/readyz")
+            self.assertEqual(st, 503)
+            self.assertIn("read-only", ready["detail"])
+            st, _, prof = s.request("GET", "/v1/sessions/%s" % sid)
+            self.assertEqual(st, 200)
+            self.assertEqual(prof["profile"]["goals"], "g4")
+            pg.psql("ALTER DATABASE %s SET default_transaction_read_only = off" % db)
+            pg.psql(kick)
+            deadline = time.time() + 10
+            st = 0
+            while time.time() < deadline:
+                st, _, _ = s.request("PATCH", "/v1/sessions/%s/profile" % sid, {"fields": {"goals": "back"}})
+                if st == 200:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(st, 200)
+            self.assertEqual(s.request("GET", "/readyz")[0], 200)
+            st, _, ev = s.request("GET", "/v1/sessions/%s/events?limit=1000" % sid)
+            goals = [e["data"].get("value") for e in ev["events"] if e["type"] == "profile.field_set"]
+            self.assertEqual(goals, ["g0", "g1", "g2", "g3", "g4", "back"])
+        finally:
+            s.cleanup()
+
+    @rocksdb_only
     def test_corrupt_store_refuses_to_start_with_a_clear_message(self):
         s = Server().start()
         s.stop()
@@ -152,6 +204,7 @@ class LifecycleTest(unittest.TestCase):
             s.proc = None
             s.cleanup()
 
+    @rocksdb_only
     def test_full_disk_gives_503_keeps_serving_and_keeps_acknowledged_data(self):
         mnt = tempfile.mkdtemp(prefix="persona-full-")
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt],

@@ -1,0 +1,887 @@
+#include "store/postgres/postgres_event_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "core/clock.h"
+#include "core/logging.h"
+
+namespace persona::store {
+
+// ---------------------------------------------------------------- libpq
+
+namespace {
+
+using Result = PostgresEventStore::Result;
+
+// The SQLSTATE classes that mean "the database is not there right now":
+// connection exceptions (08), resources (53: disk full, out of memory),
+// operator intervention (57: shutdown, crash recovery).
+bool Transient(std::string_view sqlstate) {
+  return sqlstate.starts_with("08") || sqlstate.starts_with("53") || sqlstate.starts_with("57");
+}
+
+// libpq's messages span lines ("…\n\tThis probably means…"): one line for logs
+// and problem details.
+std::string OneLine(std::string_view m) {
+  std::string out;
+  for (char c : m) {
+    if (c == '\n' || c == '\t' || c == '\r') c = ' ';
+    if (c == ' ' && (out.empty() || out.back() == ' ')) continue;
+    out += c;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+// A PostgreSQL text array literal: {"a","b\"c"} (every element quoted).
+std::string TextArray(const std::vector<std::string>& v) {
+  std::string out = "{";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : v[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::string IntArray(const std::vector<int64_t>& v) {
+  std::string out = "{";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(v[i]);
+  }
+  out += '}';
+  return out;
+}
+
+std::string DoubleArray(const std::vector<double>& v) {
+  std::string out = "{";
+  char buf[40];
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    std::snprintf(buf, sizeof(buf), "%.17g", v[i]);
+    out += buf;
+  }
+  out += '}';
+  return out;
+}
+
+}  // namespace
+
+void PostgresEventStore::ResultFree::operator()(pg_result* r) const { PQclear(r); }
+
+// One libpq connection, used by one thread at a time.
+class PostgresEventStore::Connection {
+ public:
+  static StatusOr<std::unique_ptr<Connection>> Connect(const PostgresOptions& o) {
+    // Parameters beside the URL: a connect timeout, and errors in English
+    // so that they can be logged and matched.
+    const char* keys[] = {"dbname", "connect_timeout", "options", "application_name", nullptr};
+    const std::string timeout = std::to_string(o.connect_timeout_s);
+    const char* values[] = {o.url.c_str(), timeout.c_str(), "-c lc_messages=C", "persona", nullptr};
+    PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+    if (c == nullptr) return absl::UnavailableError("PostgreSQL: out of memory");
+    if (PQstatus(c) != CONNECTION_OK) {
+      const std::string msg = OneLine(PQerrorMessage(c));
+      PQfinish(c);
+      return absl::UnavailableError("cannot connect to PostgreSQL: " + msg);
+    }
+    // Server notices ("relation … already exists, skipping") are not errors.
+    PQsetNoticeProcessor(
+        c, [](void*, const char*) {}, nullptr);
+    return std::unique_ptr<Connection>(new Connection(c));
+  }
+  ~Connection() { PQfinish(conn_); }
+
+  bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+  // Runs a script of several statements without parameters.
+  Status Script(const char* sql) {
+    Result r(PQexec(conn_, sql));
+    if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK) return absl::OkStatus();
+    const std::string msg = OneLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_));
+    if (!ok()) return absl::UnavailableError("PostgreSQL: " + msg);
+    return absl::InternalError("PostgreSQL: " + msg);
+  }
+
+  // Runs `sql` with text parameters; the result of a statement that
+  // succeeded, else a status: Unavailable for a lost connection or a
+  // transient server state, AlreadyExists for a unique violation, Internal
+  // otherwise (with the server's message).
+  StatusOr<Result> Exec(const char* sql, const std::vector<std::string>& params = {}) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.c_str());
+    Result r(PQexecParams(conn_, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                          nullptr, nullptr, 0));
+    const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+    const std::string msg = OneLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_));
+    const char* code = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+    const std::string sqlstate = code ? code : "";
+    if (!ok() || Transient(sqlstate)) return absl::UnavailableError("PostgreSQL: " + msg);
+    // 25006: the database was made read-only (an operator's answer to a
+    // full disk): writes wait for it, as for a full disk on RocksDB.
+    if (sqlstate == "25006")
+      return absl::UnavailableError("PostgreSQL refuses writes (read-only): " + msg);
+    if (sqlstate == "23505") return absl::AlreadyExistsError("PostgreSQL: " + msg);
+    return absl::InternalError("PostgreSQL: " + msg);
+  }
+
+ private:
+  explicit Connection(PGconn* c) : conn_(c) {}
+  PGconn* conn_;
+};
+
+class PostgresEventStore::Lease {
+ public:
+  Lease(PostgresEventStore* store, std::unique_ptr<Connection> c)
+      : store_(store), conn_(std::move(c)) {}
+  Lease(Lease&&) = default;
+  ~Lease() {
+    if (!conn_) return;
+    const bool healthy = conn_->ok();  // before the move below empties conn_
+    store_->GiveBack(std::move(conn_), healthy);
+  }
+  Connection* operator->() { return conn_.get(); }
+
+ private:
+  PostgresEventStore* store_;
+  std::unique_ptr<Connection> conn_;
+};
+
+// ---------------------------------------------------------------- schema
+
+namespace {
+
+constexpr int64_t kMigrationLock = 0x7065727330001;  // "pers" 0001: one migrator at a time
+
+// Migration N brings the schema from version N-1 to N. Never edit one that
+// has shipped; add the next.
+const char* const kMigrations[] = {
+    // 1
+    "CREATE TABLE persona_sessions (session_id text PRIMARY KEY, user_id text NOT NULL, "
+    "  version bigint NOT NULL, meta text NOT NULL);"
+    "CREATE TABLE persona_events (session_id text NOT NULL, seq bigint NOT NULL, "
+    "  type text NOT NULL, body text NOT NULL, PRIMARY KEY (session_id, seq));"
+    "CREATE TABLE persona_snapshots (session_id text PRIMARY KEY, seq bigint NOT NULL, "
+    "  state text NOT NULL);"
+    "CREATE TABLE persona_idempotency (scope text NOT NULL, key text NOT NULL, "
+    "  response text NOT NULL, created_at_ms bigint NOT NULL, PRIMARY KEY (scope, key));"
+    "CREATE TABLE persona_usage (user_id text PRIMARY KEY, calls bigint NOT NULL, "
+    "  tokens_in bigint NOT NULL, tokens_out bigint NOT NULL, cost_usd double precision NOT NULL);"
+    "CREATE TABLE persona_intake (seq bigint PRIMARY KEY, payload text NOT NULL);"
+    "CREATE TABLE persona_requests (session_id text NOT NULL, request_id text NOT NULL, "
+    "  record text NOT NULL, created_at_ms bigint NOT NULL, PRIMARY KEY (session_id, request_id));",
+};
+static_assert(std::size(kMigrations) == PostgresEventStore::kSchemaVersion);
+
+Status Migrate(PostgresEventStore::Connection& c) {
+  auto run = [&c](const char* sql, const std::vector<std::string>& p = {}) {
+    return c.Exec(sql, p).status();
+  };
+  if (Status st = run("CREATE TABLE IF NOT EXISTS persona_schema (version integer NOT NULL)");
+      !st.ok())
+    return st;
+  const std::string lock = std::to_string(kMigrationLock);
+  if (Status st = run("SELECT pg_advisory_lock($1)", {lock}); !st.ok()) return st;
+  auto applied = [&]() -> Status {
+    auto r = c.Exec("SELECT coalesce(max(version), 0) FROM persona_schema");
+    if (!r.ok()) return r.status();
+    const int have = std::atoi(PQgetvalue(r->get(), 0, 0));
+    if (have > PostgresEventStore::kSchemaVersion)
+      return absl::FailedPreconditionError(
+          "the database's persona schema is version " + std::to_string(have) +
+          ", newer than this persona knows (" + std::to_string(PostgresEventStore::kSchemaVersion) +
+          "): upgrade persona");
+    for (int v = have + 1; v <= PostgresEventStore::kSchemaVersion; ++v) {
+      if (Status st = run("BEGIN"); !st.ok()) return st;
+      Status st = c.Script(kMigrations[v - 1]);
+      if (st.ok())
+        st = run("INSERT INTO persona_schema (version) VALUES ($1)", {std::to_string(v)});
+      if (st.ok()) st = run("COMMIT");
+      if (!st.ok()) {
+        run("ROLLBACK").IgnoreError();
+        return absl::Status(st.code(),
+                            "migration " + std::to_string(v) + ": " + std::string(st.message()));
+      }
+      LogInfo("postgres schema migrated", {{"version", v}});
+    }
+    return absl::OkStatus();
+  }();
+  run("SELECT pg_advisory_unlock($1)", {lock}).IgnoreError();
+  return applied;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- appends
+
+struct PostgresEventStore::Pending {
+  std::string session_id;  // "" for intake bookkeeping only
+  uint64_t expected_version = 0;
+  uint64_t new_version = 0;
+  bool erase = false;
+  std::string user_id;
+  std::string meta;                                                              // SessionMeta JSON
+  std::vector<std::pair<uint64_t, std::pair<std::string, std::string>>> events;  // seq, type, body
+  std::optional<std::pair<uint64_t, std::string>> snapshot;
+  std::optional<AppendRequest::Idempotency> idempotency;
+  std::optional<IntakeEntry> intake_add;
+  std::optional<uint64_t> intake_done;
+  std::optional<AppendRequest::RequestStatus> request_status;
+  std::optional<AppendRequest::UserUsage> usage;
+  Done done;
+};
+
+namespace {
+
+// The rows of the accepted appends of one batch (up to an erase), one
+// multi-row statement per table. Later writes to the same row win, as they
+// would have one after the other.
+struct Rows {
+  std::vector<std::string> ev_sid, ev_type, ev_body;
+  std::vector<int64_t> ev_seq;
+  std::map<std::string, std::pair<std::string, std::pair<int64_t, std::string>>> sessions;
+  std::map<std::string, std::pair<int64_t, std::string>> snapshots;
+  std::map<std::pair<std::string, std::string>, std::string> idem;
+  std::map<std::string, Usage> usage;
+  std::vector<int64_t> intake_seq;
+  std::vector<std::string> intake_payload;
+  std::vector<int64_t> intake_done;
+  std::map<std::pair<std::string, std::string>, std::string> requests;
+  bool empty() const {
+    return ev_seq.empty() && sessions.empty() && snapshots.empty() && idem.empty() &&
+           usage.empty() && intake_seq.empty() && intake_done.empty() && requests.empty();
+  }
+};
+
+void AddRows(const PostgresEventStore::Pending& p, Rows* r) {
+  if (!p.session_id.empty()) {
+    for (const auto& [seq, tb] : p.events) {
+      r->ev_sid.push_back(p.session_id);
+      r->ev_seq.push_back(static_cast<int64_t>(seq));
+      r->ev_type.push_back(tb.first);
+      r->ev_body.push_back(tb.second);
+    }
+    r->sessions[p.session_id] = {p.user_id, {static_cast<int64_t>(p.new_version), p.meta}};
+    if (p.snapshot)
+      r->snapshots[p.session_id] = {static_cast<int64_t>(p.snapshot->first), p.snapshot->second};
+  }
+  if (p.idempotency) r->idem[{p.idempotency->scope, p.idempotency->key}] = p.idempotency->response;
+  if (p.usage && p.usage->delta.calls > 0) r->usage[p.usage->user_id].Add(p.usage->delta);
+  if (p.intake_add) {
+    r->intake_seq.push_back(static_cast<int64_t>(p.intake_add->seq));
+    r->intake_payload.push_back(p.intake_add->payload);
+  }
+  if (p.intake_done) r->intake_done.push_back(static_cast<int64_t>(*p.intake_done));
+  if (p.request_status)
+    r->requests[{p.request_status->session_id, p.request_status->request_id}] =
+        p.request_status->record;
+}
+
+}  // namespace
+
+PostgresEventStore::PostgresEventStore(const PostgresOptions& options) : options_(options) {
+  auto& reg = metrics::Default();
+  commit_seconds_ =
+      reg.GetHistogram("persona_store_commit_seconds", "Time to write and fsync one group commit");
+  batch_size_ = reg.GetHistogram("persona_store_batch_size", "Appends per group commit", "",
+                                 metrics::SizeBuckets());
+  fsyncs_ = reg.GetCounter("persona_store_fsyncs_total", "Group commits written with fsync");
+  appends_ = reg.GetCounter("persona_store_appends_total", "Appends committed");
+  commit_errors_ = reg.GetCounter("persona_store_commit_errors_total", "Failed group commits");
+  queue_depth_ = reg.GetGauge("persona_store_queue_depth", "Appends waiting for a group commit");
+}
+
+StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
+    const PostgresOptions& options) {
+  std::unique_ptr<PostgresEventStore> store(new PostgresEventStore(options));
+  auto c = Connection::Connect(options);
+  if (!c.ok()) return c.status();
+  if (Status st = Migrate(**c); !st.ok()) return st;
+  store->writer_ = std::move(*c);
+  store->committer_ = std::thread([s = store.get()] { s->CommitLoop(); });
+  return store;
+}
+
+PostgresEventStore::~PostgresEventStore() { Close(); }
+
+void PostgresEventStore::Close() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+  std::lock_guard<std::mutex> l(pool_mu_);
+  idle_.clear();
+}
+
+Status PostgresEventStore::Health() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return health_;
+}
+
+void PostgresEventStore::Append(AppendRequest req, Done done) {
+  Pending p;
+  p.session_id = std::move(req.session_id);
+  p.expected_version = req.expected_version;
+  p.erase = req.erase;
+  if (!p.erase) {
+    uint64_t seq = req.expected_version;
+    for (const auto& e : req.events) {
+      if (e.seq != seq + 1)
+        return done(absl::InvalidArgumentError("append: events are not contiguous"));
+      seq = e.seq;
+      p.events.push_back({e.seq, {e.type, model::EventToJsonString(e)}});
+    }
+    if (p.session_id.empty() && !p.events.empty())
+      return done(absl::InvalidArgumentError("append: events without a session"));
+    p.new_version = seq;
+    p.user_id = req.meta.user_id;
+    if (!p.session_id.empty()) p.meta = json::serialize(SessionMetaToJson(req.meta));
+    if (req.snapshot) {
+      json::object snap;
+      snap["seq"] = req.snapshot->seq;
+      snap["state"] = std::move(req.snapshot->state);
+      p.snapshot = std::make_pair(req.snapshot->seq, json::serialize(snap));
+    }
+    p.idempotency = std::move(req.idempotency);
+    p.intake_add = std::move(req.intake_add);
+    p.intake_done = req.intake_done;
+    p.request_status = std::move(req.request_status);
+    p.usage = std::move(req.user_usage);
+  }
+  p.done = std::move(done);
+  Status refused;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) {
+      refused = absl::UnavailableError("store is shutting down");
+    } else if (queue_.size() >= options_.queue_limit) {
+      refused = absl::ResourceExhaustedError("commit queue is full");
+    } else {
+      queue_.push_back(std::move(p));
+      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+      cv_.notify_one();
+      return;
+    }
+  }
+  p.done(std::move(refused));
+}
+
+void PostgresEventStore::CommitLoop() {
+  auto last_expiry = std::chrono::steady_clock::now();
+  for (;;) {
+    std::vector<Pending> batch;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, std::chrono::seconds(10), [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        if (stopping_) return;
+        l.unlock();
+        if (std::chrono::steady_clock::now() - last_expiry > std::chrono::minutes(1)) {
+          ExpireRecords();
+          last_expiry = std::chrono::steady_clock::now();
+        }
+        continue;
+      }
+      const size_t n = std::min(queue_.size(), options_.max_batch);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<Status> results;
+    Status st = CommitBatch(batch, &results);
+    if (st.ok()) {
+      fsyncs_->Inc();
+      batch_size_->Observe(static_cast<double>(batch.size()));
+      commit_seconds_->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    } else {
+      commit_errors_->Inc();
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (st.ok() && !health_.ok()) LogInfo("postgres store writable again");
+      if (!st.ok() && health_.ok())
+        LogWarn("postgres store refusing writes", {{"error", std::string(st.message())}});
+      health_ = st.ok() ? absl::OkStatus() : st;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Status r = st.ok() ? results[i] : st;
+      if (r.ok()) appends_->Inc();
+      // A refused or unknown commit is retryable by the client: Retry-After.
+      batch[i].done(absl::IsUnavailable(r) ? WithRetryAfter(r, 1) : r);
+    }
+  }
+}
+
+Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results) {
+  results->assign(batch.size(), absl::OkStatus());
+  if (!writer_ || !writer_->ok()) {
+    writer_.reset();
+    auto c = Connection::Connect(options_);
+    if (!c.ok()) return c.status();
+    writer_ = std::move(*c);
+  }
+  Connection& c = *writer_;
+  // A batch is tried again without appends whose creation key turned out
+  // to be taken; at most once per append.
+  for (size_t attempt = 0; attempt <= batch.size(); ++attempt) {
+    auto fail = [&](Status st) {
+      c.Exec("ROLLBACK").IgnoreError();
+      return st;
+    };
+    if (auto r = c.Exec("BEGIN"); !r.ok()) return r.status();
+    // Lock the batch's sessions and read their versions.
+    std::set<std::string> sids;
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (results->at(i).ok() && !batch[i].session_id.empty()) sids.insert(batch[i].session_id);
+    std::unordered_map<std::string, uint64_t> versions;
+    if (!sids.empty()) {
+      auto r = c.Exec(
+          "SELECT session_id, version FROM persona_sessions WHERE session_id = ANY($1::text[]) "
+          "FOR UPDATE",
+          {TextArray(std::vector<std::string>(sids.begin(), sids.end()))});
+      if (!r.ok()) return fail(r.status());
+      for (int row = 0; row < PQntuples(r->get()); ++row)
+        versions[PQgetvalue(r->get(), row, 0)] =
+            std::strtoull(PQgetvalue(r->get(), row, 1), nullptr, 10);
+    }
+    const int64_t now_ms = NowMillis();
+    const std::string expired_before = std::to_string(now_ms - options_.idempotency_ttl_ms);
+    std::map<std::pair<std::string, std::string>, size_t> creation_keys;  // → append index
+    Rows rows;
+    auto flush = [&]() -> Status {
+      if (rows.empty()) return absl::OkStatus();
+      if (!rows.ev_seq.empty()) {
+        auto r = c.Exec(
+            "INSERT INTO persona_events (session_id, seq, type, body) "
+            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])",
+            {TextArray(rows.ev_sid), IntArray(rows.ev_seq), TextArray(rows.ev_type),
+             TextArray(rows.ev_body)});
+        if (!r.ok()) return r.status();
+      }
+      if (!rows.sessions.empty()) {
+        std::vector<std::string> sid, user, meta;
+        std::vector<int64_t> version;
+        for (const auto& [k, v] : rows.sessions) {
+          sid.push_back(k);
+          user.push_back(v.first);
+          version.push_back(v.second.first);
+          meta.push_back(v.second.second);
+        }
+        auto r = c.Exec(
+            "INSERT INTO persona_sessions (session_id, user_id, version, meta) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) "
+            "ON CONFLICT (session_id) DO UPDATE SET user_id = excluded.user_id, "
+            "version = excluded.version, meta = excluded.meta",
+            {TextArray(sid), TextArray(user), IntArray(version), TextArray(meta)});
+        if (!r.ok()) return r.status();
+      }
+      if (!rows.snapshots.empty()) {
+        std::vector<std::string> sid, state;
+        std::vector<int64_t> seq;
+        for (const auto& [k, v] : rows.snapshots) {
+          sid.push_back(k);
+          seq.push_back(v.first);
+          state.push_back(v.second);
+        }
+        auto r = c.Exec(
+            "INSERT INTO persona_snapshots (session_id, seq, state) "
+            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) "
+            "ON CONFLICT (session_id) DO UPDATE SET seq = excluded.seq, state = excluded.state",
+            {TextArray(sid), IntArray(seq), TextArray(state)});
+        if (!r.ok()) return r.status();
+      }
+      if (!rows.idem.empty()) {
+        std::vector<std::string> scope, key, response;
+        std::vector<int64_t> at;
+        for (const auto& [k, v] : rows.idem) {
+          scope.push_back(k.first);
+          key.push_back(k.second);
+          response.push_back(v);
+          at.push_back(now_ms);
+        }
+        // A session-creating key ("_" scope) that is still live belongs to
+        // whoever wrote it first: it is not overwritten, and RETURNING shows
+        // which keys this batch really wrote.
+        auto r = c.Exec(
+            "INSERT INTO persona_idempotency (scope, key, response, created_at_ms) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+            "ON CONFLICT (scope, key) DO UPDATE SET response = excluded.response, "
+            "created_at_ms = excluded.created_at_ms "
+            "WHERE persona_idempotency.scope <> '_' OR persona_idempotency.created_at_ms < $5 "
+            "RETURNING scope, key",
+            {TextArray(scope), TextArray(key), TextArray(response), IntArray(at), expired_before});
+        if (!r.ok()) return r.status();
+        std::set<std::pair<std::string, std::string>> written;
+        for (int row = 0; row < PQntuples(r->get()); ++row)
+          written.insert({PQgetvalue(r->get(), row, 0), PQgetvalue(r->get(), row, 1)});
+        for (const auto& [k, index] : creation_keys)
+          if (!written.count(k))
+            (*results)[index] =
+                absl::AlreadyExistsError("a session was already created for this Idempotency-Key");
+      }
+      if (!rows.usage.empty()) {
+        std::vector<std::string> user;
+        std::vector<int64_t> calls, tin, tout;
+        std::vector<double> cost;
+        for (const auto& [k, u] : rows.usage) {
+          user.push_back(k);
+          calls.push_back(static_cast<int64_t>(u.calls));
+          tin.push_back(static_cast<int64_t>(u.tokens_in));
+          tout.push_back(static_cast<int64_t>(u.tokens_out));
+          cost.push_back(u.cost_usd);
+        }
+        // An upsert that adds: concurrent writers never lose an addition.
+        auto r = c.Exec(
+            "INSERT INTO persona_usage (user_id, calls, tokens_in, tokens_out, cost_usd) "
+            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], "
+            "$5::double precision[]) ON CONFLICT (user_id) DO UPDATE SET "
+            "calls = persona_usage.calls + excluded.calls, "
+            "tokens_in = persona_usage.tokens_in + excluded.tokens_in, "
+            "tokens_out = persona_usage.tokens_out + excluded.tokens_out, "
+            "cost_usd = persona_usage.cost_usd + excluded.cost_usd",
+            {TextArray(user), IntArray(calls), IntArray(tin), IntArray(tout), DoubleArray(cost)});
+        if (!r.ok()) return r.status();
+      }
+      if (!rows.intake_seq.empty()) {
+        auto r = c.Exec(
+            "INSERT INTO persona_intake (seq, payload) SELECT * FROM unnest($1::bigint[], "
+            "$2::text[])",
+            {IntArray(rows.intake_seq), TextArray(rows.intake_payload)});
+        if (!r.ok()) return r.status();
+      }
+      if (!rows.intake_done.empty()) {
+        auto r = c.Exec("DELETE FROM persona_intake WHERE seq = ANY($1::bigint[])",
+                        {IntArray(rows.intake_done)});
+        if (!r.ok()) return r.status();
+      }
+      if (!rows.requests.empty()) {
+        std::vector<std::string> sid, rid, record;
+        std::vector<int64_t> at;
+        for (const auto& [k, v] : rows.requests) {
+          sid.push_back(k.first);
+          rid.push_back(k.second);
+          record.push_back(v);
+          at.push_back(now_ms);
+        }
+        auto r = c.Exec(
+            "INSERT INTO persona_requests (session_id, request_id, record, created_at_ms) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+            "ON CONFLICT (session_id, request_id) DO UPDATE SET record = excluded.record, "
+            "created_at_ms = excluded.created_at_ms",
+            {TextArray(sid), TextArray(rid), TextArray(record), IntArray(at)});
+        if (!r.ok()) return r.status();
+      }
+      rows = Rows();
+      return absl::OkStatus();
+    };
+
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!results->at(i).ok()) continue;  // refused on an earlier attempt
+      const Pending& p = batch[i];
+      if (!p.session_id.empty()) {
+        uint64_t& current = versions[p.session_id];  // 0 if the session has no row
+        if (p.erase) {
+          // Rows queued before the erase must be written before it.
+          if (Status st = flush(); !st.ok()) return fail(st);
+          auto r = c.Exec(
+              "WITH e AS (DELETE FROM persona_events WHERE session_id = $1), "
+              "s AS (DELETE FROM persona_snapshots WHERE session_id = $1), "
+              "i AS (DELETE FROM persona_idempotency WHERE scope = $1), "
+              "q AS (DELETE FROM persona_requests WHERE session_id = $1) "
+              "DELETE FROM persona_sessions WHERE session_id = $1",
+              {p.session_id});
+          if (!r.ok()) return fail(r.status());
+          current = 0;
+          continue;
+        }
+        if (current != p.expected_version) {
+          (*results)[i] = absl::AbortedError("version conflict: expected " +
+                                             std::to_string(p.expected_version) + ", stored " +
+                                             std::to_string(current));
+          continue;
+        }
+        current = p.new_version;
+      }
+      if (p.idempotency && p.idempotency->scope == "_")
+        creation_keys[{p.idempotency->scope, p.idempotency->key}] = i;
+      AddRows(p, &rows);
+    }
+    if (Status st = flush(); !st.ok()) return fail(st);
+    // A creation key found taken: write the batch again without that append.
+    bool retry = false;
+    for (const auto& [k, index] : creation_keys) retry = retry || !results->at(index).ok();
+    if (retry) {
+      c.Exec("ROLLBACK").IgnoreError();
+      // Version refusals of this attempt are decided again next time.
+      for (size_t i = 0; i < batch.size(); ++i)
+        if (absl::IsAborted(results->at(i))) (*results)[i] = absl::OkStatus();
+      continue;
+    }
+    if (auto r = c.Exec("COMMIT"); !r.ok()) {
+      // The outcome of a COMMIT whose answer was lost is unknown: nothing is
+      // acknowledged (a retry with the same Idempotency-Key finds the truth).
+      return r.status();
+    }
+    return absl::OkStatus();
+  }
+  return absl::InternalError("postgres: batch kept conflicting");
+}
+
+void PostgresEventStore::ExpireRecords() {
+  const std::string cutoff = std::to_string(NowMillis() - options_.idempotency_ttl_ms);
+  Query("DELETE FROM persona_idempotency WHERE created_at_ms < $1", {cutoff}).IgnoreError();
+  Query("DELETE FROM persona_requests WHERE created_at_ms < $1", {cutoff}).IgnoreError();
+}
+
+// ---------------------------------------------------------------- reads
+
+StatusOr<PostgresEventStore::Lease> PostgresEventStore::Borrow() {
+  std::unique_lock<std::mutex> l(pool_mu_);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.pool_wait_ms);
+  for (;;) {
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(c));
+    }
+    if (open_ < options_.pool_size) {
+      ++open_;
+      l.unlock();
+      auto c = Connection::Connect(options_);
+      if (!c.ok()) {
+        std::lock_guard<std::mutex> relock(pool_mu_);
+        --open_;
+        pool_cv_.notify_one();
+        return c.status();
+      }
+      return Lease(this, std::move(*c));
+    }
+    if (pool_cv_.wait_until(l, deadline) == std::cv_status::timeout && idle_.empty() &&
+        open_ >= options_.pool_size)
+      return absl::UnavailableError("PostgreSQL: no free connection in the pool");
+  }
+}
+
+void PostgresEventStore::GiveBack(std::unique_ptr<Connection> c, bool healthy) {
+  std::lock_guard<std::mutex> l(pool_mu_);
+  if (healthy) {
+    idle_.push_back(std::move(c));
+  } else {
+    --open_;  // a broken connection is closed; the next read opens a new one
+  }
+  pool_cv_.notify_one();
+}
+
+StatusOr<PostgresEventStore::Result> PostgresEventStore::Query(
+    const char* sql, const std::vector<std::string>& params) {
+  // A pooled connection may have died since it was last used (a database
+  // restart): such a failure is tried once more on a fresh connection.
+  for (int attempt = 0;; ++attempt) {
+    auto lease = Borrow();
+    if (!lease.ok()) return lease.status();
+    auto r = (*lease)->Exec(sql, params);
+    if (r.ok() || attempt > 0 || (*lease)->ok()) return r;
+  }
+}
+
+namespace {
+
+StatusOr<std::vector<model::Event>> EventsFrom(PGresult* r) {
+  std::vector<model::Event> out;
+  out.reserve(static_cast<size_t>(PQntuples(r)));
+  for (int row = 0; row < PQntuples(r); ++row) {
+    auto e = model::EventFromJsonString(
+        std::string_view(PQgetvalue(r, row, 0), static_cast<size_t>(PQgetlength(r, row, 0))));
+    if (!e.ok()) return absl::DataLossError("corrupt event: " + std::string(e.status().message()));
+    out.push_back(std::move(*e));
+  }
+  return out;
+}
+
+std::string Str(PGresult* r, int row, int col) {
+  return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
+}
+
+}  // namespace
+
+StatusOr<LoadedSession> PostgresEventStore::Load(std::string_view session_id) {
+  const std::string sid(session_id);
+  // One snapshot-consistent read of the three tables.
+  auto r = Query(
+      "SELECT s.meta, n.seq, n.state FROM persona_sessions s "
+      "LEFT JOIN persona_snapshots n ON n.session_id = s.session_id WHERE s.session_id = $1",
+      {sid});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return absl::NotFoundError("no such session");
+  LoadedSession out;
+  auto parsed = ParseJson(Str(r->get(), 0, 0));
+  if (!parsed.ok()) return absl::DataLossError("session meta is corrupt");
+  auto meta = SessionMetaFromJson(*parsed);
+  if (!meta.ok()) return meta.status();
+  out.meta = std::move(*meta);
+  uint64_t after = 0;
+  if (!PQgetisnull(r->get(), 0, 1)) {
+    auto snap = ParseJson(Str(r->get(), 0, 2));
+    if (!snap.ok() || !snap->is_object()) return absl::DataLossError("snapshot is corrupt");
+    Snapshot sn;
+    sn.seq = static_cast<uint64_t>(GetInt(snap->get_object(), "seq").value_or(0));
+    const json::value* st = Find(snap->get_object(), "state");
+    if (st == nullptr || !st->is_object()) return absl::DataLossError("snapshot is corrupt");
+    sn.state = st->get_object();
+    after = sn.seq;
+    out.snapshot = std::move(sn);
+  }
+  // Events up to the version read above: a newer append's events (from
+  // another writer, after that read) are not part of this state.
+  auto ev = Query(
+      "SELECT body FROM persona_events WHERE session_id = $1 AND seq > $2 AND seq <= $3 "
+      "ORDER BY seq",
+      {sid, std::to_string(after), std::to_string(out.meta.version)});
+  if (!ev.ok()) return ev.status();
+  auto tail = EventsFrom(ev->get());
+  if (!tail.ok()) return tail.status();
+  out.tail = std::move(*tail);
+  const uint64_t last = out.tail.empty() ? after : out.tail.back().seq;
+  if (last != out.meta.version) {
+    return absl::DataLossError("session " + sid + ": events end at " + std::to_string(last) +
+                               " but version is " + std::to_string(out.meta.version));
+  }
+  return out;
+}
+
+StatusOr<std::vector<model::Event>> PostgresEventStore::ReadEvents(std::string_view session_id,
+                                                                   uint64_t after, size_t limit) {
+  const std::string lim = limit >= static_cast<size_t>(INT64_MAX) ? "ALL" : std::to_string(limit);
+  const std::string sql =
+      "SELECT body FROM persona_events WHERE session_id = $1 AND seq > $2 "
+      "ORDER BY seq LIMIT " +
+      lim;
+  auto r = Query(sql.c_str(), {std::string(session_id), std::to_string(after)});
+  if (!r.ok()) return r.status();
+  return EventsFrom(r->get());
+}
+
+StatusOr<std::vector<model::Event>> PostgresEventStore::ReadEventsBackward(
+    std::string_view session_id, uint64_t before, size_t limit,
+    const std::vector<std::string_view>& types) {
+  std::vector<std::string> t(types.begin(), types.end());
+  auto r = Query(
+      "SELECT body FROM persona_events WHERE session_id = $1 AND seq < $2 "
+      "AND (cardinality($3::text[]) = 0 OR type = ANY($3::text[])) ORDER BY seq DESC LIMIT $4",
+      {std::string(session_id), std::to_string(before), TextArray(t),
+       std::to_string(std::min<size_t>(limit, INT32_MAX))});
+  if (!r.ok()) return r.status();
+  return EventsFrom(r->get());
+}
+
+StatusOr<std::optional<std::string>> PostgresEventStore::GetIdempotent(
+    std::string_view session_scope, std::string_view key) {
+  auto r = Query(
+      "SELECT response FROM persona_idempotency WHERE scope = $1 AND key = $2 "
+      "AND created_at_ms >= $3",
+      {std::string(session_scope), std::string(key),
+       std::to_string(NowMillis() - options_.idempotency_ttl_ms)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<std::string>();
+  return std::optional<std::string>(Str(r->get(), 0, 0));
+}
+
+StatusOr<SessionHead> PostgresEventStore::Head(std::string_view session_id) {
+  auto r = Query("SELECT version, user_id FROM persona_sessions WHERE session_id = $1",
+                 {std::string(session_id)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return absl::NotFoundError("no such session");
+  SessionHead h;
+  h.version = std::strtoull(PQgetvalue(r->get(), 0, 0), nullptr, 10);
+  h.user_id = Str(r->get(), 0, 1);
+  return h;
+}
+
+StatusOr<std::vector<IntakeEntry>> PostgresEventStore::ReadIntake(uint64_t after, size_t limit) {
+  auto r = Query("SELECT seq, payload FROM persona_intake WHERE seq > $1 ORDER BY seq LIMIT $2",
+                 {std::to_string(after), std::to_string(std::min<size_t>(limit, INT32_MAX))});
+  if (!r.ok()) return r.status();
+  std::vector<IntakeEntry> out;
+  for (int row = 0; row < PQntuples(r->get()); ++row)
+    out.push_back(
+        {std::strtoull(PQgetvalue(r->get(), row, 0), nullptr, 10), Str(r->get(), row, 1)});
+  return out;
+}
+
+StatusOr<uint64_t> PostgresEventStore::LastIntakeSeq() {
+  auto r = Query("SELECT coalesce(max(seq), 0) FROM persona_intake");
+  if (!r.ok()) return r.status();
+  return std::strtoull(PQgetvalue(r->get(), 0, 0), nullptr, 10);
+}
+
+StatusOr<std::optional<std::string>> PostgresEventStore::GetRequestStatus(
+    std::string_view session_id, std::string_view request_id) {
+  auto r = Query("SELECT record FROM persona_requests WHERE session_id = $1 AND request_id = $2",
+                 {std::string(session_id), std::string(request_id)});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<std::string>();
+  return std::optional<std::string>(Str(r->get(), 0, 0));
+}
+
+StatusOr<Usage> PostgresEventStore::UserUsage(std::string_view user_id) {
+  auto r =
+      Query("SELECT calls, tokens_in, tokens_out, cost_usd FROM persona_usage WHERE user_id = $1",
+            {std::string(user_id)});
+  if (!r.ok()) return r.status();
+  Usage u;
+  if (PQntuples(r->get()) == 0) return u;
+  u.calls = std::strtoull(PQgetvalue(r->get(), 0, 0), nullptr, 10);
+  u.tokens_in = std::strtoull(PQgetvalue(r->get(), 0, 1), nullptr, 10);
+  u.tokens_out = std::strtoull(PQgetvalue(r->get(), 0, 2), nullptr, 10);
+  u.cost_usd = std::strtod(PQgetvalue(r->get(), 0, 3), nullptr);
+  return u;
+}
+
+Status PostgresEventStore::ForEachSession(const std::function<bool(const SessionMeta&)>& fn) {
+  std::string last;
+  for (;;) {
+    std::vector<std::string> metas;
+    {
+      auto r = Query(
+          "SELECT session_id, meta FROM persona_sessions WHERE session_id > $1 "
+          "ORDER BY session_id LIMIT 1000",
+          {last});
+      if (!r.ok()) return r.status();
+      for (int row = 0; row < PQntuples(r->get()); ++row) {
+        last = Str(r->get(), row, 0);
+        metas.push_back(Str(r->get(), row, 1));
+      }
+    }
+    if (metas.empty()) return absl::OkStatus();
+    for (const auto& m : metas) {
+      auto parsed = ParseJson(m);
+      if (!parsed.ok()) return absl::DataLossError("session meta is corrupt");
+      auto meta = SessionMetaFromJson(*parsed);
+      if (!meta.ok()) return meta.status();
+      if (!fn(*meta)) return absl::OkStatus();
+    }
+  }
+}
+
+}  // namespace persona::store
