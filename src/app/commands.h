@@ -21,8 +21,7 @@ struct ServeFlags {
 StatusOr<config::Config> LoadConfig(const ServeFlags& flags);
 // Opens the configured store: RocksDB under cfg.data_dir (read-only for
 // replay/export), or PostgreSQL at cfg.store.url.
-StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg,
-                                                       bool read_only);
+StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg, bool read_only);
 
 // The JWT settings of cfg.auth.jwt, with the secret read from its variable.
 StatusOr<auth::JwtOptions> JwtOptionsFrom(const config::Config& cfg);
@@ -37,6 +36,15 @@ struct TokenFlags {
 };
 // `persona token`: prints an HS256 token signed with auth.jwt's secret.
 int Token(const ServeFlags& flags, const TokenFlags& t);
+
+struct MigrateFlags {
+  std::string from;  // rocksdb:DIR (a data_dir, or its events/ directory)
+  std::string to;    // postgresql://…
+  bool verify = false;
+  int passes = 5;  // copy passes at most (stops early once a pass copies nothing)
+};
+// `persona migrate`: copies every session and event from RocksDB to PostgreSQL.
+int Migrate(const ServeFlags& flags, const MigrateFlags& m);
 int Replay(const ServeFlags& flags, const std::string& session_id);
 int Export(const ServeFlags& flags, const std::string& out_file);
 int Import(const ServeFlags& flags, const std::string& in_file);

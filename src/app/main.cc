@@ -8,6 +8,7 @@
 
 #include "app/commands.h"
 #include "config/config.h"
+#include "core/logging.h"
 
 int main(int argc, char** argv) {
   using persona::app::ServeFlags;
@@ -57,6 +58,18 @@ int main(int argc, char** argv) {
   tok->add_flag("--admin", token.admin, "persona_admin: every session, metrics, admin routes");
   tok->add_option("--session", token.sessions,
                   "limit the token to this session (repeat for several): a device link");
+
+  persona::app::MigrateFlags migrate;
+  CLI::App* mig = app.add_subcommand(
+      "migrate",
+      "copy every session and event from a RocksDB data directory to PostgreSQL; resumable, "
+      "can run while the source serves, run it again to catch up; prints a JSON report");
+  add_common(mig);
+  mig->add_option("--from", migrate.from, "rocksdb:DIR (a data_dir)")->required();
+  mig->add_option("--to", migrate.to, "postgresql://… (libpq URI)")->required();
+  mig->add_flag("--verify", migrate.verify,
+                "then compare counts, event bytes and replayed profiles (exit 1 if different)");
+  mig->add_option("--passes", migrate.passes, "copy passes at most (5)")->check(CLI::Range(1, 100));
 
   CLI::App* bench = app.add_subcommand(
       "bench",
@@ -115,9 +128,12 @@ int main(int argc, char** argv) {
   }
 
   if (serve->parsed()) return persona::app::Serve(flags);
+  // The other commands print their results on stdout: logs go to stderr.
+  persona::InitLogging("warn", /*to_stderr=*/true);
   if (replay->parsed()) return persona::app::Replay(flags, session_id);
   if (exp->parsed()) return persona::app::Export(flags, file);
   if (imp->parsed()) return persona::app::Import(flags, file);
   if (tok->parsed()) return persona::app::Token(flags, token);
+  if (mig->parsed()) return persona::app::Migrate(flags, migrate);
   return 2;
 }

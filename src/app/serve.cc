@@ -78,8 +78,7 @@ StatusOr<config::Config> LoadConfig(const ServeFlags& flags) {
   return config::Load(flags.config_file, config::PersonaEnvironment(), flags.overrides);
 }
 
-StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg,
-                                                       bool read_only) {
+StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg, bool read_only) {
   if (cfg.store.backend == "postgres") {
     store::PostgresOptions opt;
     opt.url = cfg.store.url;

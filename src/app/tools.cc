@@ -1,14 +1,18 @@
 // `persona replay`, `persona export` and `persona import`.
 #include <charconv>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <set>
 
 #include "app/commands.h"
 #include "core/ids.h"
 #include "engine/session_state.h"
 #include "model/schema.h"
+#include "store/postgres/postgres_event_store.h"
+#include "store/rocksdb/rocksdb_event_store.h"
 
 namespace persona::app {
 namespace {
@@ -257,6 +261,200 @@ int Token(const ServeFlags& flags, const TokenFlags& t) {
   }
   std::cout << auth::MintHs256(jwt->hs256_secret, claims) << "\n";
   return 0;
+}
+
+}  // namespace persona::app
+
+namespace persona::app {
+namespace {
+
+// The stored projection of `loaded` rendered as replay compares it.
+StatusOr<std::string> Rendered(
+    const store::LoadedSession& loaded,
+    const std::map<std::string, std::shared_ptr<const model::Schema>>& schemas) {
+  auto it = schemas.find(loaded.meta.schema);
+  std::shared_ptr<const model::Schema> schema = it == schemas.end() ? nullptr : it->second;
+  auto state = engine::Project(loaded, schema, 0);
+  if (!state.ok()) return state.status();
+  json::object out;
+  out["profile"] = state->profile.ValuesJson(schema.get());
+  out["meta"] = state->profile.MetaJson();
+  return json::serialize(out);
+}
+
+Status AppendAndWait(store::EventStore& s, store::AppendRequest req) {
+  std::promise<Status> done;
+  s.Append(std::move(req), [&done](Status st) { done.set_value(std::move(st)); });
+  return done.get_future().get();
+}
+
+}  // namespace
+
+int Migrate(const ServeFlags& flags, const MigrateFlags& m) {
+  auto cfg = LoadConfig(flags);
+  if (!cfg.ok()) return Fail("migrate", cfg.status());
+  auto schemas = model::LoadSchemas(cfg->schemas_dir);
+  if (!schemas.ok()) return Fail("migrate", schemas.status());
+  if (!m.from.starts_with("rocksdb:"))
+    return Fail("migrate --from", absl::InvalidArgumentError("expected rocksdb:DIR"));
+  std::filesystem::path dir = m.from.substr(8);
+  if (std::filesystem::exists(dir / "events")) dir /= "events";  // a data_dir was given
+  if (!m.to.starts_with("postgresql://") && !m.to.starts_with("postgres://"))
+    return Fail("migrate --to", absl::InvalidArgumentError("expected postgresql://…"));
+  store::PostgresOptions popt;
+  popt.url = m.to;
+  auto target = store::PostgresEventStore::Open(popt);
+  if (!target.ok()) return Fail("migrate --to", target.status());
+  auto open_source = [&]() {
+    store::RocksDbOptions ropt;
+    ropt.path = dir.string();
+    ropt.read_only = true;  // the source may keep serving
+    return store::RocksDbEventStore::Open(ropt);
+  };
+
+  // Copy passes: each copies what the target lacks (new sessions, events
+  // after the target's version, erasures), so a run can be interrupted and
+  // run again, and a last pass after the source stops catches up.
+  json::array passes;
+  size_t total_sessions = 0, total_events = 0;
+  for (int pass = 1; pass <= m.passes; ++pass) {
+    auto source = open_source();
+    if (!source.ok()) return Fail("migrate --from", source.status());
+    size_t sessions = 0, events = 0, erased = 0;
+    Status inner;
+    std::set<std::string> seen;
+    Status st = (*source)->ForEachSession([&](const store::SessionMeta& meta) {
+      seen.insert(meta.session_id);
+      uint64_t have = 0;
+      if (auto head = (*target)->Head(meta.session_id); head.ok()) {
+        have = head->version;
+      } else if (!absl::IsNotFound(head.status())) {
+        inner = head.status();
+        return false;
+      }
+      if (have == meta.version) return true;
+      if (have > meta.version) {
+        inner = absl::FailedPreconditionError(
+            "session " + meta.session_id + ": the target is ahead of the source (version " +
+            std::to_string(have) + " > " + std::to_string(meta.version) + ")");
+        return false;
+      }
+      auto loaded = (*source)->Load(meta.session_id);
+      auto evs = (*source)->ReadEvents(meta.session_id, have, SIZE_MAX);
+      if (!loaded.ok() || !evs.ok()) {
+        inner = !loaded.ok() ? loaded.status() : evs.status();
+        return false;
+      }
+      // In chunks, so that no single append is huge; the snapshot goes with
+      // the last one.
+      constexpr size_t kChunk = 1000;
+      for (size_t i = 0; i < evs->size(); i += kChunk) {
+        store::AppendRequest req;
+        req.session_id = meta.session_id;
+        req.expected_version = have;
+        req.meta = loaded->meta;
+        req.events.assign(evs->begin() + static_cast<long>(i),
+                          evs->begin() + static_cast<long>(std::min(evs->size(), i + kChunk)));
+        have = req.events.back().seq;
+        req.meta.version = have;
+        if (have == loaded->meta.version && loaded->snapshot) req.snapshot = loaded->snapshot;
+        if (Status a = AppendAndWait(**target, std::move(req)); !a.ok()) {
+          inner = absl::Status(a.code(),
+                               "session " + meta.session_id + ": " + std::string(a.message()));
+          return false;
+        }
+      }
+      ++sessions;
+      events += evs->size();
+      return true;
+    });
+    if (!st.ok()) return Fail("migrate", st);
+    if (!inner.ok()) return Fail("migrate", inner);
+    // Sessions erased at the source since an earlier pass.
+    std::vector<std::string> gone;
+    st = (*target)->ForEachSession([&](const store::SessionMeta& meta) {
+      if (!seen.count(meta.session_id)) gone.push_back(meta.session_id);
+      return true;
+    });
+    if (!st.ok()) return Fail("migrate", st);
+    for (const auto& sid : gone) {
+      store::AppendRequest erase;
+      erase.session_id = sid;
+      erase.erase = true;
+      if (Status a = AppendAndWait(**target, std::move(erase)); !a.ok()) return Fail("migrate", a);
+      ++erased;
+    }
+    json::object p;
+    p["pass"] = pass;
+    p["sessions_copied"] = sessions;
+    p["events_copied"] = events;
+    p["sessions_erased"] = erased;
+    passes.push_back(std::move(p));
+    total_sessions += sessions;
+    total_events += events;
+    std::cerr << "migrate: pass " << pass << ": " << sessions << " sessions, " << events
+              << " events copied, " << erased << " erased\n";
+    if (sessions == 0 && erased == 0) break;  // caught up
+  }
+
+  json::object report;
+  report["passes"] = std::move(passes);
+  report["sessions_copied"] = total_sessions;
+  report["events_copied"] = total_events;
+  bool equal = true;
+  if (m.verify) {
+    // Counts, event bytes and replayed profiles, session by session.
+    auto source = open_source();
+    if (!source.ok()) return Fail("migrate --from", source.status());
+    size_t checked = 0, mismatched = 0, source_events = 0, target_events = 0;
+    json::array bad;
+    Status inner;
+    Status st = (*source)->ForEachSession([&](const store::SessionMeta& meta) {
+      ++checked;
+      auto a = (*source)->ReadEvents(meta.session_id, 0, SIZE_MAX);
+      auto b = (*target)->ReadEvents(meta.session_id, 0, SIZE_MAX);
+      auto la = (*source)->Load(meta.session_id);
+      auto lb = (*target)->Load(meta.session_id);
+      if (!a.ok() || !b.ok() || !la.ok()) {
+        inner = !a.ok() ? a.status() : !b.ok() ? b.status() : la.status();
+        return false;
+      }
+      source_events += a->size();
+      target_events += b->size();
+      bool same = lb.ok() && a->size() == b->size() && la->meta.version == lb->meta.version;
+      for (size_t i = 0; same && i < a->size(); ++i)
+        same = model::EventToJsonString((*a)[i]) == model::EventToJsonString((*b)[i]);
+      if (same) {
+        auto ra = Rendered(*la, *schemas);
+        auto rb = Rendered(*lb, *schemas);
+        same = ra.ok() && rb.ok() && *ra == *rb;
+      }
+      if (!same) {
+        ++mismatched;
+        if (bad.size() < 20) bad.push_back(json::string(meta.session_id));
+      }
+      return true;
+    });
+    if (!st.ok()) return Fail("migrate --verify", st);
+    if (!inner.ok()) return Fail("migrate --verify", inner);
+    size_t target_sessions = 0;
+    st = (*target)->ForEachSession(
+        [&](const store::SessionMeta&) { return ++target_sessions, true; });
+    if (!st.ok()) return Fail("migrate --verify", st);
+    json::object v;
+    v["sessions_source"] = checked;
+    v["sessions_target"] = target_sessions;
+    v["events_source"] = source_events;
+    v["events_target"] = target_events;
+    v["mismatched"] = mismatched;
+    if (!bad.empty()) v["mismatched_sessions"] = std::move(bad);
+    equal = mismatched == 0 && checked == target_sessions && source_events == target_events;
+    v["equal"] = equal;
+    report["verify"] = std::move(v);
+  }
+  (*target)->Close();
+  std::cout << json::serialize(report) << "\n";
+  return equal ? 0 : 1;
 }
 
 }  // namespace persona::app

@@ -6,8 +6,10 @@
 
 namespace persona {
 
-void InitLogging(std::string_view level) {
-  auto logger = spdlog::stdout_logger_mt("persona");
+void InitLogging(std::string_view level, bool to_stderr) {
+  spdlog::drop("persona");
+  auto logger =
+      to_stderr ? spdlog::stderr_logger_mt("persona") : spdlog::stdout_logger_mt("persona");
   // The message is already a complete JSON object; spdlog adds only the newline.
   logger->set_pattern("%v");
   logger->set_level(spdlog::level::from_str(std::string(level)));

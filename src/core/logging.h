@@ -12,9 +12,10 @@
 
 namespace persona {
 
-// Configures the process-wide logger (stdout, JSON lines). `level` is one of
-// trace, debug, info, warn, error, off; unknown names mean info.
-void InitLogging(std::string_view level);
+// Configures the process-wide logger (JSON lines, on stdout, or on stderr
+// for the commands whose stdout is their output). `level` is one of trace,
+// debug, info, warn, error, off; unknown names mean info.
+void InitLogging(std::string_view level, bool to_stderr = false);
 
 // Logs `msg` with extra fields, e.g. Log(spdlog::level::info, "listening",
 // {{"http", "127.0.0.1:8080"}}).
