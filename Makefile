@@ -43,6 +43,7 @@ bench: build
 	./bench/run_async.sh
 	./bench/run_llm.sh
 	./bench/run_overload.sh
+	./bench/run_postgres.sh
 
 # MQTT fan-out, latency, idle memory and resume: persona vs Mosquitto vs NATS.
 bench-realtime: build
