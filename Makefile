@@ -8,7 +8,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test unit integration e2e bench bench-realtime asan tsan clean format
+.PHONY: all deps build run test unit integration e2e bench bench-realtime crash-test asan tsan clean format
 
 all: build
 
@@ -44,6 +44,14 @@ bench: build
 	./bench/run_llm.sh
 	./bench/run_overload.sh
 	./bench/run_postgres.sh
+
+# The crash test's long mode (not in CI): kill -9 after 100,000 acknowledged
+# writes, on RocksDB and on PostgreSQL (restarted half-way through).
+crash-test: build
+	cd tests/integration && PERSONA_BIN=$(CURDIR)/$(BUILD)/src/persona CRASH_TARGET_ACKS=100000 \
+	  python3 -m unittest test_crash -v
+	cd tests/integration && PERSONA_BIN=$(CURDIR)/$(BUILD)/src/persona CRASH_TARGET_ACKS=100000 \
+	  PERSONA_TEST_STORE=postgres CRASH_PG_RESTART=1 python3 -m unittest test_crash -v
 
 # MQTT fan-out, latency, idle memory and resume: persona vs Mosquitto vs NATS.
 bench-realtime: build

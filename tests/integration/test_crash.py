@@ -3,16 +3,20 @@ present exactly once after restart, and `persona replay` equals the stored
 profile."""
 import http.client
 import json
+import os
 import threading
 import time
 import unittest
 import uuid
 
-from persona_server import Server
+from persona_server import STORE, Postgres, Server
 
 WORKERS = 64
 SESSIONS = 32
-TARGET_ACKS = 4000
+# make crash-test runs the long mode: 100,000 acknowledged writes, and on
+# PostgreSQL a database restart half-way (writes get 503, then resume).
+TARGET_ACKS = int(os.environ.get("CRASH_TARGET_ACKS", "4000"))
+PG_RESTART = os.environ.get("CRASH_PG_RESTART") == "1" and STORE == "postgres"
 
 
 class CrashTest(unittest.TestCase):
@@ -63,11 +67,16 @@ class CrashTest(unittest.TestCase):
             threads = [threading.Thread(target=worker, args=(w,)) for w in range(WORKERS)]
             for t in threads:
                 t.start()
-            deadline = time.time() + 60
+            deadline = time.time() + max(60, TARGET_ACKS / 200)
+            restarted = False
             while time.time() < deadline:
                 with lock:
-                    if len(acked_msgs) + len(acked_patches) >= TARGET_ACKS:
-                        break
+                    done = len(acked_msgs) + len(acked_patches)
+                if done >= TARGET_ACKS:
+                    break
+                if PG_RESTART and not restarted and done >= TARGET_ACKS // 2:
+                    Postgres.get().restart()
+                    restarted = True
                 time.sleep(0.01)
             s.kill9()  # while requests are in flight
             stop.set()
@@ -109,8 +118,9 @@ class CrashTest(unittest.TestCase):
                 r = s.cli("replay", sid)
                 self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
                 self.assertTrue(json.loads(r.stdout)["equal"])
-            print("\ncrash test: %d acknowledged steps, %d acknowledged PATCHes, all present once"
-                  % (len(acked_msgs), len(acked_patches)))
+            print("\ncrash test (%s%s): %d acknowledged steps, %d acknowledged PATCHes, all present once"
+                  % (STORE, ", database restarted mid-run" if PG_RESTART else "",
+                     len(acked_msgs), len(acked_patches)))
         finally:
             s.cleanup()
 
