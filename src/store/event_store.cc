@@ -53,4 +53,22 @@ StatusOr<SessionMeta> SessionMetaFromJson(const json::value& v) {
   return m;
 }
 
+std::string SnapshotToJson(const Snapshot& s) {
+  json::object o;
+  o["seq"] = s.seq;
+  o["state"] = s.state;
+  return json::serialize(o);
+}
+
+StatusOr<Snapshot> SnapshotFromJson(std::string_view text) {
+  auto v = ParseJson(text);
+  if (!v.ok() || !v->is_object()) return absl::DataLossError("snapshot is corrupt");
+  Snapshot sn;
+  sn.seq = static_cast<uint64_t>(GetInt(v->get_object(), "seq").value_or(0));
+  const json::value* st = Find(v->get_object(), "state");
+  if (st == nullptr || !st->is_object()) return absl::DataLossError("snapshot is corrupt");
+  sn.state = st->get_object();
+  return sn;
+}
+
 }  // namespace persona::store

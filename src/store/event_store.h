@@ -64,6 +64,10 @@ struct Snapshot {
   json::object state;  // opaque to the store (the engine's projection)
 };
 
+// A snapshot as the stores keep it: {"seq", "state"}. DataLoss if corrupt.
+std::string SnapshotToJson(const Snapshot& s);
+StatusOr<Snapshot> SnapshotFromJson(std::string_view text);
+
 struct LoadedSession {
   SessionMeta meta;
   std::optional<Snapshot> snapshot;

@@ -293,17 +293,7 @@ void AddRows(const PostgresEventStore::Pending& p, Rows* r) {
 
 }  // namespace
 
-PostgresEventStore::PostgresEventStore(const PostgresOptions& options) : options_(options) {
-  auto& reg = metrics::Default();
-  commit_seconds_ =
-      reg.GetHistogram("persona_store_commit_seconds", "Time to write and fsync one group commit");
-  batch_size_ = reg.GetHistogram("persona_store_batch_size", "Appends per group commit", "",
-                                 metrics::SizeBuckets());
-  fsyncs_ = reg.GetCounter("persona_store_fsyncs_total", "Group commits written with fsync");
-  appends_ = reg.GetCounter("persona_store_appends_total", "Appends committed");
-  commit_errors_ = reg.GetCounter("persona_store_commit_errors_total", "Failed group commits");
-  queue_depth_ = reg.GetGauge("persona_store_queue_depth", "Appends waiting for a group commit");
-}
+PostgresEventStore::PostgresEventStore(const PostgresOptions& options) : options_(options) {}
 
 StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
     const PostgresOptions& options) {
@@ -352,12 +342,7 @@ void PostgresEventStore::Append(AppendRequest req, Done done) {
     p.new_version = seq;
     p.user_id = req.meta.user_id;
     if (!p.session_id.empty()) p.meta = json::serialize(SessionMetaToJson(req.meta));
-    if (req.snapshot) {
-      json::object snap;
-      snap["seq"] = req.snapshot->seq;
-      snap["state"] = std::move(req.snapshot->state);
-      p.snapshot = std::make_pair(req.snapshot->seq, json::serialize(snap));
-    }
+    if (req.snapshot) p.snapshot = std::make_pair(req.snapshot->seq, SnapshotToJson(*req.snapshot));
     p.idempotency = std::move(req.idempotency);
     p.intake_add = std::move(req.intake_add);
     p.intake_done = req.intake_done;
@@ -374,7 +359,7 @@ void PostgresEventStore::Append(AppendRequest req, Done done) {
       refused = absl::ResourceExhaustedError("commit queue is full");
     } else {
       queue_.push_back(std::move(p));
-      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+      metrics_.queue_depth->Set(static_cast<int64_t>(queue_.size()));
       cv_.notify_one();
       return;
     }
@@ -403,18 +388,18 @@ void PostgresEventStore::CommitLoop() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+      metrics_.queue_depth->Set(static_cast<int64_t>(queue_.size()));
     }
     const auto start = std::chrono::steady_clock::now();
     std::vector<Status> results;
     Status st = CommitBatch(batch, &results);
     if (st.ok()) {
-      fsyncs_->Inc();
-      batch_size_->Observe(static_cast<double>(batch.size()));
-      commit_seconds_->Observe(
+      metrics_.fsyncs->Inc();
+      metrics_.batch_size->Observe(static_cast<double>(batch.size()));
+      metrics_.commit_seconds->Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     } else {
-      commit_errors_->Inc();
+      metrics_.commit_errors->Inc();
     }
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -425,7 +410,7 @@ void PostgresEventStore::CommitLoop() {
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       Status r = st.ok() ? results[i] : st;
-      if (r.ok()) appends_->Inc();
+      if (r.ok()) metrics_.appends->Inc();
       // A refused or unknown commit is retryable by the client: Retry-After.
       batch[i].done(absl::IsUnavailable(r) ? WithRetryAfter(r, 1) : r);
     }
@@ -742,15 +727,10 @@ StatusOr<LoadedSession> PostgresEventStore::Load(std::string_view session_id) {
   out.meta = std::move(*meta);
   uint64_t after = 0;
   if (!PQgetisnull(r->get(), 0, 1)) {
-    auto snap = ParseJson(Str(r->get(), 0, 2));
-    if (!snap.ok() || !snap->is_object()) return absl::DataLossError("snapshot is corrupt");
-    Snapshot sn;
-    sn.seq = static_cast<uint64_t>(GetInt(snap->get_object(), "seq").value_or(0));
-    const json::value* st = Find(snap->get_object(), "state");
-    if (st == nullptr || !st->is_object()) return absl::DataLossError("snapshot is corrupt");
-    sn.state = st->get_object();
-    after = sn.seq;
-    out.snapshot = std::move(sn);
+    auto sn = SnapshotFromJson(Str(r->get(), 0, 2));
+    if (!sn.ok()) return sn.status();
+    after = sn->seq;
+    out.snapshot = std::move(*sn);
   }
   // Events up to the version read above: a newer append's events (from
   // another writer, after that read) are not part of this state.

@@ -41,8 +41,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "metrics/metrics.h"
 #include "store/event_store.h"
+#include "store/store_metrics.h"
 
 struct pg_result;  // libpq's PGresult
 
@@ -126,12 +126,7 @@ class PostgresEventStore final : public EventStore {
   std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(pool_mu_);
   size_t open_ ABSL_GUARDED_BY(pool_mu_) = 0;  // read connections open (idle or lent)
 
-  metrics::Histogram* commit_seconds_;
-  metrics::Histogram* batch_size_;
-  metrics::Counter* fsyncs_;
-  metrics::Counter* appends_;
-  metrics::Counter* commit_errors_;
-  metrics::Gauge* queue_depth_;
+  StoreMetrics metrics_ = StoreMetrics::Register();
 };
 
 }  // namespace persona::store

@@ -107,17 +107,7 @@ class UsageAddOperator final : public rocksdb::AssociativeMergeOperator {
 
 }  // namespace
 
-RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options) : options_(options) {
-  auto& reg = metrics::Default();
-  commit_seconds_ =
-      reg.GetHistogram("persona_store_commit_seconds", "Time to write and fsync one group commit");
-  batch_size_ = reg.GetHistogram("persona_store_batch_size", "Appends per group commit", "",
-                                 metrics::SizeBuckets());
-  fsyncs_ = reg.GetCounter("persona_store_fsyncs_total", "Group commits written with fsync");
-  appends_ = reg.GetCounter("persona_store_appends_total", "Appends committed");
-  commit_errors_ = reg.GetCounter("persona_store_commit_errors_total", "Failed group commits");
-  queue_depth_ = reg.GetGauge("persona_store_queue_depth", "Appends waiting for a group commit");
-}
+RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options) : options_(options) {}
 
 StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
     const RocksDbOptions& options) {
@@ -187,12 +177,7 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
     vbytes += req.meta.user_id;
     p->puts.emplace_back(VersionKey(sid), std::move(vbytes));
     p->puts.emplace_back(MetaKey(sid), json::serialize(SessionMetaToJson(req.meta)));
-    if (req.snapshot) {
-      json::object snap;
-      snap["seq"] = req.snapshot->seq;
-      snap["state"] = std::move(req.snapshot->state);
-      p->puts.emplace_back(SnapshotKey(sid), json::serialize(snap));
-    }
+    if (req.snapshot) p->puts.emplace_back(SnapshotKey(sid), SnapshotToJson(*req.snapshot));
   } else if (!req.events.empty()) {
     return absl::InvalidArgumentError("append: events without a session");
   }
@@ -240,7 +225,7 @@ void RocksDbEventStore::Append(AppendRequest req, Done done) {
       refused = absl::ResourceExhaustedError("commit queue is full");
     } else {
       queue_.push_back(std::move(p));
-      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+      metrics_.queue_depth->Set(static_cast<int64_t>(queue_.size()));
       cv_.notify_one();
       return;
     }
@@ -313,7 +298,7 @@ void RocksDbEventStore::CommitLoop() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      queue_depth_->Set(static_cast<int64_t>(queue_.size()));
+      metrics_.queue_depth->Set(static_cast<int64_t>(queue_.size()));
     }
     const auto start = std::chrono::steady_clock::now();
     rocksdb::WriteBatch wb;
@@ -357,13 +342,13 @@ void RocksDbEventStore::CommitLoop() {
       }
       if (!space.ok()) {
         write_status = space;
-        commit_errors_->Inc();
+        metrics_.commit_errors->Inc();
       }
     }
     if (write_status.ok() && wb.Count() > 0) {
       rocksdb::Status s = db_->Write(wo, &wb);
       if (!s.ok()) {
-        commit_errors_->Inc();
+        metrics_.commit_errors->Inc();
         LogError("store commit failed; refusing writes until restarted",
                  {{"error", s.ToString()}, {"batch", batch.size()}});
         write_status = absl::UnavailableError("storage failed (" + s.ToString() +
@@ -371,16 +356,16 @@ void RocksDbEventStore::CommitLoop() {
         std::lock_guard<std::mutex> l(mu_);
         failed_ = write_status;
       } else {
-        fsyncs_->Inc();
+        metrics_.fsyncs->Inc();
       }
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    commit_seconds_->Observe(secs);
-    batch_size_->Observe(static_cast<double>(batch.size()));
+    metrics_.commit_seconds->Observe(secs);
+    metrics_.batch_size->Observe(static_cast<double>(batch.size()));
     for (size_t i = 0; i < batch.size(); ++i) {
       Status st = results[i].ok() ? write_status : results[i];
-      if (st.ok()) appends_->Inc();
+      if (st.ok()) metrics_.appends->Inc();
       batch[i].done(std::move(st));
     }
   }
@@ -400,15 +385,10 @@ StatusOr<LoadedSession> RocksDbEventStore::Load(std::string_view session_id) {
   uint64_t after = 0;
   s = db_->Get(rocksdb::ReadOptions(), SnapshotKey(session_id), &v);
   if (s.ok()) {
-    auto snap = ParseJson(v);
-    if (!snap.ok() || !snap->is_object()) return absl::DataLossError("snapshot is corrupt");
-    Snapshot sn;
-    sn.seq = static_cast<uint64_t>(GetInt(snap->get_object(), "seq").value_or(0));
-    const json::value* st = Find(snap->get_object(), "state");
-    if (st == nullptr || !st->is_object()) return absl::DataLossError("snapshot is corrupt");
-    sn.state = st->get_object();
-    after = sn.seq;
-    out.snapshot = std::move(sn);
+    auto sn = SnapshotFromJson(v);
+    if (!sn.ok()) return sn.status();
+    after = sn->seq;
+    out.snapshot = std::move(*sn);
   } else if (!s.IsNotFound()) {
     return FromRocks(s, "read snapshot");
   }

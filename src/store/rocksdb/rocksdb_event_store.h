@@ -25,9 +25,9 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "metrics/metrics.h"
 #include "rocksdb/db.h"
 #include "store/event_store.h"
+#include "store/store_metrics.h"
 
 namespace persona::store {
 
@@ -109,12 +109,7 @@ class RocksDbEventStore final : public EventStore {
   Status low_space_ ABSL_GUARDED_BY(mu_);  // the last commit found the disk nearly full
   std::thread committer_;
 
-  metrics::Histogram* commit_seconds_;
-  metrics::Histogram* batch_size_;
-  metrics::Counter* fsyncs_;
-  metrics::Counter* appends_;
-  metrics::Counter* commit_errors_;
-  metrics::Gauge* queue_depth_;
+  StoreMetrics metrics_ = StoreMetrics::Register();
 };
 
 }  // namespace persona::store
