@@ -41,6 +41,10 @@ Applier::Applier(ApplierOptions options, Engine* engine, store::EventStore* stor
   failed_ = reg.GetCounter("persona_intake_failed_total", "Async requests that failed for good");
   retried_ = reg.GetCounter("persona_intake_retries_total",
                             "Async requests put back after a passing failure");
+  claimed_ = reg.GetCounter("persona_intake_claimed_total",
+                            "Async requests taken over from a process that stopped or died");
+  taken_ = reg.GetCounter("persona_intake_taken_total",
+                          "Async requests another process took over before this one applied them");
 }
 
 Applier::~Applier() { Stop(); }
@@ -48,28 +52,42 @@ Applier::~Applier() { Stop(); }
 Status Applier::Recover() {
   auto last = store_->LastIntakeSeq();
   if (!last.ok()) return last.status();
-  uint64_t after = 0;
+  next_seq_ = *last + 1;
   size_t n = 0;
   for (;;) {
-    auto page = store_->ReadIntake(after, 4096);
-    if (!page.ok()) return page.status();
-    if (page->empty()) break;
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& e : *page) {
-      after = e.seq;
-      auto v = ParseJson(e.payload);
-      if (!v.ok() || !v->is_object())
-        return absl::DataLossError("corrupt intake entry " + std::to_string(e.seq));
-      AddPending(v->get_object());
-      queue_.push_back(Item{e.seq, std::move(v->get_object())});
-      ++n;
-    }
+    auto claimed = Claim();
+    if (!claimed.ok()) return claimed.status();
+    if (*claimed == 0) break;
+    n += *claimed;
   }
-  next_seq_ = std::max(*last, after) + 1;
-  depth_ = n;
-  depth_gauge_->Set(static_cast<int64_t>(n));
   if (n > 0) LogInfo("resuming async requests left in the intake", {{"pending", n}});
   return absl::OkStatus();
+}
+
+StatusOr<size_t> Applier::Claim() {
+  auto page = store_->ClaimIntake(4096);
+  if (!page.ok()) return page.status();
+  std::vector<Item> items;
+  items.reserve(page->size());
+  for (auto& e : *page) {
+    auto v = ParseJson(e.payload);
+    if (!v.ok() || !v->is_object())
+      return absl::DataLossError("corrupt intake entry " + std::to_string(e.seq));
+    items.push_back(Item{e.seq, std::move(v->get_object())});
+  }
+  if (items.empty()) return size_t{0};
+  const size_t n = items.size();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& it : items) {
+      AddPending(it.payload);
+      queue_.push_back(std::move(it));
+    }
+  }
+  claimed_->Inc(n);
+  depth_gauge_->Set(static_cast<int64_t>(depth_.fetch_add(n) + n));
+  cv_.notify_one();
+  return n;
 }
 
 void Applier::Start() {
@@ -139,16 +157,21 @@ void Applier::Push(uint64_t seq, json::object payload) {
   if (n == 1 || n == options_.batch_size) cv_.notify_one();
 }
 
+json::object Applier::PendingRecord(const std::string& request_id, const std::string& session_id,
+                                    int64_t accepted_at_ms) {
+  json::object o;
+  o["request_id"] = request_id;
+  o["session_id"] = session_id;
+  o["status"] = "pending";
+  o["accepted_at"] = FormatRfc3339Millis(accepted_at_ms);
+  return o;
+}
+
 std::optional<json::object> Applier::Pending(const std::string& request_id) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = pending_.find(request_id);
   if (it == pending_.end()) return std::nullopt;
-  json::object o;
-  o["request_id"] = request_id;
-  o["session_id"] = it->second.session_id;
-  o["status"] = "pending";
-  o["accepted_at"] = FormatRfc3339Millis(it->second.accepted_at_ms);
-  return o;
+  return PendingRecord(request_id, it->second.session_id, it->second.accepted_at_ms);
 }
 
 void Applier::Apply(Item item, std::function<void(bool)> done) {
@@ -163,6 +186,10 @@ void Applier::Apply(Item item, std::function<void(bool)> done) {
     if (r.ok() && !r->replayed) {  // applied: the commit recorded it
       applied_->Inc();
       lag_seconds_->Observe(static_cast<double>(NowMillis() - ap.accepted_at_ms) / 1000.0);
+      return done(true);
+    }
+    if (!r.ok() && store::IsIntakeTaken(r.status())) {
+      taken_->Inc();  // the process that claimed it applies it
       return done(true);
     }
     if (!r.ok() && !Permanent(r.status())) {
@@ -205,12 +232,29 @@ void Applier::Apply(Item item, std::function<void(bool)> done) {
 }
 
 void Applier::Loop() {
+  // On a shared store, entries of processes that stopped or died are
+  // claimed every claim_every_ms.
+  const bool claims = store_->Shared();
+  auto next_claim = std::chrono::steady_clock::now();
   for (;;) {
+    if (claims && std::chrono::steady_clock::now() >= next_claim) {
+      if (auto n = Claim(); !n.ok())
+        LogWarn("claiming intake entries failed", {{"error", std::string(n.status().message())}});
+      else if (*n > 0)
+        LogInfo("claimed async requests of a process that stopped", {{"requests", *n}});
+      next_claim =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.claim_every_ms);
+    }
     std::vector<Item> batch;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return stopping_ || !queue_.empty(); });
+      if (claims) {
+        cv_.wait_until(l, next_claim, [&] { return stopping_ || !queue_.empty(); });
+      } else {
+        cv_.wait(l, [&] { return stopping_ || !queue_.empty(); });
+      }
       if (stopping_) return;
+      if (queue_.empty()) continue;  // time to claim
       // Give a batch up to max_delay_ms to fill.
       if (queue_.size() < options_.batch_size && options_.max_delay_ms > 0) {
         cv_.wait_for(l, std::chrono::milliseconds(options_.max_delay_ms),

@@ -10,10 +10,15 @@
 // Applying a request commits its events, the request's final status and the
 // deletion of its intake entry in one atomic write, so after a kill -9 the
 // entries still in the intake are exactly the ones not applied: Recover()
-// reloads them and they are applied once. A request that fails for good
-// (the session is gone, a value the schema rejects, a stale If-Match) gets a
-// "failed" status; one that fails for a passing reason (storage refusing
-// writes, shutting down) stays queued and is retried after `retry_ms`.
+// claims them and they are applied once.
+//
+// On a store several processes share (PostgreSQL) each process applies the
+// entries it accepted, and every claim_every_ms claims those of a process
+// that stopped or died (its lease ran out): any node's applier may take any
+// request, and the store's owner check makes sure only one applies it. A request that fails for
+// good (the session is gone, a value the schema rejects, a stale If-Match) gets a "failed" status;
+// one that fails for a passing reason (storage refusing writes, shutting down) stays queued and is
+// retried after `retry_ms`.
 //
 // The applier's share of the work (the AI, building and encoding events) runs
 // on its own worker thread at a lower scheduling priority (nice +10) than the
@@ -42,6 +47,8 @@ struct ApplierOptions {
   int max_delay_ms = 2;
   size_t max_pending = 100000;  // accepted, not yet applied; more are refused
   int retry_ms = 200;
+  // On a shared store: how often to claim entries of processes that stopped.
+  int claim_every_ms = 1000;
 };
 
 class Applier {
@@ -67,6 +74,8 @@ class Applier {
   // "session_id", "status": "pending", "accepted_at"}), or nullopt. Pending
   // requests have no stored status record: the intake entry is the record.
   std::optional<json::object> Pending(const std::string& request_id);
+  static json::object PendingRecord(const std::string& request_id, const std::string& session_id,
+                                    int64_t accepted_at_ms);
   // Runs tasks on the low-priority worker (for Engine::AttachApplier).
   Executor Background();
 
@@ -76,6 +85,8 @@ class Applier {
     json::object payload;
   };
   void Loop();
+  // Queues the entries store_->ClaimIntake hands over; how many.
+  StatusOr<size_t> Claim();
   void WorkerLoop();
   // Applies one item; `done` gets true if it is finished (applied or failed
   // for good), false if it must be retried.
@@ -111,6 +122,8 @@ class Applier {
   metrics::Counter* applied_;
   metrics::Counter* failed_;
   metrics::Counter* retried_;
+  metrics::Counter* claimed_;
+  metrics::Counter* taken_;
 };
 
 }  // namespace persona::engine

@@ -433,7 +433,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
         req.expected_version == 0 ? "_" : req.session_id, idempotency_key, json::serialize(rec)};
   }
   if (applying) {  // the intake entry goes, and the request's result is kept, atomically
-    req.intake_done = applying->intake_seq;
+    req.intake_done = store::AppendRequest::IntakeDone{applying->intake_seq, applying->request_id};
     req.request_status = store::AppendRequest::RequestStatus{
         req.session_id, applying->request_id,
         json::serialize(AppliedRecord(*applying, req.session_id, reply))};
@@ -999,7 +999,8 @@ void Engine::Accept(const auth::Caller& caller, std::string session_id, std::str
   reply.body["location"] = RequestLocation(ap.request_id);
 
   store::AppendRequest req;  // no session: only the intake entry (and the key's record)
-  req.intake_add = store::IntakeEntry{ap.intake_seq, json::serialize(payload)};
+  req.intake_add =
+      store::IntakeEntry{ap.intake_seq, json::serialize(payload), session_id, ap.request_id};
   if (!idem.empty()) {
     json::object rec;
     rec["status"] = 202;
@@ -1054,7 +1055,7 @@ void Engine::FinishRequest(const Applying& applying, const std::string& session_
     rec["error"] = std::move(err);
   }
   store::AppendRequest req;
-  req.intake_done = applying.intake_seq;
+  req.intake_done = store::AppendRequest::IntakeDone{applying.intake_seq, applying.request_id};
   req.request_status =
       store::AppendRequest::RequestStatus{session_id, applying.request_id, json::serialize(rec)};
   store_->Append(std::move(req), [this, done = std::move(done)](Status st) mutable {
@@ -1081,7 +1082,22 @@ StatusOr<json::object> Engine::GetRequest(const auth::Caller& caller,
     if (applier_) {
       if (auto p = applier_->Pending(request_id)) return std::move(*p);
     }
-    return absl::NotFoundError("no such request");
+    // On a shared store another process may have accepted it.
+    if (store_->Shared()) {
+      auto e = store_->FindIntake(sid, request_id);
+      if (!e.ok()) return e.status();
+      if (e->has_value()) {
+        auto v = ParseJson((*e)->payload);
+        if (!v.ok() || !v->is_object()) return absl::DataLossError("corrupt intake entry");
+        return Applier::PendingRecord(request_id, sid,
+                                      GetInt(v->get_object(), "accepted_at_ms").value_or(0));
+      }
+      // Applied (by whichever process) between the two reads above: the
+      // status is there now.
+      rec = store_->GetRequestStatus(sid, request_id);
+      if (!rec.ok()) return rec.status();
+    }
+    if (!rec->has_value()) return absl::NotFoundError("no such request");
   }
   auto v = ParseJson(**rec);
   if (!v.ok() || !v->is_object()) return absl::DataLossError("corrupt request status");

@@ -71,4 +71,16 @@ StatusOr<Snapshot> SnapshotFromJson(std::string_view text) {
   return sn;
 }
 
+namespace {
+constexpr char kIntakeTakenUrl[] = "persona.dev/intake-taken";
+}  // namespace
+
+Status IntakeTakenError() {
+  Status st = absl::NotFoundError("the request was taken over by another process's applier");
+  st.SetPayload(kIntakeTakenUrl, absl::Cord("1"));
+  return st;
+}
+
+bool IsIntakeTaken(const Status& st) { return st.GetPayload(kIntakeTakenUrl).has_value(); }
+
 }  // namespace persona::store

@@ -74,12 +74,24 @@ struct LoadedSession {
   std::vector<model::Event> tail;  // events after the snapshot (or all), in seq order
 };
 
-// A request accepted in async write mode and not yet applied. The engine
-// numbers entries; they are read back in seq order after a restart.
+// A request accepted in async write mode and not yet applied.
+//
+// On a store that one process opens (RocksDB) the engine numbers entries and
+// `seq` is that number. On a shared store (PostgreSQL) the database numbers
+// them as they are written, so the order is the order of acceptance across
+// every process, and the engine's number is ignored: entries are told apart
+// by `request_id`, which is unique everywhere.
 struct IntakeEntry {
   uint64_t seq = 0;
-  std::string payload;  // opaque to the store (the engine's request JSON)
+  std::string payload;     // opaque to the store (the engine's request JSON)
+  std::string session_id;  // the session the request writes to
+  std::string request_id;  // unique across processes
 };
+
+// The refusal of an append whose intake entry another process took over
+// (ClaimIntake): that process applies it, this one must drop it.
+Status IntakeTakenError();
+bool IsIntakeTaken(const Status& st);
 
 struct AppendRequest {
   std::string session_id;
@@ -101,8 +113,19 @@ struct AppendRequest {
   // status record; `intake_done` deletes an applied (or failed) request's
   // entry, and `request_status` holds its final status. With an empty
   // session_id the request touches no session (no version check, no meta).
+  //
+  // On a shared store the entry must still be this process's (see
+  // ClaimIntake): if another process took it over, the append writes nothing
+  // and fails with IntakeTakenError(). And a session's entries are applied
+  // in seq order: while an older entry of the same session is still in the
+  // intake (owned by another process), the append fails with Aborted and is
+  // retried later.
   std::optional<IntakeEntry> intake_add;
-  std::optional<uint64_t> intake_done;  // the intake seq to delete
+  struct IntakeDone {
+    uint64_t seq = 0;        // the entry's seq (single-process stores)
+    std::string request_id;  // the entry's request id (shared stores)
+  };
+  std::optional<IntakeDone> intake_done;
   struct RequestStatus {
     std::string session_id;  // erasing the session erases its request statuses
     std::string request_id;
@@ -159,8 +182,22 @@ class EventStore {
     return h->version;
   }
 
-  // Intake entries with seq > after, oldest first, at most `limit`.
-  virtual StatusOr<std::vector<IntakeEntry>> ReadIntake(uint64_t after, size_t limit) = 0;
+  // True if several processes may open this store at once (each with its
+  // own applier), false if one process owns it.
+  virtual bool Shared() const { return false; }
+  // Takes over intake entries that no running applier owns and returns them,
+  // oldest first, at most `limit`: entries left by a previous run of this
+  // process, and on a shared store entries of a process that stopped or
+  // died (its lease ran out). They are this process's to apply from then on.
+  // Entries this process accepts itself are its own from the start. Several
+  // processes may claim at once (FOR UPDATE SKIP LOCKED): each entry goes to
+  // one of them. On a single-process store the first calls return what the
+  // previous run left, then nothing.
+  virtual StatusOr<std::vector<IntakeEntry>> ClaimIntake(size_t limit) = 0;
+  // The entry of a request still in the intake, whichever process accepted
+  // it; nullopt if there is none.
+  virtual StatusOr<std::optional<IntakeEntry>> FindIntake(std::string_view session_id,
+                                                          std::string_view request_id) = 0;
   // The highest intake seq still stored (0 if none), so numbering continues.
   virtual StatusOr<uint64_t> LastIntakeSeq() = 0;
   // The status record of an async request, if any and not expired.

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "store/postgres/postgres_event_store.h"
@@ -211,7 +212,8 @@ TYPED_TEST(EventStoreContract, IntakeEntriesLeaveAtomicallyWithTheirEvents) {
   EXPECT_EQ(*this->store_->LastIntakeSeq(), 0u);
   for (uint64_t seq = 1; seq <= 3; ++seq) {
     AppendRequest accept;  // no session: intake entry and pending status only
-    accept.intake_add = IntakeEntry{seq, "payload-" + std::to_string(seq)};
+    accept.intake_add =
+        IntakeEntry{seq, "payload-" + std::to_string(seq), "s1", "r" + std::to_string(seq)};
     accept.request_status =
         AppendRequest::RequestStatus{"s1", "r" + std::to_string(seq), "pending"};
     ASSERT_TRUE(this->AppendSync(std::move(accept)).ok());
@@ -221,24 +223,53 @@ TYPED_TEST(EventStoreContract, IntakeEntriesLeaveAtomicallyWithTheirEvents) {
   // Applying r1 appends its events, deletes its entry and records the result
   // in one write; a refused append (stale version) changes none of them.
   AppendRequest stale = this->Req("s1", 0, 1);
-  stale.intake_done = 2;
+  stale.intake_done = AppendRequest::IntakeDone{2, "r2"};
   stale.request_status = AppendRequest::RequestStatus{"s1", "r2", "applied"};
   EXPECT_TRUE(absl::IsAborted(this->AppendSync(std::move(stale))));
   AppendRequest apply = this->Req("s1", 1, 2);
-  apply.intake_done = 1;
+  apply.intake_done = AppendRequest::IntakeDone{1, "r1"};
   apply.request_status = AppendRequest::RequestStatus{"s1", "r1", "applied"};
   ASSERT_TRUE(this->AppendSync(std::move(apply)).ok());
+  auto pending = this->store_->FindIntake("s1", "r2");
+  ASSERT_TRUE(pending.ok() && pending->has_value());
+  EXPECT_EQ((*pending)->payload, "payload-2");
+  EXPECT_FALSE(this->store_->FindIntake("s1", "r1")->has_value());  // applied
+  EXPECT_FALSE(this->store_->FindIntake("s2", "r2")->has_value());  // another session's id
   this->Reopen();
-  auto left = this->store_->ReadIntake(0, 10);
-  ASSERT_TRUE(left.ok());
-  ASSERT_EQ(left->size(), 2u);
+  // The new run claims what the previous one left, oldest first, once.
+  auto left = this->store_->ClaimIntake(1);
+  ASSERT_TRUE(left.ok()) << left.status();
+  ASSERT_EQ(left->size(), 1u);
   EXPECT_EQ((*left)[0].seq, 2u);
   EXPECT_EQ((*left)[0].payload, "payload-2");
-  EXPECT_EQ((*left)[1].seq, 3u);
-  EXPECT_EQ(this->store_->ReadIntake(2, 10)->size(), 1u);
+  EXPECT_EQ((*left)[0].session_id, "s1");
+  EXPECT_EQ((*left)[0].request_id, "r2");
+  left = this->store_->ClaimIntake(10);
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].seq, 3u);
+  EXPECT_TRUE(this->store_->ClaimIntake(10)->empty());
   EXPECT_EQ(*this->store_->LastIntakeSeq(), 3u);
+  // A claimed entry is applied as the claimer's own.
+  AppendRequest apply3 = this->Req("s1", 3, 1);
+  apply3.intake_done = AppendRequest::IntakeDone{3, "r3"};
+  apply3.request_status = AppendRequest::RequestStatus{"s1", "r3", "applied"};
+  // r2 is older and still waits: on a shared store r3 waits for it.
+  if (this->store_->Shared()) {
+    EXPECT_TRUE(absl::IsAborted(this->AppendSync(apply3)));
+    AppendRequest apply2 = this->Req("s1", 3, 1);
+    apply2.intake_done = AppendRequest::IntakeDone{2, "r2"};
+    apply2.request_status = AppendRequest::RequestStatus{"s1", "r2", "applied"};
+    ASSERT_TRUE(this->AppendSync(std::move(apply2)).ok());
+    apply3 = this->Req("s1", 4, 1);
+    apply3.intake_done = AppendRequest::IntakeDone{3, "r3"};
+    apply3.request_status = AppendRequest::RequestStatus{"s1", "r3", "applied"};
+  }
+  ASSERT_TRUE(this->AppendSync(std::move(apply3)).ok());
+  EXPECT_FALSE(this->store_->FindIntake("s1", "r3")->has_value());
   EXPECT_EQ(**this->store_->GetRequestStatus("s1", "r1"), "applied");
-  EXPECT_EQ(**this->store_->GetRequestStatus("s1", "r2"), "pending");
+  EXPECT_EQ(**this->store_->GetRequestStatus("s1", "r2"),
+            this->store_->Shared() ? "applied" : "pending");
   EXPECT_FALSE(this->store_->GetRequestStatus("s1", "r9")->has_value());
   // Erasing the session erases its request statuses.
   AppendRequest erase;
@@ -324,7 +355,7 @@ TEST_F(PostgresStoreTest, ADatabaseWithANewerSchemaIsRefused) {
   auto s = Open();
   ASSERT_FALSE(s.ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(s.status())) << s.status();
-  EXPECT_NE(s.status().message().find("version 99, newer than this persona knows (1)"),
+  EXPECT_NE(s.status().message().find("version 99, newer than this persona knows (2)"),
             std::string::npos)
       << s.status();
 }
@@ -380,6 +411,110 @@ TEST_F(PostgresStoreTest, TwoWritersOnOneDatabaseNeverLoseOrDuplicateAWrite) {
   EXPECT_TRUE(absl::IsAlreadyExists(second)) << second;
   EXPECT_TRUE(absl::IsNotFound((*b)->Head("created-by-b").status()));
   EXPECT_EQ(**(*b)->GetIdempotent("_", "create k1"), "a's answer");
+}
+
+// An async request accepted by `s` for session `sid` (no events yet).
+AppendRequest Accept(const std::string& sid, const std::string& rid) {
+  AppendRequest r;
+  r.intake_add = IntakeEntry{0, "{\"request_id\":\"" + rid + "\"}", sid, rid};
+  return r;
+}
+
+// Applying `rid`: one event on `sid` after `expected`, the entry's deletion
+// and its status, in one append.
+AppendRequest ApplyReq(const std::string& sid, uint64_t expected, const std::string& rid) {
+  AppendRequest r = TestAppend(sid, expected, 1);
+  r.intake_done = AppendRequest::IntakeDone{0, rid};
+  r.request_status = AppendRequest::RequestStatus{sid, rid, "applied"};
+  return r;
+}
+
+TEST_F(PostgresStoreTest, AnApplierClaimsOnlyTheEntriesOfAProcessThatStopped) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AppendSync(**a, Req("x", 0, 1)).ok());
+  ASSERT_TRUE(AppendSync(**a, Accept("x", "x.1")).ok());
+  ASSERT_TRUE(AppendSync(**a, Accept("x", "x.2")).ok());
+  ASSERT_TRUE(AppendSync(**b, Accept("y", "y.1")).ok());
+  // Every process sees every pending request; none claims a live one's.
+  EXPECT_TRUE((*b)->FindIntake("x", "x.1")->has_value());
+  EXPECT_TRUE((*a)->FindIntake("y", "y.1")->has_value());
+  EXPECT_TRUE((*b)->ClaimIntake(100)->empty());
+  EXPECT_TRUE((*a)->ClaimIntake(100)->empty());
+  (*a)->Close();  // stopped: its entries are free at once
+  auto got = (*b)->ClaimIntake(100);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].request_id, "x.1");  // in acceptance order
+  EXPECT_EQ((*got)[1].request_id, "x.2");
+  EXPECT_LT((*got)[0].seq, (*got)[1].seq);
+  EXPECT_TRUE((*b)->ClaimIntake(100)->empty());
+  // The claimer applies them as its own, in order.
+  EXPECT_TRUE(absl::IsAborted(AppendSync(**b, ApplyReq("x", 1, "x.2"))));
+  ASSERT_TRUE(AppendSync(**b, ApplyReq("x", 1, "x.1")).ok());
+  ASSERT_TRUE(AppendSync(**b, ApplyReq("x", 2, "x.2")).ok());
+  EXPECT_EQ(*(*b)->SessionVersion("x"), 3u);
+  EXPECT_FALSE((*b)->FindIntake("x", "x.1")->has_value());
+}
+
+TEST_F(PostgresStoreTest, AnEntryTakenOverIsAppliedByTheClaimerOnly) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AppendSync(**a, Req("x", 0, 1)).ok());
+  ASSERT_TRUE(AppendSync(**a, Accept("x", "x.1")).ok());
+  // a stalls past its lease (as in a long pause or a network partition).
+  ASSERT_TRUE(testing::PgServer::Exec(url_,
+                                      "UPDATE persona_nodes SET alive_until = now() - "
+                                      "interval '1 second' WHERE node_id = '" +
+                                          (*a)->node_id() + "'")
+                  .ok());
+  auto got = (*b)->ClaimIntake(100);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 1u);
+  // a wakes up and applies it: refused, nothing written.
+  Status late = AppendSync(**a, ApplyReq("x", 1, "x.1"));
+  EXPECT_TRUE(IsIntakeTaken(late)) << late;
+  EXPECT_EQ(*(*a)->SessionVersion("x"), 1u);
+  EXPECT_FALSE((*a)->GetRequestStatus("x", "x.1")->has_value());
+  ASSERT_TRUE(AppendSync(**b, ApplyReq("x", 1, "x.1")).ok());
+  EXPECT_EQ(*(*a)->SessionVersion("x"), 2u);
+  EXPECT_EQ(**(*a)->GetRequestStatus("x", "x.1"), "applied");
+}
+
+TEST_F(PostgresStoreTest, ConcurrentClaimersNeverTakeTheSameEntry) {
+  {
+    auto a = Open();
+    ASSERT_TRUE(a.ok());
+    std::vector<std::promise<Status>> done(300);
+    for (int i = 0; i < 300; ++i)
+      (*a)->Append(Accept("s" + std::to_string(i % 7), "r" + std::to_string(i)),
+                   [&done, i](Status st) { done[i].set_value(st); });
+    for (auto& d : done) ASSERT_TRUE(d.get_future().get().ok());
+  }  // a stops
+  auto b = Open();
+  auto c = Open();
+  ASSERT_TRUE(b.ok() && c.ok());
+  std::vector<std::string> by_b, by_c;
+  auto claim = [](PostgresEventStore* s, std::vector<std::string>* out) {
+    for (;;) {
+      auto got = s->ClaimIntake(7);
+      ASSERT_TRUE(got.ok()) << got.status();
+      if (got->empty()) return;
+      for (auto& e : *got) out->push_back(e.request_id);
+    }
+  };
+  std::thread tb(claim, b->get(), &by_b);
+  std::thread tc(claim, c->get(), &by_c);
+  tb.join();
+  tc.join();
+  std::set<std::string> all(by_b.begin(), by_b.end());
+  all.insert(by_c.begin(), by_c.end());
+  EXPECT_EQ(all.size(), 300u);
+  EXPECT_EQ(by_b.size() + by_c.size(), 300u);  // no entry twice
+  EXPECT_EQ(std::set<std::string>(by_b.begin(), by_b.end()).size(), by_b.size());
+  EXPECT_EQ(std::set<std::string>(by_c.begin(), by_c.end()).size(), by_c.size());
 }
 
 TEST_F(PostgresStoreTest, ADatabaseRestartRefusesThenRecoversWithoutLosingAcknowledgedWrites) {

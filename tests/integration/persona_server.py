@@ -29,6 +29,12 @@ def rocksdb_only(fn):
     return unittest.skipIf(STORE != "rocksdb", "a RocksDB-only test")(fn)
 
 
+def postgres_only(fn):
+    """Skips a test of a store several processes share unless the suite runs on PostgreSQL."""
+    import unittest
+    return unittest.skipIf(STORE != "postgres", "a test of a shared (PostgreSQL) store")(fn)
+
+
 class Postgres:
     """A real PostgreSQL server for this test process, started on first use in
     a temp dir on a free port (initdb + pg_ctl, as the postgres user when root),

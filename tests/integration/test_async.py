@@ -8,7 +8,7 @@ import unittest
 import uuid
 
 from mqtt_client import Client
-from persona_server import Server
+from persona_server import Server, postgres_only
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -34,6 +34,47 @@ def metric(s, name):
             total += float(line.rsplit(" ", 1)[1])
             found = True
     return total if found else None
+
+
+def wait_all_applied(test, s, request_ids, timeout=120):
+    """Polls until none of `request_ids` is pending on server `s`."""
+    left = list(request_ids)
+    deadline = time.time() + timeout
+    conn = s.conn()
+    while left and time.time() < deadline:
+        still = []
+        for rid in left:
+            st, _, b = s.request("GET", "/v1/requests/" + rid, conn=conn)
+            test.assertEqual(st, 200, b)
+            if b["status"] == "pending":
+                still.append(rid)
+        left = still
+        if left:
+            time.sleep(0.2)
+    conn.close()
+    test.assertEqual(left, [], "requests still pending after %s s" % timeout)
+
+
+def user_messages(test, s, sids):
+    """{(sid, text): how many message.user events} over the sessions' whole
+    logs, checking each log is gapless."""
+    counts = {}
+    for sid in sids:
+        after = 0
+        while True:
+            st, _, page = s.request("GET", "/v1/sessions/%s/events?after=%d&limit=1000" %
+                                    (sid, after))
+            test.assertEqual(st, 200)
+            evs = page["events"]
+            if not evs:
+                break
+            for i, e in enumerate(evs):
+                test.assertEqual(e["seq"], after + i + 1)  # gapless
+                if e["type"] == "message.user":
+                    key = (sid, e["data"]["text"])
+                    counts[key] = counts.get(key, 0) + 1
+            after = evs[-1]["seq"]
+    return counts
 
 
 class AsyncApiTest(unittest.TestCase):
@@ -295,28 +336,12 @@ class AsyncCrashTest(unittest.TestCase):
             self.assertGreaterEqual(len(accepted), TARGET_ACCEPTED)
 
             s.start()
-            # The applier resumes; wait until the intake is empty.
-            deadline = time.time() + 120
-            while time.time() < deadline and metric(s, "persona_intake_depth") != 0:
-                time.sleep(0.1)
+            # The applier resumes (on PostgreSQL once the killed run's lease
+            # has run out); wait until every accepted request is applied.
+            wait_all_applied(self, s, [a[2] for a in accepted])
             self.assertEqual(metric(s, "persona_intake_depth"), 0)
 
-            counts = {}
-            for sid in sids:
-                after = 0
-                while True:
-                    st, _, page = s.request("GET", "/v1/sessions/%s/events?after=%d&limit=1000" %
-                                            (sid, after))
-                    self.assertEqual(st, 200)
-                    evs = page["events"]
-                    if not evs:
-                        break
-                    for i, e in enumerate(evs):
-                        self.assertEqual(e["seq"], after + i + 1)  # gapless
-                        if e["type"] == "message.user":
-                            key = (sid, e["data"]["text"])
-                            counts[key] = counts.get(key, 0) + 1
-                    after = evs[-1]["seq"]
+            counts = user_messages(self, s, sids)
             missing = [a for a in accepted if counts.get((a[0], a[1]), 0) == 0]
             dupes = [k for k, v in counts.items() if v > 1]
             self.assertEqual(missing, [], "accepted writes lost")
@@ -334,3 +359,57 @@ class AsyncCrashTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SharedIntakeTest(unittest.TestCase):
+    @postgres_only
+    def test_a_node_killed_leaves_its_requests_to_another(self):
+        # Two persona processes on one database. A accepts with a backlog
+        # (batches wait 300 ms to fill) and is killed; B shows A's pending
+        # requests, claims them once A's lease runs out, and applies each once.
+        args = ["--set", "async.max_delay_ms=300", "--set", "async.batch_size=5000"]
+        a = Server(extra_args=args).start()
+        b = Server(extra_args=args)
+        b.store_args = a.store_args  # the same database
+        b.start()
+        try:
+            sids = []
+            for i in range(8):
+                st, _, body = a.request("POST", "/v1/sessions", {"user_id": "shared-%d" % i})
+                self.assertEqual(st, 201)
+                sids.append(body["session_id"])
+            accepted = []
+            conn = a.conn()
+            for n in range(600):
+                sid = sids[n % len(sids)]
+                text = "note %d" % n
+                st, _, body = a.request("POST", "/v1/sessions/%s/messages" % sid, {"text": text},
+                                        headers=ASYNC, conn=conn)
+                self.assertEqual(st, 202, body)
+                accepted.append((sid, text, body["request_id"]))
+            conn.close()
+            a.kill9()
+            # B answers for A's requests: pending ones from the shared intake.
+            seen = set()
+            conn = b.conn()
+            for _, _, rid in accepted[-50:]:
+                st, _, body = b.request("GET", "/v1/requests/" + rid, conn=conn)
+                self.assertEqual(st, 200, body)
+                seen.add(body["status"])
+            conn.close()
+            self.assertIn("pending", seen)
+            wait_all_applied(self, b, [x[2] for x in accepted], timeout=60)
+            self.assertGreater(metric(b, "persona_intake_claimed_total"), 0)
+            counts = user_messages(self, b, sids)
+            missing = [x for x in accepted if counts.get((x[0], x[1]), 0) == 0]
+            dupes = [k for k, v in counts.items() if v > 1]
+            self.assertEqual(missing, [], "accepted writes lost")
+            self.assertEqual(dupes, [], "writes applied twice")
+            # Each session's requests were applied in the order accepted.
+            for sid in sids:
+                st, _, page = b.request("GET", "/v1/sessions/%s/events?limit=1000" % sid)
+                texts = [e["data"]["text"] for e in page["events"] if e["type"] == "message.user"]
+                self.assertEqual(texts, [x[1] for x in accepted if x[0] == sid])
+        finally:
+            a.cleanup()
+            b.cleanup()

@@ -1,6 +1,7 @@
 #include "store/postgres/postgres_event_store.h"
 
 #include <libpq-fe.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <unordered_map>
 
 #include "core/clock.h"
+#include "core/ids.h"
 #include "core/logging.h"
 
 namespace persona::store {
@@ -184,6 +186,22 @@ const char* const kMigrations[] = {
     "CREATE TABLE persona_intake (seq bigint PRIMARY KEY, payload text NOT NULL);"
     "CREATE TABLE persona_requests (session_id text NOT NULL, request_id text NOT NULL, "
     "  record text NOT NULL, created_at_ms bigint NOT NULL, PRIMARY KEY (session_id, request_id));",
+    // 2: an intake that several processes share. The database numbers
+    // entries (in the order they are written, across processes); each is
+    // owned by the process that accepted or claimed it, alive while its row
+    // in persona_nodes is.
+    "ALTER TABLE persona_intake ADD COLUMN session_id text NOT NULL DEFAULT '', "
+    "  ADD COLUMN request_id text NOT NULL DEFAULT '', ADD COLUMN owner text NOT NULL DEFAULT '';"
+    "UPDATE persona_intake SET session_id = coalesce(payload::json->>'session_id', ''), "
+    "  request_id = coalesce(payload::json->>'request_id', '');"
+    "CREATE SEQUENCE persona_intake_seq OWNED BY persona_intake.seq;"
+    "SELECT setval('persona_intake_seq', coalesce((SELECT max(seq) FROM persona_intake), 0) + 1, "
+    "  false);"
+    "ALTER TABLE persona_intake ALTER COLUMN seq SET DEFAULT nextval('persona_intake_seq');"
+    "CREATE INDEX persona_intake_session ON persona_intake (session_id, seq);"
+    "CREATE INDEX persona_intake_request ON persona_intake (request_id);"
+    "CREATE INDEX persona_intake_owner ON persona_intake (owner, seq);"
+    "CREATE TABLE persona_nodes (node_id text PRIMARY KEY, alive_until timestamptz NOT NULL);",
 };
 static_assert(std::size(kMigrations) == PostgresEventStore::kSchemaVersion);
 
@@ -239,7 +257,7 @@ struct PostgresEventStore::Pending {
   std::optional<std::pair<uint64_t, std::string>> snapshot;
   std::optional<AppendRequest::Idempotency> idempotency;
   std::optional<IntakeEntry> intake_add;
-  std::optional<uint64_t> intake_done;
+  std::optional<AppendRequest::IntakeDone> intake_done;
   std::optional<AppendRequest::RequestStatus> request_status;
   std::optional<AppendRequest::UserUsage> usage;
   Done done;
@@ -257,17 +275,16 @@ struct Rows {
   std::map<std::string, std::pair<int64_t, std::string>> snapshots;
   std::map<std::pair<std::string, std::string>, std::string> idem;
   std::map<std::string, Usage> usage;
-  std::vector<int64_t> intake_seq;
-  std::vector<std::string> intake_payload;
-  std::vector<int64_t> intake_done;
+  std::vector<std::string> intake_sid, intake_rid, intake_payload;
+  std::map<std::string, size_t> intake_done;  // request id → the append's index
   std::map<std::pair<std::string, std::string>, std::string> requests;
   bool empty() const {
     return ev_seq.empty() && sessions.empty() && snapshots.empty() && idem.empty() &&
-           usage.empty() && intake_seq.empty() && intake_done.empty() && requests.empty();
+           usage.empty() && intake_sid.empty() && intake_done.empty() && requests.empty();
   }
 };
 
-void AddRows(const PostgresEventStore::Pending& p, Rows* r) {
+void AddRows(const PostgresEventStore::Pending& p, size_t index, Rows* r) {
   if (!p.session_id.empty()) {
     for (const auto& [seq, tb] : p.events) {
       r->ev_sid.push_back(p.session_id);
@@ -282,10 +299,11 @@ void AddRows(const PostgresEventStore::Pending& p, Rows* r) {
   if (p.idempotency) r->idem[{p.idempotency->scope, p.idempotency->key}] = p.idempotency->response;
   if (p.usage && p.usage->delta.calls > 0) r->usage[p.usage->user_id].Add(p.usage->delta);
   if (p.intake_add) {
-    r->intake_seq.push_back(static_cast<int64_t>(p.intake_add->seq));
+    r->intake_sid.push_back(p.intake_add->session_id);
+    r->intake_rid.push_back(p.intake_add->request_id);
     r->intake_payload.push_back(p.intake_add->payload);
   }
-  if (p.intake_done) r->intake_done.push_back(static_cast<int64_t>(*p.intake_done));
+  if (p.intake_done) r->intake_done[p.intake_done->request_id] = index;
   if (p.request_status)
     r->requests[{p.request_status->session_id, p.request_status->request_id}] =
         p.request_status->record;
@@ -293,7 +311,11 @@ void AddRows(const PostgresEventStore::Pending& p, Rows* r) {
 
 }  // namespace
 
-PostgresEventStore::PostgresEventStore(const PostgresOptions& options) : options_(options) {}
+PostgresEventStore::PostgresEventStore(const PostgresOptions& options) : options_(options) {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  node_id_ = std::string(host) + ":" + std::to_string(getpid()) + ":" + NewId();
+}
 
 StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
     const PostgresOptions& options) {
@@ -302,8 +324,39 @@ StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
   if (!c.ok()) return c.status();
   if (Status st = Migrate(**c); !st.ok()) return st;
   store->writer_ = std::move(*c);
+  // Alive from now on: what this process accepts into the intake is its own.
+  if (Status st = store->Heartbeat(); !st.ok()) return st;
   store->committer_ = std::thread([s = store.get()] { s->CommitLoop(); });
+  store->keeper_ = std::thread([s = store.get()] { s->KeeperLoop(); });
+  LogInfo("postgres store open", {{"node", store->node_id_}});
   return store;
+}
+
+Status PostgresEventStore::Heartbeat() {
+  return Query(
+             "INSERT INTO persona_nodes (node_id, alive_until) "
+             "VALUES ($1, now() + $2 * interval '1 millisecond') "
+             "ON CONFLICT (node_id) DO UPDATE SET alive_until = excluded.alive_until",
+             {node_id_, std::to_string(options_.intake_lease_ms)})
+      .status();
+}
+
+void PostgresEventStore::KeeperLoop() {
+  const auto every = std::chrono::milliseconds(std::max<int64_t>(options_.intake_lease_ms / 5, 1));
+  auto last_cleanup = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> l(mu_);
+  while (!keeper_cv_.wait_for(l, every, [&] { return stopping_; })) {
+    l.unlock();
+    if (Status st = Heartbeat(); !st.ok())
+      LogWarn("postgres heartbeat failed", {{"error", std::string(st.message())}});
+    if (std::chrono::steady_clock::now() - last_cleanup > std::chrono::minutes(1)) {
+      // Rows of processes gone long ago (their entries were claimed).
+      Query("DELETE FROM persona_nodes WHERE alive_until < now() - interval '1 hour'")
+          .IgnoreError();
+      last_cleanup = std::chrono::steady_clock::now();
+    }
+    l.lock();
+  }
 }
 
 PostgresEventStore::~PostgresEventStore() { Close(); }
@@ -314,7 +367,13 @@ void PostgresEventStore::Close() {
     stopping_ = true;
   }
   cv_.notify_all();
+  keeper_cv_.notify_all();
   if (committer_.joinable()) committer_.join();
+  if (keeper_.joinable()) {
+    keeper_.join();
+    // Stopped: what this process leaves in the intake may be claimed at once.
+    Query("DELETE FROM persona_nodes WHERE node_id = $1", {node_id_}).IgnoreError();
+  }
   std::lock_guard<std::mutex> l(pool_mu_);
   idle_.clear();
 }
@@ -344,8 +403,10 @@ void PostgresEventStore::Append(AppendRequest req, Done done) {
     if (!p.session_id.empty()) p.meta = json::serialize(SessionMetaToJson(req.meta));
     if (req.snapshot) p.snapshot = std::make_pair(req.snapshot->seq, SnapshotToJson(*req.snapshot));
     p.idempotency = std::move(req.idempotency);
+    if (req.intake_done && req.intake_done->request_id.empty())
+      return done(absl::InvalidArgumentError("append: intake_done without a request id"));
     p.intake_add = std::move(req.intake_add);
-    p.intake_done = req.intake_done;
+    p.intake_done = std::move(req.intake_done);
     p.request_status = std::move(req.request_status);
     p.usage = std::move(req.user_usage);
   }
@@ -426,9 +487,17 @@ Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<
     writer_ = std::move(*c);
   }
   Connection& c = *writer_;
-  // A batch is tried again without appends whose creation key turned out
-  // to be taken; at most once per append.
+  // A batch is tried again without the appends its statements refused (a
+  // creation key already taken, an intake entry no longer this process's or
+  // not next in its session); at most once per append.
+  std::vector<char> refused(batch.size(), 0);
   for (size_t attempt = 0; attempt <= batch.size(); ++attempt) {
+    bool retry = false;
+    auto refuse = [&](size_t index, Status st) {
+      (*results)[index] = std::move(st);
+      refused[index] = 1;
+      retry = true;
+    };
     auto fail = [&](Status st) {
       c.Exec("ROLLBACK").IgnoreError();
       return st;
@@ -521,8 +590,8 @@ Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<
           written.insert({PQgetvalue(r->get(), row, 0), PQgetvalue(r->get(), row, 1)});
         for (const auto& [k, index] : creation_keys)
           if (!written.count(k))
-            (*results)[index] =
-                absl::AlreadyExistsError("a session was already created for this Idempotency-Key");
+            refuse(index, absl::AlreadyExistsError(
+                              "a session was already created for this Idempotency-Key"));
       }
       if (!rows.usage.empty()) {
         std::vector<std::string> user;
@@ -547,17 +616,49 @@ Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<
             {TextArray(user), IntArray(calls), IntArray(tin), IntArray(tout), DoubleArray(cost)});
         if (!r.ok()) return r.status();
       }
-      if (!rows.intake_seq.empty()) {
+      if (!rows.intake_sid.empty()) {
+        // The database numbers them (persona_intake_seq): across processes,
+        // an entry accepted after another was acknowledged comes after it.
         auto r = c.Exec(
-            "INSERT INTO persona_intake (seq, payload) SELECT * FROM unnest($1::bigint[], "
-            "$2::text[])",
-            {IntArray(rows.intake_seq), TextArray(rows.intake_payload)});
+            "INSERT INTO persona_intake (session_id, request_id, payload, owner) "
+            "SELECT s, r, p, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(s, r, p)",
+            {TextArray(rows.intake_sid), TextArray(rows.intake_rid), TextArray(rows.intake_payload),
+             node_id_});
         if (!r.ok()) return r.status();
       }
       if (!rows.intake_done.empty()) {
-        auto r = c.Exec("DELETE FROM persona_intake WHERE seq = ANY($1::bigint[])",
-                        {IntArray(rows.intake_done)});
+        std::vector<std::string> rids;
+        for (const auto& [rid, index] : rows.intake_done) rids.push_back(rid);
+        // Only entries this process still owns: one another process claimed
+        // is that process's to apply (this append then writes nothing).
+        auto r = c.Exec(
+            "DELETE FROM persona_intake WHERE request_id = ANY($1::text[]) AND owner = $2 "
+            "RETURNING request_id, session_id, seq",
+            {TextArray(rids), node_id_});
         if (!r.ok()) return r.status();
+        std::vector<std::string> del_rid, del_sid;
+        std::vector<int64_t> del_seq;
+        for (int row = 0; row < PQntuples(r->get()); ++row) {
+          del_rid.push_back(PQgetvalue(r->get(), row, 0));
+          del_sid.push_back(PQgetvalue(r->get(), row, 1));
+          del_seq.push_back(std::strtoll(PQgetvalue(r->get(), row, 2), nullptr, 10));
+        }
+        std::set<std::string> deleted(del_rid.begin(), del_rid.end());
+        for (const auto& [rid, index] : rows.intake_done)
+          if (!deleted.count(rid)) refuse(index, IntakeTakenError());
+        // A session's entries in seq order: one whose session still has an
+        // older entry (another process's) waits for it.
+        if (!del_rid.empty()) {
+          auto older = c.Exec(
+              "SELECT d.rid FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d(rid, sid, seq) "
+              "WHERE EXISTS (SELECT 1 FROM persona_intake i WHERE i.session_id = d.sid "
+              "AND i.seq < d.seq)",
+              {TextArray(del_rid), TextArray(del_sid), IntArray(del_seq)});
+          if (!older.ok()) return older.status();
+          for (int row = 0; row < PQntuples(older->get()); ++row)
+            refuse(rows.intake_done.at(PQgetvalue(older->get(), row, 0)),
+                   absl::AbortedError("an older request of this session waits in the intake"));
+        }
       }
       if (!rows.requests.empty()) {
         std::vector<std::string> sid, rid, record;
@@ -609,17 +710,14 @@ Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<
       }
       if (p.idempotency && p.idempotency->scope == "_")
         creation_keys[{p.idempotency->scope, p.idempotency->key}] = i;
-      AddRows(p, &rows);
+      AddRows(p, i, &rows);
     }
     if (Status st = flush(); !st.ok()) return fail(st);
-    // A creation key found taken: write the batch again without that append.
-    bool retry = false;
-    for (const auto& [k, index] : creation_keys) retry = retry || !results->at(index).ok();
-    if (retry) {
+    if (retry) {  // write the batch again without the refused appends
       c.Exec("ROLLBACK").IgnoreError();
       // Version refusals of this attempt are decided again next time.
       for (size_t i = 0; i < batch.size(); ++i)
-        if (absl::IsAborted(results->at(i))) (*results)[i] = absl::OkStatus();
+        if (!refused[i]) (*results)[i] = absl::OkStatus();
       continue;
     }
     if (auto r = c.Exec("COMMIT"); !r.ok()) {
@@ -798,15 +896,54 @@ StatusOr<SessionHead> PostgresEventStore::Head(std::string_view session_id) {
   return h;
 }
 
-StatusOr<std::vector<IntakeEntry>> PostgresEventStore::ReadIntake(uint64_t after, size_t limit) {
-  auto r = Query("SELECT seq, payload FROM persona_intake WHERE seq > $1 ORDER BY seq LIMIT $2",
-                 {std::to_string(after), std::to_string(std::min<size_t>(limit, INT32_MAX))});
-  if (!r.ok()) return r.status();
+namespace {
+std::vector<IntakeEntry> IntakeFrom(PGresult* r) {  // seq, payload, session_id, request_id
   std::vector<IntakeEntry> out;
-  for (int row = 0; row < PQntuples(r->get()); ++row)
-    out.push_back(
-        {std::strtoull(PQgetvalue(r->get(), row, 0), nullptr, 10), Str(r->get(), row, 1)});
+  for (int row = 0; row < PQntuples(r); ++row)
+    out.push_back({std::strtoull(PQgetvalue(r, row, 0), nullptr, 10), Str(r, row, 1),
+                   Str(r, row, 2), Str(r, row, 3)});
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
   return out;
+}
+}  // namespace
+
+StatusOr<std::vector<IntakeEntry>> PostgresEventStore::ClaimIntake(size_t limit) {
+  // Entries whose owner is not alive (it stopped, died, or was a previous
+  // run of this process) become this process's. First the dead owners, then
+  // their entries: the claim's condition must be on the entry's own columns,
+  // because a row that another claimer just took is re-checked (READ
+  // COMMITTED's EvalPlanQual) against its new version's columns only, not
+  // against a join. SKIP LOCKED: processes claiming at once take different
+  // entries; the owner check at apply time and the per-session order check
+  // keep any split correct.
+  auto dead = Query(
+      "SELECT DISTINCT q.owner FROM persona_intake q WHERE q.owner <> $1 AND NOT EXISTS ("
+      "  SELECT 1 FROM persona_nodes n WHERE n.node_id = q.owner AND n.alive_until >= now())",
+      {node_id_});
+  if (!dead.ok()) return dead.status();
+  std::vector<std::string> owners;
+  for (int row = 0; row < PQntuples(dead->get()); ++row) owners.push_back(Str(dead->get(), row, 0));
+  if (owners.empty()) return std::vector<IntakeEntry>();
+  auto r = Query(
+      "WITH c AS (SELECT seq FROM persona_intake WHERE owner = ANY($2::text[]) "
+      "  ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
+      "UPDATE persona_intake i SET owner = $1 FROM c "
+      "WHERE i.seq = c.seq RETURNING i.seq, i.payload, i.session_id, i.request_id",
+      {node_id_, TextArray(owners), std::to_string(std::min<size_t>(limit, INT32_MAX))});
+  if (!r.ok()) return r.status();
+  return IntakeFrom(r->get());
+}
+
+StatusOr<std::optional<IntakeEntry>> PostgresEventStore::FindIntake(std::string_view session_id,
+                                                                    std::string_view request_id) {
+  auto r = Query(
+      "SELECT seq, payload, session_id, request_id FROM persona_intake "
+      "WHERE request_id = $1 AND session_id = $2",
+      {std::string(request_id), std::string(session_id)});
+  if (!r.ok()) return r.status();
+  auto v = IntakeFrom(r->get());
+  if (v.empty()) return std::optional<IntakeEntry>();
+  return std::optional<IntakeEntry>(std::move(v.front()));
 }
 
 StatusOr<uint64_t> PostgresEventStore::LastIntakeSeq() {

@@ -1,14 +1,15 @@
 // PostgresEventStore: the EventStore on a PostgreSQL server (SPEC §11), on
 // libpq.
 //
-// Tables (schema version 1, applied at Open; a database whose schema is
+// Tables (schema version 2, applied at Open; a database whose schema is
 // newer than this build knows is refused):
 //   persona_sessions    (session_id PK, user_id, version, meta)       meta: SessionMeta JSON
 //   persona_events      (session_id, seq) PK, type, body               body: the event JSON
 //   persona_snapshots   (session_id PK, seq, state)
 //   persona_idempotency (scope, key) PK, response, created_at_ms
 //   persona_usage       (user_id PK, calls, tokens_in, tokens_out, cost_usd)
-//   persona_intake      (seq PK, payload)
+//   persona_intake      (seq PK, payload, session_id, request_id, owner)
+//   persona_nodes       (node_id PK, alive_until)      the processes whose intake entries are live
 //   persona_requests    (session_id, request_id) PK, record, created_at_ms
 //   persona_schema      (version)
 // JSON is stored as text, byte for byte as the engine wrote it (jsonb would
@@ -56,12 +57,16 @@ struct PostgresOptions {
   size_t queue_limit = 8192;  // queued appends before ResourceExhausted
   int64_t idempotency_ttl_ms = 48LL * 3600 * 1000;
   int connect_timeout_s = 5;
+  // This process's intake entries are its own while it renews its row in
+  // persona_nodes (every lease/5); once the lease runs out (it stopped or
+  // died) any process may claim them.
+  int64_t intake_lease_ms = 5000;
 };
 
 class PostgresEventStore final : public EventStore {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Connects, applies missing migrations (serialized across processes by an
   // advisory lock), and starts the commit thread. Unavailable names what
@@ -80,7 +85,10 @@ class PostgresEventStore final : public EventStore {
   StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
                                                      std::string_view key) override;
   StatusOr<SessionHead> Head(std::string_view session_id) override;
-  StatusOr<std::vector<IntakeEntry>> ReadIntake(uint64_t after, size_t limit) override;
+  bool Shared() const override { return true; }
+  StatusOr<std::vector<IntakeEntry>> ClaimIntake(size_t limit) override;
+  StatusOr<std::optional<IntakeEntry>> FindIntake(std::string_view session_id,
+                                                  std::string_view request_id) override;
   StatusOr<uint64_t> LastIntakeSeq() override;
   StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,
                                                         std::string_view request_id) override;
@@ -88,6 +96,8 @@ class PostgresEventStore final : public EventStore {
   Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) override;
   void Close() override;
   Status Health() const override;
+  // This process's name in persona_nodes and the intake's owner column.
+  const std::string& node_id() const { return node_id_; }
 
   struct Pending;  // an encoded append (internal)
   class Connection;
@@ -102,6 +112,9 @@ class PostgresEventStore final : public EventStore {
   // Writes `batch` in one transaction; fills `results` (one per append).
   Status CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results);
   void ExpireRecords();
+  // Renews this process's lease on its intake entries.
+  Status Heartbeat();
+  void KeeperLoop();
 
   // Runs one read on a pooled connection (retried once on a fresh one if the
   // pooled one had died).
@@ -120,6 +133,9 @@ class PostgresEventStore final : public EventStore {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Status health_ ABSL_GUARDED_BY(mu_);  // the last commit's failure, until one succeeds
   std::thread committer_;
+  std::thread keeper_;                 // the heartbeat
+  std::condition_variable keeper_cv_;  // wakes it to stop
+  std::string node_id_;                // host:pid:random, new every run
 
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;

@@ -42,6 +42,38 @@ std::string IntakeKey(uint64_t seq) {
   PutBigEndian64(&k, seq);
   return k;
 }
+// An intake value: 0x01, then the session id and the request id each with a
+// 4-byte BE length, then the payload. Values written before entries named
+// their session and request are the bare payload (a JSON object, never 0x01).
+std::string IntakeValue(const IntakeEntry& e) {
+  std::string v(1, '\x01');
+  for (const std::string* f : {&e.session_id, &e.request_id}) {
+    for (int i = 3; i >= 0; --i) v.push_back(static_cast<char>((f->size() >> (i * 8)) & 0xff));
+    v += *f;
+  }
+  v += e.payload;
+  return v;
+}
+Status DecodeIntake(std::string_view key, std::string_view v, IntakeEntry* e) {
+  if (key.size() != 10) return absl::DataLossError("corrupt intake key");
+  e->seq = GetBigEndian64(key.substr(2));
+  if (v.empty() || v[0] != '\x01') {
+    e->payload.assign(v);
+    return absl::OkStatus();
+  }
+  v.remove_prefix(1);
+  for (std::string* f : {&e->session_id, &e->request_id}) {
+    if (v.size() < 4) return absl::DataLossError("corrupt intake entry");
+    size_t n = 0;
+    for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(v[i]);
+    v.remove_prefix(4);
+    if (v.size() < n) return absl::DataLossError("corrupt intake entry");
+    f->assign(v.substr(0, n));
+    v.remove_prefix(n);
+  }
+  e->payload.assign(v);
+  return absl::OkStatus();
+}
 std::string UsageKey(std::string_view user) { return "u:" + std::string(user); }
 std::string RequestPrefix(std::string_view sid) { return "r:" + std::string(sid) + ":"; }
 std::string RequestKey(std::string_view sid, std::string_view id) {
@@ -185,8 +217,11 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
     p->puts.emplace_back(IdemPrefix(req.idempotency->scope) + req.idempotency->key,
                          Timestamped(req.idempotency->response));
   }
-  if (req.intake_add) p->puts.emplace_back(IntakeKey(req.intake_add->seq), req.intake_add->payload);
-  if (req.intake_done) p->deletes.push_back(IntakeKey(*req.intake_done));
+  if (req.intake_add)
+    p->puts.emplace_back(IntakeKey(req.intake_add->seq), IntakeValue(*req.intake_add));
+  // One process owns this store: its entries are never taken over, and its
+  // actors apply each session's entries in order.
+  if (req.intake_done) p->deletes.push_back(IntakeKey(req.intake_done->seq));
   if (req.user_usage && req.user_usage->delta.calls > 0) {
     p->merges.emplace_back(UsageKey(req.user_usage->user_id),
                            json::serialize(UsageToJson(req.user_usage->delta)));
@@ -482,22 +517,53 @@ StatusOr<SessionHead> RocksDbEventStore::Head(std::string_view session_id) {
   return head;
 }
 
-StatusOr<std::vector<IntakeEntry>> RocksDbEventStore::ReadIntake(uint64_t after, size_t limit) {
-  std::vector<IntakeEntry> out;
+Status RocksDbEventStore::ScanIntake(uint64_t after, const std::function<bool(IntakeEntry)>& fn) {
   rocksdb::ReadOptions ro;
   const std::string end = "q;";
   rocksdb::Slice upper(end);
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  for (it->Seek(IntakeKey(after + 1)); it->Valid() && out.size() < limit; it->Next()) {
-    if (it->key().size() != 10) return absl::DataLossError("corrupt intake key");
+  for (it->Seek(IntakeKey(after + 1)); it->Valid(); it->Next()) {
     IntakeEntry e;
-    e.seq = GetBigEndian64(std::string_view(it->key().data() + 2, 8));
-    e.payload.assign(it->value().data(), it->value().size());
-    out.push_back(std::move(e));
+    if (Status st = DecodeIntake(std::string_view(it->key().data(), it->key().size()),
+                                 std::string_view(it->value().data(), it->value().size()), &e);
+        !st.ok())
+      return st;
+    if (!fn(std::move(e))) break;
   }
   if (!it->status().ok()) return FromRocks(it->status(), "read intake");
+  return absl::OkStatus();
+}
+
+StatusOr<std::vector<IntakeEntry>> RocksDbEventStore::ClaimIntake(size_t limit) {
+  std::lock_guard<std::mutex> l(claim_mu_);
+  if (!claim_through_) {  // the first claim: everything the previous run left
+    auto last = LastIntakeSeq();
+    if (!last.ok()) return last.status();
+    claim_through_ = *last;
+  }
+  std::vector<IntakeEntry> out;
+  Status st = ScanIntake(claimed_, [&](IntakeEntry e) {
+    if (e.seq > *claim_through_ || out.size() >= limit) return false;
+    out.push_back(std::move(e));
+    return true;
+  });
+  if (!st.ok()) return st;
+  claimed_ = out.empty() ? *claim_through_ : out.back().seq;
   return out;
+}
+
+StatusOr<std::optional<IntakeEntry>> RocksDbEventStore::FindIntake(std::string_view session_id,
+                                                                   std::string_view request_id) {
+  // A scan: the engine asks only shared stores (its applier knows every
+  // pending request of a store one process owns).
+  std::optional<IntakeEntry> found;
+  Status st = ScanIntake(0, [&](IntakeEntry e) {
+    if (e.session_id == session_id && e.request_id == request_id) found = std::move(e);
+    return !found;
+  });
+  if (!st.ok()) return st;
+  return found;
 }
 
 StatusOr<uint64_t> RocksDbEventStore::LastIntakeSeq() {

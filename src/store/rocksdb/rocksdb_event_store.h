@@ -20,8 +20,10 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -60,7 +62,9 @@ class RocksDbEventStore final : public EventStore {
   StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
                                                      std::string_view key) override;
   StatusOr<SessionHead> Head(std::string_view session_id) override;
-  StatusOr<std::vector<IntakeEntry>> ReadIntake(uint64_t after, size_t limit) override;
+  StatusOr<std::vector<IntakeEntry>> ClaimIntake(size_t limit) override;
+  StatusOr<std::optional<IntakeEntry>> FindIntake(std::string_view session_id,
+                                                  std::string_view request_id) override;
   StatusOr<uint64_t> LastIntakeSeq() override;
   StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,
                                                         std::string_view request_id) override;
@@ -92,6 +96,9 @@ class RocksDbEventStore final : public EventStore {
   Status Stage(const Pending& p, rocksdb::WriteBatch* batch,
                std::unordered_map<std::string, uint64_t>* versions);
   StatusOr<uint64_t> StoredVersion(const std::string& sid);
+  // Calls `fn` for intake entries with seq > after, in order, until it
+  // returns false.
+  Status ScanIntake(uint64_t after, const std::function<bool(IntakeEntry)>& fn);
 
   RocksDbOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -108,6 +115,12 @@ class RocksDbEventStore final : public EventStore {
   Status failed_ ABSL_GUARDED_BY(mu_);
   Status low_space_ ABSL_GUARDED_BY(mu_);  // the last commit found the disk nearly full
   std::thread committer_;
+
+  // ClaimIntake hands out what the previous run left: entries up to the
+  // last seq stored at the first claim, once each.
+  std::mutex claim_mu_;
+  std::optional<uint64_t> claim_through_ ABSL_GUARDED_BY(claim_mu_);
+  uint64_t claimed_ ABSL_GUARDED_BY(claim_mu_) = 0;
 
   StoreMetrics metrics_ = StoreMetrics::Register();
 };
