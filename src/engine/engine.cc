@@ -5,6 +5,7 @@
 #include <deque>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/ids.h"
 #include "core/logging.h"
@@ -82,6 +83,7 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
                Executor executor, cache::ProfileCache* cache)
     : options_(std::move(options)),
       store_(store),
+      shared_(store->Shared()),
       bus_(bus),
       provider_(provider),
       schemas_(std::move(schemas)),
@@ -118,6 +120,11 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
                    "The fastest admitted operation of the last interval (the admission signal)");
   admission_shed_ = reg.GetCounter("persona_admission_shed_total",
                                    "Operations refused with 503 because the limit was reached");
+  reloads_ = reg.GetCounter("persona_session_reloads_total",
+                            "Sessions loaded again because another node had written them");
+  conflict_retries_ =
+      reg.GetCounter("persona_conflict_retries_total",
+                     "Writes run again after another node appended to the session first");
 }
 
 Engine::~Engine() = default;
@@ -289,10 +296,21 @@ void Engine::Forget(Actor& a) {
 }
 
 Status Engine::EnsureLoaded(Actor& a) {
+  uint64_t have = 0;
   {
     std::lock_guard<std::mutex> l(a.mu);
     if (a.deleted) return absl::NotFoundError("no such session");
-    if (a.state) return absl::OkStatus();
+    if (a.state && !shared_) return absl::OkStatus();
+    if (a.state) have = a.state->meta.version;
+  }
+  if (have > 0) {
+    // On a store other processes write too, the state in memory may be
+    // behind: one primary-key read says whether it is (read-your-writes
+    // across nodes), and only then is the session loaded again.
+    auto head = store_->Head(a.id);
+    if (head.ok() && head->version == have) return absl::OkStatus();
+    if (head.ok()) reloads_->Inc();
+    if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
   }
   auto loaded = store_->Load(a.id);
   if (!loaded.ok()) {
@@ -309,8 +327,13 @@ Status Engine::EnsureLoaded(Actor& a) {
   if (!schema.ok()) return absl::FailedPreconditionError("session uses an unknown schema");
   auto state = Project(*loaded, *schema, options_.history_window);
   if (!state.ok()) return state.status();
+  // Stamps read from the log advance this node's clock: a later event here
+  // orders after them even if this node's clock is behind.
+  if (!loaded->tail.empty()) clock_.Observe(loaded->tail.back().hlc);
   std::lock_guard<std::mutex> l(a.mu);
-  a.state = std::move(*state);
+  // A load that raced with a commit on this node must not put an older
+  // state over the newer one.
+  if (!a.state || state->meta.version >= a.state->meta.version) a.state = std::move(*state);
   return absl::OkStatus();
 }
 
@@ -447,6 +470,12 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
     ExecutorFor(applying_op)([this, a, release = std::move(release), shared, done = std::move(done),
                               st = std::move(st)]() mutable {
       if (!st.ok()) {
+        if (IsVersionConflict(st)) {
+          // Another writer (another node) got there first: the state here
+          // is behind, and the next operation loads it again.
+          std::lock_guard<std::mutex> l(a->mu);
+          a->state.reset();
+        }
         done(st);
         release();
         return;
@@ -543,8 +572,36 @@ void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
       done);
 }
 
+bool Engine::IsVersionConflict(const Status& st) {
+  return absl::IsAborted(st) && absl::StartsWith(st.message(), "version conflict");
+}
+
+ReplyCallback Engine::RetryOnConflict(int attempt, std::function<void(ReplyCallback)> again,
+                                      ReplyCallback done) {
+  // A commit refused because another writer appended first (another node,
+  // on a shared store) is run again on the reloaded state, a few times: the
+  // client sent no precondition, so the conflict is not its to see.
+  if (!shared_ || attempt >= kConflictRetries) return done;
+  return
+      [this, attempt, again = std::move(again), done = std::move(done)](StatusOr<Reply> r) mutable {
+        if (r.ok() || !IsVersionConflict(r.status())) return done(std::move(r));
+        conflict_retries_->Inc();
+        again(std::move(done));
+      };
+}
+
 void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
+  PostMessage(std::move(req), std::move(done), 0);
+}
+
+void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  done = RetryOnConflict(
+      attempt,
+      [this, req, attempt](ReplyCallback d) mutable {
+        PostMessage(std::move(req), std::move(d), attempt + 1);
+      },
+      std::move(done));
   // Someone else's session is refused before it can queue behind the
   // owner's work (or fill its queue): the answer and its timing are those of
   // a missing session. The check inside the operation stays (a race guard).
@@ -693,7 +750,21 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done) {
 }
 
 void Engine::PatchProfile(PatchRequest req, ReplyCallback done) {
+  PatchProfile(std::move(req), std::move(done), 0);
+}
+
+void Engine::PatchProfile(PatchRequest req, ReplyCallback done, int attempt) {
   if (draining_) return done(absl::UnavailableError("server is shutting down"));
+  // With If-Match the client named the version it edits: a conflict is its
+  // answer (412 once reloaded), not something to retry.
+  if (!req.if_match) {
+    done = RetryOnConflict(
+        attempt,
+        [this, req, attempt](ReplyCallback d) mutable {
+          PatchProfile(std::move(req), std::move(d), attempt + 1);
+        },
+        std::move(done));
+  }
   if (!req.caller.unrestricted()) {  // as in PostMessage: before it can queue
     if (Status st = Exists(req.caller, req.session_id); !st.ok()) return done(st);
   }
@@ -867,8 +938,9 @@ StatusOr<std::pair<std::string, uint64_t>> Engine::GetProfileJson(const auth::Ca
                                                                   const std::string& session_id) {
   // A session in memory answers from its state: the freshest and cheapest
   // source. The cache serves sessions that are not in memory, without
-  // loading them.
-  if (auto a = GetActor(session_id, false)) {
+  // loading them. On a shared store another node may have written since:
+  // EnsureLoaded below checks.
+  if (auto a = shared_ ? nullptr : GetActor(session_id, false)) {
     std::lock_guard<std::mutex> l(a->mu);
     if (a->deleted) return absl::NotFoundError("no such session");
     if (a->state) {

@@ -220,6 +220,15 @@ class Engine {
   // Writes a request into the intake and answers 202.
   void Accept(const auth::Caller& caller, std::string session_id, std::string route,
               std::string idempotency_key, json::object payload, ReplyCallback done);
+  void PostMessage(MessageRequest req, ReplyCallback done, int attempt);
+  void PatchProfile(PatchRequest req, ReplyCallback done, int attempt);
+  // A store refusal because another writer appended first.
+  static bool IsVersionConflict(const Status& st);
+  static constexpr int kConflictRetries = 10;
+  // `done`, or on a shared store a callback that runs `again` (the same
+  // request, reloaded) instead of reporting a version conflict.
+  ReplyCallback RetryOnConflict(int attempt, std::function<void(ReplyCallback)> again,
+                                ReplyCallback done);
   // OK if the session exists (resident, or in the store) and `caller` may touch it.
   Status Exists(const auth::Caller& caller, const std::string& session_id);
   model::Event NewEvent(std::string_view type, std::string_view origin, json::object data);
@@ -243,6 +252,9 @@ class Engine {
 
   EngineOptions options_;
   store::EventStore* store_;
+  // Other processes write to the store too (PostgreSQL): states in memory
+  // are checked against the store before use.
+  bool shared_ = false;
   bus::Bus* bus_;
   ai::Provider* provider_;
   std::map<std::string, std::shared_ptr<const model::Schema>> schemas_;
@@ -289,6 +301,8 @@ class Engine {
   metrics::Gauge* admission_limit_;
   metrics::Gauge* admission_fastest_us_;
   metrics::Counter* admission_shed_;
+  metrics::Counter* reloads_;
+  metrics::Counter* conflict_retries_;
 };
 
 }  // namespace persona::engine
