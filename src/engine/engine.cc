@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <random>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -84,6 +85,7 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
     : options_(std::move(options)),
       store_(store),
       shared_(store->Shared()),
+      retry_timer_(shared_ ? std::make_unique<Scheduler>() : nullptr),
       bus_(bus),
       provider_(provider),
       schemas_(std::move(schemas)),
@@ -582,12 +584,19 @@ ReplyCallback Engine::RetryOnConflict(int attempt, std::function<void(ReplyCallb
   // on a shared store) is run again on the reloaded state, a few times: the
   // client sent no precondition, so the conflict is not its to see.
   if (!shared_ || attempt >= kConflictRetries) return done;
-  return
-      [this, attempt, again = std::move(again), done = std::move(done)](StatusOr<Reply> r) mutable {
-        if (r.ok() || !IsVersionConflict(r.status())) return done(std::move(r));
-        conflict_retries_->Inc();
-        again(std::move(done));
-      };
+  return [this, attempt, again = std::move(again),
+          done = std::move(done)](StatusOr<Reply> r) mutable {
+    if (r.ok() || !IsVersionConflict(r.status())) return done(std::move(r));
+    conflict_retries_->Inc();
+    // After a random pause that grows with each attempt (up to 64 ms), so
+    // two nodes that keep colliding on one session fall out of step.
+    const int cap = 1 << std::min(attempt + 1, 6);
+    thread_local std::minstd_rand rng(std::random_device{}());
+    const auto pause = std::chrono::milliseconds(std::uniform_int_distribution<int>(0, cap)(rng));
+    retry_timer_->After(pause, [again = std::move(again), done = std::move(done)]() mutable {
+      again(std::move(done));
+    });
+  };
 }
 
 void Engine::PostMessage(MessageRequest req, ReplyCallback done) {

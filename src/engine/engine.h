@@ -36,6 +36,7 @@
 #include "bus/bus.h"
 #include "cache/profile_cache.h"
 #include "core/clock.h"
+#include "core/scheduler.h"
 #include "engine/session_state.h"
 #include "limits/concurrency_limiter.h"
 #include "metrics/metrics.h"
@@ -224,7 +225,7 @@ class Engine {
   void PatchProfile(PatchRequest req, ReplyCallback done, int attempt);
   // A store refusal because another writer appended first.
   static bool IsVersionConflict(const Status& st);
-  static constexpr int kConflictRetries = 10;
+  static constexpr int kConflictRetries = 20;
   // `done`, or on a shared store a callback that runs `again` (the same
   // request, reloaded) instead of reporting a version conflict.
   ReplyCallback RetryOnConflict(int attempt, std::function<void(ReplyCallback)> again,
@@ -255,6 +256,8 @@ class Engine {
   // Other processes write to the store too (PostgreSQL): states in memory
   // are checked against the store before use.
   bool shared_ = false;
+  // Runs requests again after a version conflict (shared stores only).
+  std::unique_ptr<Scheduler> retry_timer_;
   bus::Bus* bus_;
   ai::Provider* provider_;
   std::map<std::string, std::shared_ptr<const model::Schema>> schemas_;
