@@ -19,6 +19,7 @@
 #include "app/commands.h"
 #include "auth/authenticator.h"
 #include "bus/local/local_bus.h"
+#include "bus/redis/redis_bus.h"
 #include "cache/profile_cache.h"
 #include "config/config.h"
 #include "core/logging.h"
@@ -174,7 +175,20 @@ int Serve(const ServeFlags& flags) {
   asio::io_context ioc(threads);
   auto work = asio::make_work_guard(ioc);
 
-  bus::LocalBus bus;
+  // The bus: in-process, or Redis between nodes that share a PostgreSQL store.
+  bus::LocalBus local_bus;
+  std::unique_ptr<bus::RedisBus> redis_bus;
+  if (cfg->bus.backend == "redis") {
+    bus::RedisBusOptions bopt;
+    bopt.url = cfg->bus.url;
+    auto made = bus::RedisBus::Create(bopt);
+    if (!made.ok()) {
+      std::cerr << "persona: invalid configuration: " << made.status().message() << "\n";
+      return 2;
+    }
+    redis_bus = std::move(*made);
+  }
+  bus::Bus& bus = redis_bus ? static_cast<bus::Bus&>(*redis_bus) : local_bus;
   // AI: the configured providers in order, the built-in rules last.
   std::string rules_name = "offline";
   for (const auto& p : cfg->ai.providers)
@@ -277,6 +291,15 @@ int Serve(const ServeFlags& flags) {
   engine::Engine engine(
       eopt, store->get(), &bus, &provider, *schemas,
       [&ioc](std::function<void()> fn) { asio::post(ioc, std::move(fn)); }, cache.get());
+  engine::BusBackfill backfill(&engine, store->get());
+  if (redis_bus) redis_bus->SetBackfill(&backfill);
+  // The bus reads through the engine and the store: it stops before them.
+  struct StopBus {
+    bus::RedisBus* bus;
+    ~StopBus() {
+      if (bus) bus->Stop();
+    }
+  } stop_bus{redis_bus.get()};
   // Async writes: the applier resumes what a previous run accepted before
   // anything new is accepted.
   engine::ApplierOptions aopt;
@@ -463,6 +486,7 @@ int Serve(const ServeFlags& flags) {
       const bool drained = engine.Drain(cfg->shutdown_grace_ms);
       // Let the last responses reach their sockets.
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (redis_bus) redis_bus->Stop();
       (*store)->Close();
       LogInfo("stopped", {{"drained", drained}});
       boost::system::error_code ignored;

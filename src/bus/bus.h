@@ -7,6 +7,7 @@
 // block: they hand the payload to their own bounded queue. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,9 +37,14 @@ class Bus {
   using TopicHandler = std::function<void(const std::string& topic, const Payload&)>;
   virtual std::unique_ptr<Subscription> SubscribeAll(
       TopicHandler handler, std::function<bool(const std::string&)> wants) = 0;
-  virtual void Publish(const std::string& topic, Payload payload) = 0;
+  // `seq` orders the topic's messages: the event's seq on an events topic,
+  // the profile's version on a profile topic, 0 for unordered topics.
+  virtual void Publish(const std::string& topic, Payload payload, uint64_t seq) = 0;
   // Number of handlers on `topic` (cheap: lets publishers skip building payloads).
   virtual size_t SubscriberCount(const std::string& topic) const = 0;
+  // True if publishes also reach other nodes (whose subscribers this node
+  // cannot count): publishers must not skip a topic with no local subscriber.
+  virtual bool Distributed() const { return false; }
 };
 
 }  // namespace persona::bus

@@ -402,8 +402,11 @@ StatusOr<Config> Load(const std::string& config_file, const std::map<std::string
     return absl::InvalidArgumentError("store.url: required when store.backend is postgres");
   if (c.cache.backend == "redis" && c.cache.url.empty())
     return absl::InvalidArgumentError("cache.url: required when cache.backend is redis");
-  if (c.bus.backend == "redis")
-    return absl::InvalidArgumentError("bus.backend: redis is not built yet (use local)");
+  if (c.bus.backend == "redis" && c.bus.url.empty())
+    return absl::InvalidArgumentError("bus.url: required when bus.backend is redis");
+  if (c.bus.backend == "redis" && c.store.backend != "postgres")
+    return absl::InvalidArgumentError(
+        "bus.backend: redis joins nodes that share a store: it needs store.backend postgres");
   for (const auto& [name, t] :
        {std::pair<const char*, const TlsConfig*>{"http", &c.http.tls}, {"mqtt", &c.mqtt.tls}}) {
     const bool any = !t->cert_file.empty() || !t->key_file.empty() || !t->client_ca_file.empty() ||

@@ -416,14 +416,16 @@ std::string Engine::IdempotencyScopeKey(std::string_view route, std::string_view
 }
 
 void Engine::Publish(const SessionState& s, const std::vector<model::Event>& events) {
+  const bool everywhere = bus_->Distributed();  // other nodes' subscribers count too
   const std::string topic = EventsTopic(s.meta.session_id);
-  if (bus_->SubscriberCount(topic) > 0) {
+  if (everywhere || bus_->SubscriberCount(topic) > 0) {
     for (const auto& e : events)
-      bus_->Publish(topic, std::make_shared<const std::string>(model::EventToJsonString(e)));
+      bus_->Publish(topic, std::make_shared<const std::string>(model::EventToJsonString(e)), e.seq);
   }
   const std::string ptopic = ProfileTopic(s.meta.session_id);
-  if (bus_->SubscriberCount(ptopic) > 0)
-    bus_->Publish(ptopic, std::make_shared<const std::string>(json::serialize(ProfileBody(s))));
+  if (everywhere || bus_->SubscriberCount(ptopic) > 0)
+    bus_->Publish(ptopic, std::make_shared<const std::string>(json::serialize(ProfileBody(s))),
+                  s.meta.version);
 }
 
 void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
@@ -907,7 +909,8 @@ void Engine::DeleteSession(const auth::Caller& caller, std::string session_id, R
               model::Event e = NewEvent(model::kSessionDeleted, "system", {});
               e.seq = version + 1;
               bus_->Publish(EventsTopic(a->id),
-                            std::make_shared<const std::string>(model::EventToJsonString(e)));
+                            std::make_shared<const std::string>(model::EventToJsonString(e)),
+                            e.seq);
               Reply r;
               r.status = 204;
               done(std::move(r));
@@ -1228,6 +1231,33 @@ StatusOr<std::vector<model::Event>> Engine::ListEvents(const auth::Caller& calle
   auto version = Version(caller, session_id);
   if (!version.ok()) return version.status();
   return store_->ReadEvents(session_id, after, limit);
+}
+
+StatusOr<std::vector<std::pair<uint64_t, bus::Payload>>> BusBackfill::EventsAfter(
+    const std::string& session_id, uint64_t after, uint64_t upto) {
+  std::vector<std::pair<uint64_t, bus::Payload>> out;
+  for (;;) {
+    const size_t want = upto == 0 ? 1000 : std::min<uint64_t>(1000, upto - after);
+    if (want == 0) return out;
+    auto page = store_->ReadEvents(session_id, after, want);
+    if (!page.ok()) return page.status();
+    for (const auto& e : *page) {
+      if (upto != 0 && e.seq > upto) return out;
+      out.emplace_back(e.seq, std::make_shared<const std::string>(model::EventToJsonString(e)));
+      after = e.seq;
+    }
+    if (page->size() < want || out.size() >= 100000) return out;
+  }
+}
+
+StatusOr<std::pair<uint64_t, bus::Payload>> BusBackfill::Profile(const std::string& session_id) {
+  auto p = engine_->GetProfileJson(auth::Caller::System(), session_id);
+  if (!p.ok()) return p.status();
+  return std::make_pair(p->second, std::make_shared<const std::string>(std::move(p->first)));
+}
+
+StatusOr<uint64_t> BusBackfill::Version(const std::string& session_id) {
+  return store_->SessionVersion(session_id);
 }
 
 }  // namespace persona::engine

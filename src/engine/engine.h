@@ -34,6 +34,7 @@
 #include "ai/provider.h"
 #include "auth/caller.h"
 #include "bus/bus.h"
+#include "bus/redis/redis_bus.h"
 #include "cache/profile_cache.h"
 #include "core/clock.h"
 #include "core/scheduler.h"
@@ -306,6 +307,21 @@ class Engine {
   metrics::Counter* admission_shed_;
   metrics::Counter* reloads_;
   metrics::Counter* conflict_retries_;
+};
+
+// What the Redis bus reads when messages went missing: the store's events
+// and the engine's current profile, as the engine publishes them.
+class BusBackfill final : public bus::Backfill {
+ public:
+  BusBackfill(Engine* engine, store::EventStore* store) : engine_(engine), store_(store) {}
+  StatusOr<std::vector<std::pair<uint64_t, bus::Payload>>> EventsAfter(
+      const std::string& session_id, uint64_t after, uint64_t upto) override;
+  StatusOr<std::pair<uint64_t, bus::Payload>> Profile(const std::string& session_id) override;
+  StatusOr<uint64_t> Version(const std::string& session_id) override;
+
+ private:
+  Engine* engine_;
+  store::EventStore* store_;
 };
 
 }  // namespace persona::engine

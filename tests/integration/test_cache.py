@@ -13,67 +13,9 @@ import threading
 import time
 import unittest
 
-from persona_server import Server
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+from persona_server import Redis, Server, free_port
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    """A redis-server on a free port in a temp dir (no persistence)."""
-
-    def __init__(self, port=None):
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="persona-redis-")
-        self.proc = None
-
-    def start(self):
-        if not os.path.exists(REDIS):
-            raise RuntimeError("redis-server not found (scripts/install-deps.sh installs it)")
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                if self.command("PING") == "+PONG":
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self):
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def cleanup(self):
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def command(self, *args):
-        """One RESP command; returns the first reply line (enough for these tests)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            msg = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a.encode()), a)
-                                                   for a in args)
-            s.sendall(msg.encode())
-            data = b""
-            while b"\r\n" not in data:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            return data.split(b"\r\n", 1)[0].decode()
-
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
 
 
 def metric(s, name, label=None):

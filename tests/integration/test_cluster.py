@@ -3,9 +3,11 @@ serves any session. Runs in the PostgreSQL suite (PERSONA_TEST_STORE=postgres)."
 import http.client
 import json
 import threading
+import time
 import unittest
 
-from persona_server import Server, postgres_only
+from mqtt_client import Client
+from persona_server import Redis, Server, postgres_only
 
 
 def nodes(n, extra_args=()):
@@ -105,6 +107,89 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(sorted(texts), sorted(acked))  # each once
         self.assertGreater(_metric(a, "persona_conflict_retries_total") +
                            _metric(b, "persona_conflict_retries_total"), 0)
+
+
+class ClusterBusTest(unittest.TestCase):
+    """Three nodes with the Redis bus: real-time across nodes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = None
+        cls.nodes = []
+        if not _on_postgres():
+            return
+        cls.redis = Redis().start()
+        cls.nodes = nodes(3, ["--set", "bus.backend=redis", "--set", "bus.url=" + cls.redis.url()])
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.cleanup()
+        if cls.redis:
+            cls.redis.cleanup()
+
+    def watch(self, node, sid):
+        c = Client(node.mqtt_port, client_id="watch-%s-%d" % (sid[:8], node.port))
+        self.assertEqual(c.subscribe("session/%s/events" % sid), [1])
+        return c
+
+    def collect(self, client, sid, upto, timeout=15):
+        """Events on the session's topic until seq `upto`: their seqs in arrival order."""
+        seqs = []
+        deadline = time.time() + timeout
+        while (not seqs or seqs[-1] < upto) and time.time() < deadline:
+            for topic, payload, *_ in client.messages(1, timeout=0.5):
+                if topic == "session/%s/events" % sid:
+                    seqs.append(json.loads(payload)["seq"])
+        return seqs
+
+    def write(self, node, sid, text):
+        st, _, body = node.request("POST", "/v1/sessions/%s/messages" % sid, {"text": text})
+        self.assertEqual(st, 200, body)
+        return body["version"]
+
+    @postgres_only
+    def test_a_subscriber_on_one_node_sees_writes_through_the_others_in_order(self):
+        a, b, c = self.nodes
+        st, _, body = a.request("POST", "/v1/sessions", {"user_id": "bus"})
+        sid = body["session_id"]
+        start = body["version"]
+        watcher = self.watch(c, sid)
+        version = start
+        for i in range(30):
+            version = self.write((a, b)[i % 2], sid, "note %d" % i)
+        seqs = self.collect(watcher, sid, version)
+        watcher.drop()
+        self.assertEqual(seqs, list(range(start + 1, version + 1)))
+        self.assertGreater(_metric(c, "persona_bus_received_total"), 0)  # through Redis
+
+    @postgres_only
+    def test_redis_killed_and_restarted_mid_run_loses_nothing(self):
+        a, b, c = self.nodes
+        st, _, body = a.request("POST", "/v1/sessions", {"user_id": "bus-outage"})
+        sid = body["session_id"]
+        start = body["version"]
+        watcher = self.watch(c, sid)
+        version = start
+        for i in range(5):
+            version = self.write(a, sid, "before %d" % i)
+        self.redis.kill()
+        for i in range(10):  # Redis down: C polls the store
+            version = self.write((a, b)[i % 2], sid, "during %d" % i)
+        during = self.collect(watcher, sid, version)
+        self.assertEqual(_metric(c, "persona_bus_up"), 0.0)
+        self.redis.start()
+        deadline = time.time() + 10
+        while time.time() < deadline and _metric(c, "persona_bus_up") != 1.0:
+            time.sleep(0.1)
+        self.assertEqual(_metric(c, "persona_bus_up"), 1.0)
+        after = []
+        for i in range(5):
+            version = self.write(b, sid, "after %d" % i)
+        after = self.collect(watcher, sid, version)
+        watcher.drop()
+        self.assertEqual(during + after, list(range(start + 1, version + 1)))
+        self.assertGreater(_metric(c, "persona_bus_filled_events_total"), 0)
 
 
 def _on_postgres():

@@ -73,7 +73,7 @@ void LocalBus::Unsubscribe(const std::string& topic, uint64_t id) {
   if (v.empty()) s.topics.erase(it);
 }
 
-void LocalBus::Publish(const std::string& topic, Payload payload) {
+void LocalBus::Publish(const std::string& topic, Payload payload, uint64_t /*seq*/) {
   // Copy the handler lists under the locks and call outside them.
   std::vector<std::shared_ptr<Handler>> handlers;
   {

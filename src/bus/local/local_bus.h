@@ -17,7 +17,7 @@ class LocalBus final : public Bus {
   std::unique_ptr<Subscription> Subscribe(const std::string& topic, Handler handler) override;
   std::unique_ptr<Subscription> SubscribeAll(
       TopicHandler handler, std::function<bool(const std::string&)> wants) override;
-  void Publish(const std::string& topic, Payload payload) override;
+  void Publish(const std::string& topic, Payload payload, uint64_t seq) override;
   size_t SubscriberCount(const std::string& topic) const override;
 
  private:
