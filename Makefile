@@ -8,7 +8,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test unit integration e2e bench bench-realtime crash-test asan tsan clean format
+.PHONY: all deps build run cluster test unit integration e2e bench bench-realtime crash-test asan tsan clean format
 
 all: build
 
@@ -24,6 +24,11 @@ build: deps $(BUILD)/build.ninja
 # Starts the server on embedded defaults: web UI at http://127.0.0.1:8080.
 run: build
 	./$(BUILD)/src/persona serve
+
+# A local cluster: PostgreSQL, Redis, three nodes and HAProxy on :8080 and
+# :1883 (scripts/cluster.sh); Ctrl-C stops it all.
+cluster: build
+	PERSONA_BIN=$(CURDIR)/$(BUILD)/src/persona ./scripts/cluster.sh
 
 # Unit, integration and browser end-to-end tests.
 test: build
