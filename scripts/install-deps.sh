@@ -9,7 +9,7 @@ PACKAGES=(
   librocksdb-dev libjemalloc-dev libhiredis-dev libabsl-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libssl-dev openssl libgtest-dev libgmock-dev libbenchmark-dev
   libpq-dev postgresql haproxy
-  curl python3 wrk redis-server redis-tools mosquitto mosquitto-clients nats-server libpaho-mqttpp-dev libpaho-mqtt-dev
+  curl python3 python3-yaml wrk redis-server redis-tools mosquitto mosquitto-clients nats-server libpaho-mqttpp-dev libpaho-mqtt-dev
 )
 if [[ "${PERSONA_BROWSER_TESTS:-1}" == 1 ]]; then
   PACKAGES+=(chromium nodejs npm)
