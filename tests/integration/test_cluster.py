@@ -133,14 +133,16 @@ class ClusterBusTest(unittest.TestCase):
         self.assertEqual(c.subscribe("session/%s/events" % sid), [1])
         return c
 
-    def collect(self, client, sid, upto, timeout=15):
-        """Events on the session's topic until seq `upto`: their seqs in arrival order."""
+    def collect(self, client, sid, upto, timeout=15, after=0):
+        """Events on the session's topic until seq `upto`: their seqs in arrival order
+        (those up to `after`, published before the subscription, left out)."""
         seqs = []
         deadline = time.time() + timeout
         while (not seqs or seqs[-1] < upto) and time.time() < deadline:
             for topic, payload, *_ in client.messages(1, timeout=0.5):
-                if topic == "session/%s/events" % sid:
-                    seqs.append(json.loads(payload)["seq"])
+                seq = json.loads(payload)["seq"] if topic.endswith("/events") else 0
+                if topic == "session/%s/events" % sid and seq > after:
+                    seqs.append(seq)
         return seqs
 
     def write(self, node, sid, text):
@@ -158,7 +160,7 @@ class ClusterBusTest(unittest.TestCase):
         version = start
         for i in range(30):
             version = self.write((a, b)[i % 2], sid, "note %d" % i)
-        seqs = self.collect(watcher, sid, version)
+        seqs = self.collect(watcher, sid, version, after=start)
         watcher.drop()
         self.assertEqual(seqs, list(range(start + 1, version + 1)))
         self.assertGreater(_metric(c, "persona_bus_received_total"), 0)  # through Redis
@@ -176,7 +178,7 @@ class ClusterBusTest(unittest.TestCase):
         self.redis.kill()
         for i in range(10):  # Redis down: C polls the store
             version = self.write((a, b)[i % 2], sid, "during %d" % i)
-        during = self.collect(watcher, sid, version)
+        during = self.collect(watcher, sid, version, after=start)
         self.assertEqual(_metric(c, "persona_bus_up"), 0.0)
         self.redis.start()
         deadline = time.time() + 10
@@ -186,10 +188,161 @@ class ClusterBusTest(unittest.TestCase):
         after = []
         for i in range(5):
             version = self.write(b, sid, "after %d" % i)
-        after = self.collect(watcher, sid, version)
+        after = self.collect(watcher, sid, version, after=during[-1] if during else start)
         watcher.drop()
         self.assertEqual(during + after, list(range(start + 1, version + 1)))
         self.assertGreater(_metric(c, "persona_bus_filled_events_total"), 0)
+
+
+class NodeKillTest(unittest.TestCase):
+    @postgres_only
+    def test_kill9_of_a_node_under_load_loses_nothing_and_its_devices_resume_elsewhere(self):
+        redis = Redis().start()
+        a, b, c = nodes(3, ["--set", "bus.backend=redis", "--set", "bus.url=" + redis.url()])
+        try:
+            sids = []
+            for i in range(4):
+                st, _, body = c.request("POST", "/v1/sessions", {"user_id": "kill-%d" % i})
+                sids.append(body["session_id"])
+                if i == 0:
+                    watched_from = body["version"]
+            # A device on A watches the first session.
+            device = Client(a.mqtt_port, client_id="device-on-a")
+            self.assertEqual(device.subscribe("session/%s/events" % sids[0]), [1])
+            acked = []
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def worker(node, w):
+                conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    sid = sids[(w + n) % len(sids)]
+                    text = "w%d-%d-%d" % (node.port, w, n)
+                    try:
+                        conn.request("POST", "/v1/sessions/%s/messages" % sid,
+                                     body=json.dumps({"text": text}),
+                                     headers={"Content-Type": "application/json"})
+                        r = conn.getresponse()
+                        r.read()
+                    except (OSError, http.client.HTTPException):
+                        return  # the node died: this one may or may not be stored
+                    if r.status == 200:
+                        with lock:
+                            acked.append((sid, text))
+
+            threads = [threading.Thread(target=worker, args=(node, w))
+                       for node in (a, b) for w in range(4)]
+            for t in threads:
+                t.start()
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                with lock:
+                    if len(acked) >= 600:
+                        break
+                time.sleep(0.01)
+            seen = [json.loads(p)["seq"] for t, p, *_ in device.messages(10000, timeout=0.2)
+                    if t.endswith("/events")]
+            a.kill9()
+            time.sleep(0.5)  # B's workers keep writing after A is gone
+            stop.set()
+            for t in threads:
+                t.join()
+            self.assertGreaterEqual(len(acked), 600)
+            # The device resumes on C: subscribe, then fill from its last seq.
+            device.drop()
+            device = Client(c.mqtt_port, client_id="device-on-a")
+            self.assertEqual(device.subscribe("session/%s/events" % sids[0]), [1])
+            last = max(seen) if seen else watched_from
+            st, _, page = c.request("GET", "/v1/sessions/%s/events?after=%d&limit=1000"
+                                    % (sids[0], last))
+            resumed = seen + [e["seq"] for e in page["events"]]
+            _, _, body = c.request("POST", "/v1/sessions/%s/messages" % sids[0],
+                                   {"text": "after the kill"})
+            live = [json.loads(p)["seq"] for t, p, *_ in device.messages(3, timeout=5)]
+            device.drop()
+            self.assertEqual(sorted(set(resumed + live)),
+                             list(range(watched_from + 1, body["version"] + 1)))
+            # Every acknowledged write is there exactly once, logs gapless.
+            counts = {}
+            for sid in sids:
+                for e in all_events(self, c, sid):
+                    if e["type"] == "message.user":
+                        k = (sid, e["data"]["text"])
+                        counts[k] = counts.get(k, 0) + 1
+            self.assertEqual([x for x in acked if counts.get(x, 0) == 0], [], "acknowledged writes lost")
+            self.assertEqual([k for k, v in counts.items() if v > 1], [], "writes duplicated")
+        finally:
+            for n in (a, b, c):
+                n.cleanup()
+            redis.cleanup()
+
+    @postgres_only
+    def test_a_postgres_restart_mid_run_loses_nothing_and_every_node_recovers(self):
+        from persona_server import Postgres
+        a, b = nodes(2)
+        try:
+            st, _, body = a.request("POST", "/v1/sessions", {"user_id": "pg-restart"})
+            sid = body["session_id"]
+            acked, statuses = [], set()
+            restarted = threading.Event()
+
+            def restart():
+                time.sleep(0.3)
+                Postgres.get().restart()
+                restarted.set()
+
+            t = threading.Thread(target=restart)
+            t.start()
+            n = 0
+            deadline = time.time() + 60
+            while time.time() < deadline and not restarted.is_set():  # writes across the restart
+                n += 1
+                node = (a, b)[n % 2]
+                text = "pg %d" % n
+                try:
+                    st, h, body = node.request("POST", "/v1/sessions/%s/messages" % sid,
+                                               {"text": text})
+                except OSError:
+                    continue
+                statuses.add(st)
+                if st == 200:
+                    acked.append(text)
+                elif st == 503:
+                    self.assertIn("retry-after", h)
+                    time.sleep(0.05)
+                else:
+                    self.fail("unexpected %d: %s" % (st, body))
+            t.join()
+            # After the restart both nodes write again.
+            for node in (a, b):
+                st, _, body = node.request("POST", "/v1/sessions/%s/messages" % sid,
+                                           {"text": "after %d" % node.port})
+                self.assertEqual(st, 200, body)
+                acked.append("after %d" % node.port)
+            events = all_events(self, b, sid)
+            texts = [e["data"]["text"] for e in events if e["type"] == "message.user"]
+            self.assertEqual(sorted(t for t in texts if t in set(acked)), sorted(acked))
+            self.assertEqual(len(texts), len(set(texts)))
+        finally:
+            a.cleanup()
+            b.cleanup()
+
+
+def all_events(test, node, sid):
+    """A session's whole log through `node`, checked gapless."""
+    events, after = [], 0
+    while True:
+        st, _, page = node.request("GET", "/v1/sessions/%s/events?after=%d&limit=1000"
+                                   % (sid, after))
+        test.assertEqual(st, 200, page)
+        if not page["events"]:
+            break
+        events += page["events"]
+        after = page["events"][-1]["seq"]
+    test.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+    return events
 
 
 def _on_postgres():

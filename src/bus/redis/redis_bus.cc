@@ -145,7 +145,7 @@ void RedisBus::Publish(const std::string& topic, Payload payload, uint64_t seq) 
       dropped_->Inc();
     }
   }
-  Deliver(topic, seq, payload, /*remote=*/false);
+  Deliver(topic, seq, payload);
 }
 
 std::shared_ptr<RedisBus::TopicState> RedisBus::StateFor(const std::string& topic, bool create) {
@@ -158,8 +158,7 @@ std::shared_ptr<RedisBus::TopicState> RedisBus::StateFor(const std::string& topi
   return st;
 }
 
-void RedisBus::Deliver(const std::string& topic, uint64_t seq, const Payload& payload,
-                       bool remote) {
+void RedisBus::Deliver(const std::string& topic, uint64_t seq, const Payload& payload) {
   const Kind kind = KindOf(topic);
   if (kind == Kind::kOther || seq == 0) {
     local_.Publish(topic, payload, seq);
@@ -178,8 +177,9 @@ void RedisBus::Deliver(const std::string& topic, uint64_t seq, const Payload& pa
   }
   std::lock_guard<std::mutex> l(state->mu);
   if (state->known && seq <= state->last) return;  // delivered already (or older)
-  if (kind == Kind::kEvents && remote && state->known && seq > state->last + 1) {
-    // A gap: what the bus lost comes from the store, in order, first.
+  if (kind == Kind::kEvents && state->known && seq > state->last + 1) {
+    // A gap: what the bus lost, or what another node wrote just before this
+    // node's own event and is still on its way, comes from the store first.
     if (Backfill* fill = backfill_.load()) {
       auto missing = fill->EventsAfter(SessionOf(topic), state->last, seq - 1);
       if (missing.ok()) {
@@ -356,7 +356,7 @@ void RedisBus::SubscriberLoop() {
           const uint64_t seq =
               std::strtoull(std::string(msg.substr(a + 1, b - a - 1)).c_str(), nullptr, 10);
           Deliver(channel.substr(sizeof(kChannelPrefix) - 1), seq,
-                  std::make_shared<const std::string>(msg.substr(b + 1)), /*remote=*/true);
+                  std::make_shared<const std::string>(msg.substr(b + 1)));
         }
       }
       freeReplyObject(reply);

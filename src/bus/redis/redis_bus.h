@@ -110,7 +110,7 @@ class RedisBus final : public Bus {
   };
   // Delivers one message to this node's subscribers, in order per topic,
   // filling a gap from the store first.
-  void Deliver(const std::string& topic, uint64_t seq, const Payload& payload, bool remote);
+  void Deliver(const std::string& topic, uint64_t seq, const Payload& payload);
   void PublisherLoop();
   void SubscriberLoop();
   void PollLoop();

@@ -478,7 +478,8 @@ void PostgresEventStore::CommitLoop() {
   }
 }
 
-Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results) {
+Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results,
+                                       bool reconnected) {
   results->assign(batch.size(), absl::OkStatus());
   if (!writer_ || !writer_->ok()) {
     writer_.reset();
@@ -502,7 +503,15 @@ Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<
       c.Exec("ROLLBACK").IgnoreError();
       return st;
     };
-    if (auto r = c.Exec("BEGIN"); !r.ok()) return r.status();
+    if (auto r = c.Exec("BEGIN"); !r.ok()) {
+      // A connection that died while idle (a database restart): nothing of
+      // this batch was sent, so it goes once more on a new connection.
+      if (reconnected || attempt > 0 || c.ok()) return r.status();
+      auto fresh = Connection::Connect(options_);
+      if (!fresh.ok()) return fresh.status();
+      writer_ = std::move(*fresh);
+      return CommitBatch(batch, results, /*reconnected=*/true);
+    }
     // Lock the batch's sessions and read their versions.
     std::set<std::string> sids;
     for (size_t i = 0; i < batch.size(); ++i)

@@ -110,7 +110,9 @@ class PostgresEventStore final : public EventStore {
   explicit PostgresEventStore(const PostgresOptions& options);
   void CommitLoop();
   // Writes `batch` in one transaction; fills `results` (one per append).
-  Status CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results);
+  // `reconnected`: on a connection opened because the last one had died.
+  Status CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results,
+                     bool reconnected = false);
   void ExpireRecords();
   // Renews this process's lease on its intake entries.
   Status Heartbeat();

@@ -85,9 +85,12 @@ class PgServer {
   // Stops the server (fast shutdown) and starts it again on the same port:
   // what a database restart looks like to persona.
   Status Restart() {
-    if (Status st = Ctl("stop -m fast -w"); !st.ok()) return st;
-    return Ctl(StartArgs());
+    if (Status st = Halt(); !st.ok()) return st;
+    return Resume();
   }
+  // The two halves of a restart: the database is down in between.
+  Status Halt() { return Ctl("stop -m fast -w"); }
+  Status Resume() { return Ctl(StartArgs()); }
 
  private:
   PgServer() = default;
