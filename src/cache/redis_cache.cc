@@ -102,17 +102,8 @@ std::string IoError(const redisContext* c, int saved_errno, std::string_view wha
   return msg;
 }
 
-// redisCommandArgv over string_views. nullptr on an I/O error (see c->errstr).
 redisReply* Command(redisContext* c, std::initializer_list<std::string_view> args) {
-  const char* argv[8];
-  size_t lens[8];
-  int n = 0;
-  for (std::string_view a : args) {
-    argv[n] = a.data();
-    lens[n] = a.size();
-    ++n;
-  }
-  return static_cast<redisReply*>(redisCommandArgv(c, n, argv, lens));
+  return RedisCommand(c, args);
 }
 
 bool AppendCommand(redisContext* c, std::initializer_list<std::string_view> args) {
@@ -185,6 +176,18 @@ bool ParseInt(std::string_view s, int* out) {
 }
 
 }  // namespace
+
+redisReply* RedisCommand(redisContext* c, std::initializer_list<std::string_view> args) {
+  const char* argv[8];
+  size_t lens[8];
+  int n = 0;
+  for (std::string_view a : args) {
+    argv[n] = a.data();
+    lens[n] = a.size();
+    ++n;
+  }
+  return static_cast<redisReply*>(redisCommandArgv(c, n, argv, lens));
+}
 
 StatusOr<RedisEndpoint> ParseRedisUrl(std::string_view url) {
   if (url.empty()) return BadUrl("", "empty; expected redis://[:password@]host[:port][/db]");

@@ -47,6 +47,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,6 +64,7 @@
 #include "metrics/metrics.h"
 
 struct redisContext;  // hiredis
+struct redisReply;
 
 namespace persona::cache {
 
@@ -80,6 +82,10 @@ struct RedisEndpoint {
 // form above: another scheme, no host, a port outside 1..65535, a path that is
 // not a database number, a query or fragment, or a user without a password.
 StatusOr<RedisEndpoint> ParseRedisUrl(std::string_view url);
+
+// redisCommandArgv over string_views (at most 8 arguments). nullptr on an I/O
+// error (see c->errstr); the caller frees the reply.
+redisReply* RedisCommand(redisContext* c, std::initializer_list<std::string_view> args);
 
 class RedisCache final : public ProfileCache {
  public:

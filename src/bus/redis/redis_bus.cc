@@ -6,7 +6,7 @@
 
 #include <chrono>
 
-#include "cache/redis_cache.h"  // ParseRedisUrl
+#include "cache/redis_cache.h"  // ParseRedisUrl, RedisCommand
 #include "core/ids.h"
 #include "core/logging.h"
 
@@ -50,15 +50,9 @@ void BlockSigpipe() {
 }
 
 redisReply* Command(redisContext* c, std::initializer_list<std::string_view> args) {
-  const char* argv[8];
-  size_t lens[8];
-  int n = 0;
-  for (std::string_view a : args) {
-    argv[n] = a.data();
-    lens[n] = a.size();
-    ++n;
-  }
-  return static_cast<redisReply*>(redisCommandArgv(c, n, argv, lens));
+  return cache::RedisCommand(c, args);
+}
+return static_cast<redisReply*>(redisCommandArgv(c, n, argv, lens));
 }
 
 }  // namespace
