@@ -52,8 +52,6 @@ void BlockSigpipe() {
 redisReply* Command(redisContext* c, std::initializer_list<std::string_view> args) {
   return cache::RedisCommand(c, args);
 }
-return static_cast<redisReply*>(redisCommandArgv(c, n, argv, lens));
-}
 
 }  // namespace
 
