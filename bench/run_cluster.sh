@@ -56,11 +56,9 @@ REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
   --daemonize no >"$WORK/redis.log" 2>&1 &
 BASE_PIDS+=($!)
-DB=0
-new_db() {
-  DB=$((DB + 1))
-  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE c$DB" postgres
-  echo "postgresql://postgres@127.0.0.1:$PG_PORT/c$DB"
+new_db() {  # new_db NAME: a fresh database for one configuration
+  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE $1" postgres
+  echo "postgresql://postgres@127.0.0.1:$PG_PORT/$1"
 }
 
 HTTP=() MQTT=()
@@ -93,7 +91,7 @@ loadgen() { local out=$1; shift; "$LOADGEN_BIN" "$@" >"$out" 2>"$out.err" || tru
 START_TS=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for n in 1 2 3; do
   log "(a) $n node(s), $CONNECTIONS connections"
-  start_nodes "$n" "$(new_db)"
+  start_nodes "$n" "$(new_db "n$n")"
   per=$((CONNECTIONS / n))
   LG=()
   for i in $(seq 1 "$n"); do
@@ -106,7 +104,7 @@ for n in 1 2 3; do
 done
 
 log "(b) cross-node delivery: $USERS users × $RATE steps/s on node 1, subscriber on node 2"
-start_nodes 2 "$(new_db)"
+start_nodes 2 "$(new_db cross)"
 python3 - "${MQTT[1]}" "$((DURATION + WARMUP + 8))" "$WORK/b-sub.json" <<'EOF' &
 # A raw MQTT 3.1.1 subscriber (QoS 0): for each event, arrival − its `at`.
 import json, socket, struct, sys, time

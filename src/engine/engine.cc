@@ -297,12 +297,14 @@ void Engine::Forget(Actor& a) {
   cached_gauge_->Set(static_cast<int64_t>(cached_.fetch_sub(1) - 1));
 }
 
-Status Engine::EnsureLoaded(Actor& a) {
+Status Engine::EnsureLoaded(Actor& a, bool for_write) {
   uint64_t have = 0;
   {
     std::lock_guard<std::mutex> l(a.mu);
     if (a.deleted) return absl::NotFoundError("no such session");
-    if (a.state && !shared_) return absl::OkStatus();
+    // A write needs no check: a stale state fails its commit's version
+    // check, and the write is run again on the reloaded state.
+    if (a.state && (!shared_ || for_write)) return absl::OkStatus();
     if (a.state) have = a.state->meta.version;
   }
   if (have > 0) {
@@ -361,7 +363,7 @@ json::object Engine::ProfileBody(const SessionState& s) const {
 bool Engine::Prepare(Actor& a, const auth::Caller& caller, std::string_view route,
                      const std::string& key, ReplyCallback& done, std::string* idem,
                      SessionState* s, const std::optional<Applying>& applying) {
-  if (auto st = EnsureLoaded(a); !st.ok()) {
+  if (auto st = EnsureLoaded(a, /*for_write=*/true); !st.ok()) {
     done(st);
     return false;
   }
@@ -789,6 +791,14 @@ void Engine::PatchProfile(PatchRequest req, ReplyCallback done, int attempt) {
         SessionState s;
         if (!Prepare(*a, req.caller, "patch", req.idempotency_key, done, &idem, &s, req.applying))
           return release();
+        if (req.if_match && *req.if_match != s.meta.version && shared_) {
+          // The state here may be behind another node's write: look before
+          // refusing the client's precondition.
+          if (EnsureLoaded(*a).ok()) {
+            std::lock_guard<std::mutex> l(a->mu);
+            if (a->state) s = *a->state;
+          }
+        }
         if (req.if_match && *req.if_match != s.meta.version) {
           done(absl::FailedPreconditionError(
               absl::StrCat("profile is at version ", s.meta.version, ", not ", *req.if_match)));

@@ -208,7 +208,10 @@ class Engine {
     return background && background_ ? background_ : executor_;
   }
   // Loads the session state into the actor if needed (called inside an op).
-  Status EnsureLoaded(Actor& a);
+  // On a shared store a read first checks the store's version (one
+  // primary-key read) and reloads if another node wrote; `for_write` skips
+  // that check (the commit's version check catches a stale state).
+  Status EnsureLoaded(Actor& a, bool for_write = false);
   // Removes the actor from the map (the session does not exist).
   void Forget(Actor& a);
   StatusOr<std::shared_ptr<const model::Schema>> SchemaFor(const std::string& name) const;
