@@ -104,13 +104,18 @@ for n in 1 2 3; do
 done
 
 log "(b) cross-node delivery: $USERS users × $RATE steps/s on node 1, subscriber on node 2"
-start_nodes 2 "$(new_db cross)"
+start_nodes 2 "$(new_db xnode)"
 python3 - "${MQTT[1]}" "$((DURATION + WARMUP + 8))" "$WORK/b-sub.json" <<'EOF' &
 # A raw MQTT 3.1.1 subscriber (QoS 0): for each event, arrival − its `at`.
 import json, socket, struct, sys, time
 from datetime import datetime
 port, seconds, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-s = socket.create_connection(("127.0.0.1", port))
+for _ in range(100):  # the node may still be opening its listener
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        break
+    except OSError:
+        time.sleep(0.1)
 def pkt(first, body): 
     n, v = len(body), b""
     while True:
@@ -147,6 +152,7 @@ while time.time() < t_end:
 json.dump(lat, open(out, "w"))
 EOF
 SUB=$!
+log "subscriber on node 2 (mqtt ${MQTT[1]}), nodes ${HTTP[*]} / ${MQTT[*]}"
 sleep 1
 loadgen "$WORK/b-load.json" open --url "http://127.0.0.1:${HTTP[0]}" --users "$USERS" \
   --rate-per-user "$RATE" --duration "$DURATION" --warmup "$WARMUP"
