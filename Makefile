@@ -49,6 +49,7 @@ bench: build
 	./bench/run_llm.sh
 	./bench/run_overload.sh
 	./bench/run_postgres.sh
+	./bench/run_cluster.sh
 
 # The crash test's long mode (not in CI): kill -9 after 100,000 acknowledged
 # writes, on RocksDB and on PostgreSQL (restarted half-way through).
