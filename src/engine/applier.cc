@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/clock.h"
@@ -54,8 +55,13 @@ Status Applier::Recover() {
   if (!last.ok()) return last.status();
   next_seq_ = *last + 1;
   size_t n = 0;
+  // A store one process owns hands over everything its previous run left
+  // (only this Recover reads it); a shared store's claims stay within
+  // max_pending, and the loop claims the rest as the queue drains.
   for (;;) {
-    auto claimed = Claim();
+    const size_t room = store_->Shared() ? Room() : size_t{4096};
+    if (room == 0) break;
+    auto claimed = Claim(std::min<size_t>(room, 4096));
     if (!claimed.ok()) return claimed.status();
     if (*claimed == 0) break;
     n += *claimed;
@@ -64,8 +70,13 @@ Status Applier::Recover() {
   return absl::OkStatus();
 }
 
-StatusOr<size_t> Applier::Claim() {
-  auto page = store_->ClaimIntake(4096);
+size_t Applier::Room() const {
+  const size_t depth = depth_.load();
+  return depth >= options_.max_pending ? 0 : options_.max_pending - depth;
+}
+
+StatusOr<size_t> Applier::Claim(size_t limit) {
+  auto page = store_->ClaimIntake(limit);
   if (!page.ok()) return page.status();
   std::vector<Item> items;
   items.reserve(page->size());
@@ -237,8 +248,8 @@ void Applier::Loop() {
   const bool claims = store_->Shared();
   auto next_claim = std::chrono::steady_clock::now();
   for (;;) {
-    if (claims && std::chrono::steady_clock::now() >= next_claim) {
-      if (auto n = Claim(); !n.ok())
+    if (claims && std::chrono::steady_clock::now() >= next_claim && Room() > 0) {
+      if (auto n = Claim(std::min<size_t>(Room(), 4096)); !n.ok())
         LogWarn("claiming intake entries failed", {{"error", std::string(n.status().message())}});
       else if (*n > 0)
         LogInfo("claimed async requests of a process that stopped", {{"requests", *n}});

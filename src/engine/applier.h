@@ -85,8 +85,10 @@ class Applier {
     json::object payload;
   };
   void Loop();
-  // Queues the entries store_->ClaimIntake hands over; how many.
-  StatusOr<size_t> Claim();
+  // Queues at most `limit` entries store_->ClaimIntake hands over; how many.
+  StatusOr<size_t> Claim(size_t limit);
+  // How many more requests may wait before max_pending is reached.
+  size_t Room() const;
   void WorkerLoop();
   // Applies one item; `done` gets true if it is finished (applied or failed
   // for good), false if it must be retried.
