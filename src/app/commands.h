@@ -21,7 +21,10 @@ struct ServeFlags {
 StatusOr<config::Config> LoadConfig(const ServeFlags& flags);
 // Opens the configured store: RocksDB under cfg.data_dir (read-only for
 // replay/export), or PostgreSQL at cfg.store.url.
-StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg, bool read_only);
+// `node_fingerprint`: for `serve` on a shared store, what every node must
+// agree on (see PostgresOptions); empty for the other commands.
+StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg, bool read_only,
+                                                       const std::string& node_fingerprint = "");
 
 // The JWT settings of cfg.auth.jwt, with the secret read from its variable.
 StatusOr<auth::JwtOptions> JwtOptionsFrom(const config::Config& cfg);

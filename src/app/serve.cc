@@ -79,10 +79,12 @@ StatusOr<config::Config> LoadConfig(const ServeFlags& flags) {
   return config::Load(flags.config_file, config::PersonaEnvironment(), flags.overrides);
 }
 
-StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg, bool read_only) {
+StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg, bool read_only,
+                                                       const std::string& node_fingerprint) {
   if (cfg.store.backend == "postgres") {
     store::PostgresOptions opt;
     opt.url = cfg.store.url;
+    opt.node_fingerprint = node_fingerprint;
     opt.pool_size = static_cast<size_t>(cfg.store.pool_size);
     opt.max_batch = static_cast<size_t>(cfg.store.max_batch);
     opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
@@ -163,7 +165,24 @@ int Serve(const ServeFlags& flags) {
   admission_opt.initial_limit = cfg->limits.admission.initial_limit;
   limits::ConcurrencyLimiter admission(admission_opt);
 
-  auto store = OpenStore(*cfg, false);
+  // Nodes sharing a database must run the same schema set: its fingerprint
+  // (FNV-1a of every schema's canonical JSON, by name) is compared at start.
+  std::string fingerprint;
+  {
+    uint64_t h = 1469598103934665603ULL;
+    for (const auto& [name, schema] : *schemas) {
+      for (char ch : name + "\n" + json::serialize(schema->ToJson()) + "\n") {
+        h ^= static_cast<unsigned char>(ch);
+        h *= 1099511628211ULL;
+      }
+    }
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+    // Not the persona version: a rolling upgrade runs two at once (an
+    // incompatible one is refused by the database's schema version).
+    fingerprint = "schemas " + std::string(hex) + " (" + std::to_string(schemas->size()) + ")";
+  }
+  auto store = OpenStore(*cfg, false, fingerprint);
   if (!store.ok()) {
     LogError("cannot open store", {{"error", std::string(store.status().message())}});
     std::cerr << "persona: " << store.status().message() << "\n";

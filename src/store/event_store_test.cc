@@ -355,7 +355,7 @@ TEST_F(PostgresStoreTest, ADatabaseWithANewerSchemaIsRefused) {
   auto s = Open();
   ASSERT_FALSE(s.ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(s.status())) << s.status();
-  EXPECT_NE(s.status().message().find("version 99, newer than this persona knows (2)"),
+  EXPECT_NE(s.status().message().find("version 99, newer than this persona knows (3)"),
             std::string::npos)
       << s.status();
 }

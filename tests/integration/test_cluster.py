@@ -330,6 +330,35 @@ class NodeKillTest(unittest.TestCase):
             b.cleanup()
 
 
+class SchemaMismatchTest(unittest.TestCase):
+    @postgres_only
+    def test_a_node_with_another_schema_set_is_refused_at_start(self):
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+        from persona_server import BIN, ROOT
+        a = Server().start()
+        other = tempfile.mkdtemp(prefix="persona-schemas-")
+        try:
+            shutil.copytree(os.path.join(ROOT, "schemas"), other, dirs_exist_ok=True)
+            with open(os.path.join(other, "extra.yaml"), "w") as f:
+                f.write("name: extra\nfields:\n  - {name: nickname, type: string}\n")
+            r = subprocess.run([BIN, "serve", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "off",
+                                "--data-dir", os.path.join(other, "data"), "--schemas-dir", other]
+                               + a.store_args, capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("every node must run the same profile schemas", r.stderr)
+            # The same schema set joins.
+            b = Server()
+            b.store_args = a.store_args
+            b.start()
+            b.cleanup()
+        finally:
+            a.cleanup()
+            shutil.rmtree(other, ignore_errors=True)
+
+
 def all_events(test, node, sid):
     """A session's whole log through `node`, checked gapless."""
     events, after = [], 0

@@ -202,6 +202,8 @@ const char* const kMigrations[] = {
     "CREATE INDEX persona_intake_request ON persona_intake (request_id);"
     "CREATE INDEX persona_intake_owner ON persona_intake (owner, seq);"
     "CREATE TABLE persona_nodes (node_id text PRIMARY KEY, alive_until timestamptz NOT NULL);",
+    // 3: what each node runs, so that a node with another schema set is refused.
+    "ALTER TABLE persona_nodes ADD COLUMN fingerprint text NOT NULL DEFAULT '';",
 };
 static_assert(std::size(kMigrations) == PostgresEventStore::kSchemaVersion);
 
@@ -324,6 +326,18 @@ StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
   if (!c.ok()) return c.status();
   if (Status st = Migrate(**c); !st.ok()) return st;
   store->writer_ = std::move(*c);
+  if (!options.node_fingerprint.empty()) {
+    auto other = store->Query(
+        "SELECT node_id, fingerprint FROM persona_nodes WHERE alive_until >= now() "
+        "AND fingerprint <> '' AND fingerprint <> $1 LIMIT 1",
+        {options.node_fingerprint});
+    if (!other.ok()) return other.status();
+    if (PQntuples(other->get()) > 0)
+      return absl::FailedPreconditionError(
+          "node " + std::string(PQgetvalue(other->get(), 0, 0)) + " serves this database with " +
+          std::string(PQgetvalue(other->get(), 0, 1)) + ", this node has " +
+          options.node_fingerprint + ": every node must run the same profile schemas");
+  }
   // Alive from now on: what this process accepts into the intake is its own.
   if (Status st = store->Heartbeat(); !st.ok()) return st;
   store->committer_ = std::thread([s = store.get()] { s->CommitLoop(); });
@@ -334,10 +348,10 @@ StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
 
 Status PostgresEventStore::Heartbeat() {
   return Query(
-             "INSERT INTO persona_nodes (node_id, alive_until) "
-             "VALUES ($1, now() + $2 * interval '1 millisecond') "
+             "INSERT INTO persona_nodes (node_id, alive_until, fingerprint) "
+             "VALUES ($1, now() + $2 * interval '1 millisecond', $3) "
              "ON CONFLICT (node_id) DO UPDATE SET alive_until = excluded.alive_until",
-             {node_id_, std::to_string(options_.intake_lease_ms)})
+             {node_id_, std::to_string(options_.intake_lease_ms), options_.node_fingerprint})
       .status();
 }
 

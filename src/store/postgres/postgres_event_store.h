@@ -1,7 +1,7 @@
 // PostgresEventStore: the EventStore on a PostgreSQL server (SPEC §11), on
 // libpq.
 //
-// Tables (schema version 2, applied at Open; a database whose schema is
+// Tables (schema version 3, applied at Open; a database whose schema is
 // newer than this build knows is refused):
 //   persona_sessions    (session_id PK, user_id, version, meta)       meta: SessionMeta JSON
 //   persona_events      (session_id, seq) PK, type, body               body: the event JSON
@@ -9,7 +9,7 @@
 //   persona_idempotency (scope, key) PK, response, created_at_ms
 //   persona_usage       (user_id PK, calls, tokens_in, tokens_out, cost_usd)
 //   persona_intake      (seq PK, payload, session_id, request_id, owner)
-//   persona_nodes       (node_id PK, alive_until)      the processes whose intake entries are live
+//   persona_nodes       (node_id PK, alive_until, fingerprint)  live processes and their schema set
 //   persona_requests    (session_id, request_id) PK, record, created_at_ms
 //   persona_schema      (version)
 // JSON is stored as text, byte for byte as the engine wrote it (jsonb would
@@ -61,12 +61,16 @@ struct PostgresOptions {
   // persona_nodes (every lease/5); once the lease runs out (it stopped or
   // died) any process may claim them.
   int64_t intake_lease_ms = 5000;
+  // What every node serving from this database must agree on (persona's
+  // schema set): Open refuses to start beside a live node whose fingerprint
+  // differs. Empty (tools such as replay and export): not checked.
+  std::string node_fingerprint;
 };
 
 class PostgresEventStore final : public EventStore {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Connects, applies missing migrations (serialized across processes by an
   // advisory lock), and starts the commit thread. Unavailable names what
