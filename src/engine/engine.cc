@@ -1177,7 +1177,7 @@ StatusOr<json::object> Engine::GetRequest(const auth::Caller& caller,
       if (auto p = applier_->Pending(request_id)) return std::move(*p);
     }
     // On a shared store another process may have accepted it.
-    if (store_->Shared()) {
+    if (shared_) {
       auto e = store_->FindIntake(sid, request_id);
       if (!e.ok()) return e.status();
       if (e->has_value()) {

@@ -117,7 +117,11 @@ size_t RedisBus::SubscriberCount(const std::string& topic) const {
 }
 
 void RedisBus::Publish(const std::string& topic, Payload payload, uint64_t seq) {
-  if (topic.starts_with("session/")) {  // plain broker topics stay on this node
+  // Plain broker topics stay on this node; while Redis is down nothing is
+  // built for it (other nodes poll the store).
+  if (topic.starts_with("session/") && !up_flag_.load()) {
+    dropped_->Inc();
+  } else if (topic.starts_with("session/")) {
     std::string message = node_id_;
     message += '\n';
     message += std::to_string(seq);
@@ -126,7 +130,7 @@ void RedisBus::Publish(const std::string& topic, Payload payload, uint64_t seq) 
     bool queued = false;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (!stopping_ && queue_.size() < options_.max_queue && up_flag_.load()) {
+      if (!stopping_ && queue_.size() < options_.max_queue) {
         queue_.push_back(Outgoing{kChannelPrefix + topic, std::move(message)});
         queued = true;
       }
