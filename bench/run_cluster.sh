@@ -11,9 +11,15 @@
 #       session/+/events; for every event it receives, the delay from the
 #       event's stamp (`at`, taken before the commit) to its arrival: p50/p99
 #       at the measured updates/s.
+#   (c) node kill: DEVICES MQTT devices on node 1 of 3, each watching its own
+#       session while writers post through all three; node 1 is killed with
+#       SIGKILL and each device resumes on another node (subscribe, then
+#       fetch what it missed from its last seq). The time from the kill until
+#       each device has caught up (p50/p99/max), and how many events in the
+#       logs some device never saw (bench/resume_devices.py).
 #
 # Prints a table and writes bench/results/cluster.json. Knobs (env):
-# DURATION=10 WARMUP=2 CONNECTIONS=64 USERS=1000 RATE=2 OUT=…
+# DURATION=10 WARMUP=2 CONNECTIONS=64 USERS=1000 RATE=2 DEVICES=300 PARTS=abc OUT=…
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +30,8 @@ WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 USERS=${USERS:-1000}
 RATE=${RATE:-2}
+DEVICES=${DEVICES:-300}
+PARTS=${PARTS:-abc}  # which of (a), (b), (c) to run
 OUT=${OUT:-$ROOT/bench/results/cluster.json}
 PG_BIN=${PERSONA_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 [[ -x $PG_BIN/initdb ]] || { echo "run_cluster.sh: PostgreSQL not found (make deps)" >&2; exit 1; }
@@ -90,6 +98,7 @@ loadgen() { local out=$1; shift; "$LOADGEN_BIN" "$@" >"$out" 2>"$out.err" || tru
 
 START_TS=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for n in 1 2 3; do
+  [[ $PARTS == *a* ]] || break
   log "(a) $n node(s), $CONNECTIONS connections"
   start_nodes "$n" "$(new_db "n$n")"
   per=$((CONNECTIONS / n))
@@ -103,6 +112,7 @@ for n in 1 2 3; do
   stop_nodes
 done
 
+if [[ $PARTS == *b* ]]; then
 log "(b) cross-node delivery: $USERS users × $RATE steps/s on node 1, subscriber on node 2"
 start_nodes 2 "$(new_db xnode)"
 python3 - "${MQTT[1]}" "$((DURATION + WARMUP + 8))" "$WORK/b-sub.json" <<'EOF' &
@@ -158,10 +168,20 @@ loadgen "$WORK/b-load.json" open --url "http://127.0.0.1:${HTTP[0]}" --users "$U
   --rate-per-user "$RATE" --duration "$DURATION" --warmup "$WARMUP"
 wait "$SUB" || true
 stop_nodes
+fi
+
+if [[ $PARTS == *c* ]]; then
+  log "(c) node kill: $DEVICES devices on node 1 of 3, node 1 killed with SIGKILL"
+  start_nodes 3 "$(new_db nodekill)"
+  python3 "$ROOT/bench/resume_devices.py" --http "$(IFS=,; echo "${HTTP[*]}")" \
+    --mqtt "$(IFS=,; echo "${MQTT[*]}")" --pid "${PIDS[0]}" --devices "$DEVICES" \
+    --out "$WORK/c-kill.json" || echo '{}' >"$WORK/c-kill.json"
+  stop_nodes
+fi
 
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(git --no-optional-locks -C "$ROOT" status --porcelain 2>/dev/null | head -1 | wc -l || true)
-export WORK OUT START_TS GIT_REV GIT_DIRTY CONNECTIONS DURATION WARMUP USERS RATE
+export WORK OUT START_TS GIT_REV GIT_DIRTY CONNECTIONS DURATION WARMUP USERS RATE DEVICES
 python3 - <<'EOF'
 import json, os
 W = os.environ["WORK"]
@@ -192,6 +212,7 @@ r = {
     "benchmark": "cluster", "started_at": os.environ["START_TS"],
     "persona": {"git_rev": os.environ["GIT_REV"], "git_dirty": os.environ["GIT_DIRTY"] == "1"},
     "config": {"connections": int(os.environ["CONNECTIONS"]), "duration_s": float(os.environ["DURATION"]),
+               "devices": int(os.environ["DEVICES"]),
                "users": int(os.environ["USERS"]), "rate_per_user": float(os.environ["RATE"])},
     "steps_by_nodes": nodes,
     "scaling_2_over_1": round(nodes["2"]["steps_per_s"] / nodes["1"]["steps_per_s"], 2) if nodes["1"]["steps_per_s"] else None,
@@ -199,6 +220,7 @@ r = {
     "cross_node": {"updates_per_s": rate, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
                    "max_ms": round(win[-1], 2) if win else None, "steps_per_s": load_b.get("rps"),
                    "step_p99_ms": load_b.get("p99_ms")},
+    "node_kill": load("c-kill"),
 }
 os.makedirs(os.path.dirname(os.environ["OUT"]), exist_ok=True)
 json.dump(r, open(os.environ["OUT"], "w"), indent=2)
@@ -207,5 +229,10 @@ for n, v in nodes.items():
     print(f"{n:>6} {v['steps_per_s']:>10} {v['p99_ms_worst']:>13} {v['errors']:>7}")
 c = r["cross_node"]
 print(f"cross-node delivery at {c['updates_per_s']} updates/s: p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms (goal ≤ 50 ms at 5,000/s)")
+k = r["node_kill"]
+if k:
+    print(f"node kill: {k['resumed']} of {k['devices']} devices resumed, p50 {k['resume_ms']['p50']} ms, "
+          f"p99 {k['resume_ms']['p99']} ms, max {k['resume_ms']['max']} ms (goal: all within 10 s); "
+          f"{k['lost']} of {k['events_in_logs']} events lost (goal 0)")
 print(f"wrote {os.environ['OUT']}")
 EOF

@@ -85,6 +85,7 @@ StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg
     store::PostgresOptions opt;
     opt.url = cfg.store.url;
     opt.node_fingerprint = node_fingerprint;
+    opt.max_clock_skew_ms = read_only || node_fingerprint.empty() ? 0 : cfg.store.max_clock_skew_ms;
     opt.pool_size = static_cast<size_t>(cfg.store.pool_size);
     opt.max_batch = static_cast<size_t>(cfg.store.max_batch);
     opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
@@ -218,12 +219,26 @@ int Serve(const ServeFlags& flags) {
   auto rules = std::make_shared<ai::BuiltinProvider>(rules_name);
   Scheduler scheduler;
   std::unique_ptr<net::HttpClient> http_client;
-  ai::llm::BudgetLedger budget(cfg->ai.budget_usd_per_user,
-                               [&store](const std::string& user) -> StatusOr<double> {
-                                 auto u = (*store)->UserUsage(user);
-                                 if (!u.ok()) return u.status();
-                                 return u->cost_usd;
-                               });
+  // Nodes sharing a store spend one budget: the store keeps the ledger.
+  ai::llm::SharedLedger shared_ledger;
+  if ((*store)->Shared()) {
+    store::EventStore* s = store->get();
+    shared_ledger.reserve = [s](const std::string& user, const std::string& hold, double amount,
+                                double limit) {
+      return s->ReserveBudget(user, hold, amount, limit);
+    };
+    shared_ledger.settle = [s](const std::string& hold, double actual) {
+      return s->SettleBudget(hold, actual);
+    };
+  }
+  ai::llm::BudgetLedger budget(
+      cfg->ai.budget_usd_per_user,
+      [&store](const std::string& user) -> StatusOr<double> {
+        auto u = (*store)->UserUsage(user);
+        if (!u.ok()) return u.status();
+        return u->cost_usd;
+      },
+      std::move(shared_ledger));
   std::vector<ai::llm::ChainEntry> chain_entries;
   auto model_options = [](const config::AiProviderConfig& p, ai::llm::ModelOptions* o) {
     o->name = p.name;

@@ -161,6 +161,8 @@ const std::vector<Key>& Keys() {
       {"store.min_free_bytes", "67108864",
        SubInt(&Config::store, &Config::Store::min_free_bytes, 0, int64_t{1} << 50)},
       {"store.pool_size", "4", SubInt(&Config::store, &Config::Store::pool_size, 1, 1000)},
+      {"store.max_clock_skew_ms", "1000",
+       SubInt(&Config::store, &Config::Store::max_clock_skew_ms, 0, 3600000)},
       {"store.queue_limit", "8192",
        SubInt(&Config::store, &Config::Store::queue_limit, 1, 10000000)},
       {"cache.backend", "memory",

@@ -75,6 +75,9 @@ struct Config {
     int queue_limit = 8192;                      // pending commits before 503
     int64_t min_free_bytes = int64_t{64} << 20;  // refuse writes below this much free disk
     int pool_size = 4;                           // postgres: read connections
+    // postgres: a node whose clock differs from the database server's by
+    // more is refused at start (and logged when it drifts past it later).
+    int max_clock_skew_ms = 1000;
   } store;
   struct Cache {
     std::string backend = "memory";  // memory | redis | none

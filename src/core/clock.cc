@@ -32,18 +32,23 @@ bool ParseHlc(std::string_view s, Hlc* out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
+// The clock counts in "ticks": a stamp without its node bits. A wall
+// millisecond is 1024 ticks; more than 1024 stamps in one millisecond borrow
+// from the next one, as an HLC's logical counter does.
 Hlc HybridClock::Now() {
-  const Hlc wall = MakeHlc(now_ms_(), 0);
-  Hlc prev = last_.load(std::memory_order_relaxed);
+  const uint64_t wall = MakeHlc(now_ms_(), 0) >> kHlcNodeBits;
+  uint64_t prev = last_.load(std::memory_order_relaxed);
   for (;;) {
-    const Hlc next = wall > prev ? wall : prev + 1;
-    if (last_.compare_exchange_weak(prev, next, std::memory_order_relaxed)) return next;
+    const uint64_t next = wall > prev ? wall : prev + 1;
+    if (last_.compare_exchange_weak(prev, next, std::memory_order_relaxed))
+      return (next << kHlcNodeBits) | node();
   }
 }
 
 void HybridClock::Observe(Hlc remote) {
-  Hlc prev = last_.load(std::memory_order_relaxed);
-  while (remote > prev && !last_.compare_exchange_weak(prev, remote, std::memory_order_relaxed)) {
+  const uint64_t ticks = remote >> kHlcNodeBits;
+  uint64_t prev = last_.load(std::memory_order_relaxed);
+  while (ticks > prev && !last_.compare_exchange_weak(prev, ticks, std::memory_order_relaxed)) {
   }
 }
 

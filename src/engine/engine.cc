@@ -91,6 +91,8 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
       schemas_(std::move(schemas)),
       executor_(std::move(executor)),
       cache_(cache) {
+  // Stamps issued through different nodes of one store never tie.
+  clock_.SetNode(store->NodeNumber());
   auto& reg = metrics::Default();
   step_seconds_ =
       reg.GetHistogram("persona_step_seconds", "Chat step latency from receipt to durable reply");

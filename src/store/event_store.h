@@ -208,6 +208,28 @@ class EventStore {
   // included: usage is accounting, not conversation content).
   virtual StatusOr<Usage> UserUsage(std::string_view user_id) = 0;
 
+  // The spending ledger of a shared store, for budgets that hold across
+  // processes (a single-process store leaves it to the process: these answer
+  // Unimplemented). ReserveBudget holds `amount_usd` of the user's budget
+  // under `hold_id` if spent + held + amount stays within `limit_usd`, all
+  // processes' holds counted, and answers whether it did. SettleBudget
+  // releases the hold and adds `actual_usd` to what the user spent. A hold
+  // of a process that died before settling counts as spent.
+  virtual StatusOr<bool> ReserveBudget(std::string_view user_id, std::string_view hold_id,
+                                       double amount_usd, double limit_usd) {
+    return absl::UnimplementedError("this store keeps no shared budget ledger");
+  }
+  virtual Status SettleBudget(std::string_view hold_id, double actual_usd) {
+    return absl::UnimplementedError("this store keeps no shared budget ledger");
+  }
+
+  // On a shared store: this process's number among the live ones (0 …
+  // kHlcMaxNodes-1), which its hybrid clock puts in every stamp, and how far
+  // its wall clock is ahead of the store's (negative: behind), as last
+  // measured. 0 and 0 on a single-process store.
+  virtual uint32_t NodeNumber() const { return 0; }
+  virtual int64_t ClockOffsetMs() const { return 0; }
+
   // Calls `fn` for every session's metadata until it returns false.
   virtual Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) = 0;
 

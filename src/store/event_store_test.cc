@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -355,9 +356,110 @@ TEST_F(PostgresStoreTest, ADatabaseWithANewerSchemaIsRefused) {
   auto s = Open();
   ASSERT_FALSE(s.ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(s.status())) << s.status();
-  EXPECT_NE(s.status().message().find("version 99, newer than this persona knows (3)"),
+  EXPECT_NE(s.status().message().find("version 99, newer than this persona knows (" +
+                                      std::to_string(PostgresEventStore::kSchemaVersion) + ")"),
             std::string::npos)
       << s.status();
+}
+
+int64_t SkewedNow() { return NowMillis() + 5000; }
+
+TEST_F(PostgresStoreTest, AClockSkewedBySecondsIsRefusedAtStartAndAnotherIsMeasured) {
+  PostgresOptions opt;
+  opt.url = url_;
+  opt.node_fingerprint = "f";
+  opt.now_ms = &SkewedNow;
+  auto skewed = PostgresEventStore::Open(opt);
+  ASSERT_FALSE(skewed.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(skewed.status())) << skewed.status();
+  EXPECT_NE(skewed.status().message().find("ms ahead of the database server's, more than "
+                                           "store.max_clock_skew_ms (1000)"),
+            std::string::npos)
+      << skewed.status();
+  // It left no live node behind, and a tolerant limit lets it serve.
+  EXPECT_EQ(*testing::PgServer::Value(url_, "SELECT count(*) FROM persona_nodes"), "0");
+  opt.max_clock_skew_ms = 10000;
+  auto tolerated = PostgresEventStore::Open(opt);
+  ASSERT_TRUE(tolerated.ok()) << tolerated.status();
+  EXPECT_NEAR(static_cast<double>((*tolerated)->ClockOffsetMs()), 5000, 200);
+  auto in_sync = Open();
+  ASSERT_TRUE(in_sync.ok());
+  EXPECT_LT(std::abs((*in_sync)->ClockOffsetMs()), 200);
+}
+
+TEST_F(PostgresStoreTest, LiveNodesHaveDistinctNumbersAndAStoppedOnesIsReused) {
+  auto a = Open();
+  auto b = Open();
+  auto c = Open();
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  std::set<uint32_t> numbers{(*a)->NodeNumber(), (*b)->NodeNumber(), (*c)->NodeNumber()};
+  EXPECT_EQ(numbers, (std::set<uint32_t>{0, 1, 2}));
+  const uint32_t freed = (*b)->NodeNumber();
+  (*b)->Close();
+  auto d = Open();
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)->NodeNumber(), freed);
+}
+
+TEST_F(PostgresStoreTest, TwoProcessesSpendOneBudgetAndADeadOnesHoldsCountAsSpent) {
+  PostgresOptions opt;
+  opt.url = url_;
+  opt.intake_lease_ms = 500;  // the keeper runs every 100 ms
+  auto a = PostgresEventStore::Open(opt);
+  auto b = PostgresEventStore::Open(opt);
+  ASSERT_TRUE(a.ok() && b.ok());
+  // The ledger starts from what the user already spent.
+  {
+    AppendRequest req = Req("s", 0, 1);
+    req.user_usage = AppendRequest::UserUsage{"u", Usage{1, 10, 10, 0.25}};
+    ASSERT_TRUE(AppendSync(**a, std::move(req)).ok());
+  }
+  // 8 threads on each process reserve 1/128 at a time against a 1.0 limit:
+  // 96 holds fit, whoever asks. (Amounts that are sums of powers of two add
+  // up exactly in doubles.)
+  constexpr double kHold = 1.0 / 128, kActual = 1.0 / 256;
+  std::atomic<int> granted{0};
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<std::string> holds;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      PostgresEventStore* s = (t % 2 ? *a : *b).get();
+      for (int i = 0; i < 10; ++i) {
+        const std::string id = "h" + std::to_string(t) + "-" + std::to_string(i);
+        auto ok = s->ReserveBudget("u", id, kHold, 1.0);
+        ASSERT_TRUE(ok.ok()) << ok.status();
+        if (*ok) {
+          ++granted;
+          std::lock_guard<std::mutex> l(mu);
+          holds.push_back(id);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(granted.load(), 96);
+  // Settling releases the hold and books the actual cost: 96 × 1/256 spent
+  // leaves room for 48 more holds.
+  for (const auto& id : holds) ASSERT_TRUE((*a)->SettleBudget(id, kActual).ok());
+  ASSERT_TRUE((*a)->SettleBudget(holds[0], kActual).ok());  // a second settle books nothing
+  EXPECT_NEAR(std::stod(*testing::PgServer::Value(
+                  url_, "SELECT spent_usd FROM persona_budget WHERE user_id = 'u'")),
+              0.25 + 96 * kActual, 0);
+  int more = 0;
+  while (*(*b)->ReserveBudget("u", "b" + std::to_string(more), kHold, 1.0)) ++more;
+  EXPECT_EQ(more, 48);
+  // b stops without settling (as if it died): a counts b's holds as spent.
+  (*b)->Close();
+  for (int i = 0; i < 50; ++i) {
+    if (*testing::PgServer::Value(url_, "SELECT count(*) FROM persona_budget_holds") == "0") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(*testing::PgServer::Value(url_, "SELECT count(*) FROM persona_budget_holds"), "0");
+  EXPECT_NEAR(std::stod(*testing::PgServer::Value(
+                  url_, "SELECT spent_usd FROM persona_budget WHERE user_id = 'u'")),
+              1.0, 0);
+  EXPECT_FALSE(*(*a)->ReserveBudget("u", "late", kHold, 1.0));
 }
 
 TEST_F(PostgresStoreTest, WrongAddressDatabaseOrUserFailWithAClearMessage) {

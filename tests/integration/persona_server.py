@@ -109,7 +109,9 @@ class Postgres:
             cls._instance = cls()
         return cls._instance
 
-    def __init__(self):
+    def __init__(self, clock_offset=None):
+        """`clock_offset` ("+5s", "-5s"): the server runs under libfaketime
+        with its wall clock that far off, as on a machine whose clock is."""
         import atexit
         import glob
         import pwd
@@ -131,9 +133,16 @@ class Postgres:
         s.close()
         self._run("%s/initdb -D %s/data -U postgres -A trust -E UTF8 --no-locale -N > %s/initdb.log 2>&1"
                   % (self.bin, self.dir, self.dir))
-        self._run(('%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o "-p %d -k %s '
+        skew = ""
+        if clock_offset:
+            libs = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
+            if not libs:
+                raise RuntimeError("libfaketime not found (apt-get install faketime)")
+            skew = "env LD_PRELOAD=%s FAKETIME=%s FAKETIME_DONT_FAKE_MONOTONIC=1 " % (
+                libs[0], clock_offset)
+        self._run(('%s%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o "-p %d -k %s '
                    '-c listen_addresses=127.0.0.1 -c max_connections=400" start > /dev/null')
-                  % (self.bin, self.dir, self.dir, self.port, self.dir))
+                  % (skew, self.bin, self.dir, self.dir, self.port, self.dir))
         self.n = 0
         atexit.register(self.stop)
 

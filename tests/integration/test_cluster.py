@@ -330,6 +330,134 @@ class NodeKillTest(unittest.TestCase):
             b.cleanup()
 
 
+class BudgetAndClockTest(unittest.TestCase):
+    """A per-user budget spent through two nodes, the nodes' numbers in their
+    stamps, and a node whose clock is off by seconds."""
+
+    def setUp(self):
+        from fake_openai import FakeOpenAI
+        self.fake = FakeOpenAI().start()
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.cleanup()
+        self.fake.stop()
+
+    def config(self, budget):
+        import os
+        import tempfile
+        cfg = {"ai": {"deadline_ms": 3000, "budget_usd_per_user": budget, "providers": [
+            {"name": "paid", "kind": "openai", "base_url": self.fake.base_url,
+             "model": "fake-model-1", "timeout_ms": 2000, "price_in_per_mtok": 1.0,
+             "price_out_per_mtok": 2.0, "max_tokens": 400},
+            {"name": "offline", "kind": "builtin"}]}}
+        fd, path = tempfile.mkstemp(suffix=".yaml", prefix="persona-budget-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f)  # JSON is YAML
+        return ["--config", path]
+
+    @postgres_only
+    def test_two_nodes_spend_one_budget_and_stamp_their_own_number(self):
+        # Each paid call costs 1,000 + 2 × 100 = 1,200 µ$; 60 of them would be
+        # $0.072, so each node alone could have spent the whole $0.02.
+        budget = 0.02
+        args = self.config(budget)
+        a = Server(extra_args=args).start()
+        self.servers.append(a)
+        b = Server(extra_args=args)
+        b.store_args = a.store_args
+        self.servers.append(b.start())
+        self.fake.default = {"content": json.dumps({"reply": "paid answer", "changes": [],
+                                                    "asks": ""}), "delay_ms": 50,
+                             "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+        sids = [(node, self.session(node)) for node in (a, b) for _ in range(30)]
+        results = []
+        lock = threading.Lock()
+        gate = threading.Barrier(len(sids))
+
+        def worker(node, sid):
+            conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=20)
+            conn.connect()
+            gate.wait()
+            st, _, body = node.request("POST", "/v1/sessions/%s/messages" % sid,
+                                       {"text": "hello"}, conn=conn)
+            with lock:
+                results.append((st, body.get("source")))
+            conn.close()
+
+        threads = [threading.Thread(target=worker, args=p) for p in sids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertTrue(all(st == 200 for st, _ in results), results)
+        paid = sum(1 for _, src in results if src == "llm")
+        _, _, usage = b.request("GET", "/v1/users/budget/usage")
+        self.assertEqual(usage["calls"], paid)
+        self.assertGreater(paid, 0)
+        self.assertLessEqual(usage["cost_usd"], budget + 1e-12)
+        # Steps one after the other, alternating nodes, until neither pays:
+        # still within the one budget.
+        for i in range(40):
+            node = (a, b)[i % 2]
+            st, _, body = node.request("POST", "/v1/sessions/%s/messages" % sids[i][1],
+                                       {"text": "one more"})
+            self.assertEqual(st, 200, body)
+        for node in (a, b):
+            st, _, body = node.request("POST", "/v1/sessions/%s/messages" % self.session(node),
+                                       {"text": "and another"})
+            self.assertEqual((st, body["source"]), (200, "builtin"), body)
+        _, _, usage = a.request("GET", "/v1/users/budget/usage")
+        self.assertLessEqual(usage["cost_usd"], budget + 1e-12)
+        self.assertEqual(_metric(a, "persona_budget_ledger_errors_total"), 0)
+        # Each node puts its own number in the low bits of its stamps.
+        numbers = set()
+        for node, sid in (sids[0], sids[-1]):
+            for e in all_events(self, node, sid):
+                if e["origin"] != "device":
+                    numbers.add(int(e["hlc"]) & 63)
+        self.assertEqual(len(numbers), 2, numbers)
+        print("\nbudget across two nodes: %d of %d concurrent steps paid, %d calls in all, "
+              "$%.6f of $%.2f spent" % (paid, len(sids), usage["calls"], usage["cost_usd"], budget))
+
+    @postgres_only
+    def test_a_node_whose_clock_is_seconds_off_is_refused_at_start(self):
+        # The database server runs 5 s behind: to it, this machine's clock is
+        # 5 s ahead. (libfaketime cannot run persona itself: jemalloc reads
+        # the clock while libfaketime is still starting.)
+        import subprocess
+        from persona_server import BIN, ROOT, Postgres
+        a = Server().start()
+        self.servers.append(a)
+        self.assertLess(abs(_metric(a, "persona_clock_offset_ms")), 250)
+        pg = Postgres(clock_offset="-5s")
+        try:
+            store = ["--set", "store.backend=postgres", "--set", "store.url=" + pg.new_database()]
+            r = subprocess.run([BIN, "serve", "--http-listen", "127.0.0.1:0", "--mqtt-listen",
+                                "off", "--data-dir", a.data_dir + "/skewed", "--schemas-dir",
+                                ROOT + "/schemas"] + store,
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertRegex(r.stderr, r"this machine's clock is \d+ ms ahead of the database "
+                             r"server's, more than store.max_clock_skew_ms \(1000\)")
+            # A limit that tolerates it lets the node serve, and it reports
+            # the offset.
+            b = Server(extra_args=["--set", "store.max_clock_skew_ms=20000"])
+            b.store_args = store
+            self.servers.append(b.start())
+            self.assertGreater(_metric(b, "persona_clock_offset_ms"), 4000)
+            self.assertLess(_metric(b, "persona_clock_offset_ms"), 6000)
+            b.cleanup()
+        finally:
+            pg.stop()
+
+    def session(self, node):
+        st, _, b = node.request("POST", "/v1/sessions", {"user_id": "budget"})
+        self.assertEqual(st, 201, b)
+        return b["session_id"]
+
+
 class SchemaMismatchTest(unittest.TestCase):
     @postgres_only
     def test_a_node_with_another_schema_set_is_refused_at_start(self):

@@ -6,13 +6,20 @@
 // the budget, and the step is answered by the next provider (the built-in
 // one costs nothing). After the call the reservation is settled to the
 // actual cost. Since no call can cost more than it reserved, concurrent
-// steps can never spend past the budget together. `spent` starts from the
-// durable per-user total (loaded once per user) and grows as calls settle.
+// steps can never spend past the budget together.
+//
+// One process keeps the accounts itself: `spent` starts from the durable
+// per-user total (loaded once per user) and grows as calls settle. Several
+// processes on one store share the store's ledger instead (SharedLedger):
+// each reservation and settlement is one statement there, checked against
+// every process's spending and holds, so N nodes spend one budget, not N.
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -21,17 +28,38 @@
 
 namespace persona::ai::llm {
 
+// The store's ledger, for processes that share one (EventStore's
+// ReserveBudget and SettleBudget).
+struct SharedLedger {
+  std::function<StatusOr<bool>(const std::string& user_id, const std::string& hold_id,
+                               double amount_usd, double limit_usd)>
+      reserve;
+  std::function<Status(const std::string& hold_id, double actual_usd)> settle;
+  explicit operator bool() const { return reserve && settle; }
+};
+
 class BudgetLedger {
  public:
+  // A reservation, held until settled.
+  struct Hold {
+    std::string user_id;
+    std::string id;  // the shared ledger's name for it
+    double amount = 0;
+  };
+
   // `budget_usd` <= 0 means no limit. `load_spent` returns a user's durable
-  // total spend so far.
-  BudgetLedger(double budget_usd, std::function<StatusOr<double>(const std::string&)> load_spent);
+  // total spend so far (one process). With `shared`, the store keeps the
+  // accounts and `load_spent` is not used.
+  BudgetLedger(double budget_usd, std::function<StatusOr<double>(const std::string&)> load_spent,
+               SharedLedger shared = {});
 
   bool enabled() const { return budget_usd_ > 0; }
-  // True if `max_cost` fits; it is then held until Settle.
-  bool Reserve(const std::string& user_id, double max_cost);
-  void Settle(const std::string& user_id, double reserved, double actual);
-  // Spent (settled) and reserved now, for tests and metrics.
+  // A hold of `max_cost` if it fits (a shared ledger that cannot be reached
+  // refuses: never overspend), else nullopt.
+  std::optional<Hold> Reserve(const std::string& user_id, double max_cost);
+  void Settle(const Hold& hold, double actual);
+  // Spent (settled) and reserved now by this process's own accounts, for
+  // tests and metrics (0, 0 with a shared ledger).
   std::pair<double, double> Get(const std::string& user_id);
 
  private:
@@ -43,6 +71,8 @@ class BudgetLedger {
 
   const double budget_usd_;
   std::function<StatusOr<double>(const std::string&)> load_spent_;
+  const SharedLedger shared_;
+  std::atomic<bool> shared_down_{false};  // logged once per outage
   std::mutex mu_;
   std::unordered_map<std::string, Account> accounts_ ABSL_GUARDED_BY(mu_);
 };

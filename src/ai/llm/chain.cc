@@ -45,7 +45,7 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
   uint64_t attempt = 0;  // increments per call; stale answers are ignored
   std::shared_ptr<Call> call;
   Scheduler::TaskId timer = 0;
-  double reserved = 0;
+  std::optional<BudgetLedger::Hold> hold;  // a paid call's budget reservation
   Clock::time_point started;
   std::vector<std::string> fallbacks;
 
@@ -75,11 +75,12 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
         retries = 0;
         continue;
       }
-      reserved = 0;
+      hold.reset();
       if (chain->budget_ && chain->budget_->enabled()) {
         const double max_cost = e.provider->MaxCostUsd(req);
         if (max_cost > 0) {
-          if (!chain->budget_->Reserve(req.user_id, max_cost)) {
+          hold = chain->budget_->Reserve(req.user_id, max_cost);
+          if (!hold) {
             chain->Record(i, true);  // not the provider's fault: release a half-open trial
             chain->calls_skipped_[i]->Inc();
             fallbacks.push_back(pname + ": budget exhausted");
@@ -87,7 +88,6 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
             retries = 0;
             continue;
           }
-          reserved = max_cost;
         }
       }
       AiRequest call_req = req;
@@ -121,17 +121,17 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
     const ChainEntry& e = chain->entries_[i];
     const double secs = std::chrono::duration<double>(Clock::now() - started).count();
     chain->call_seconds_[i]->Observe(secs);
-    if (reserved > 0) {
+    if (hold) {
       // A call that timed out or was cancelled may have been billed: keep
       // the whole reservation as spent. Refused calls cost nothing.
       double actual = 0;
       if (r.ok()) {
         actual = r->cost_usd;
       } else if (absl::IsDeadlineExceeded(r.status()) || absl::IsCancelled(r.status())) {
-        actual = reserved;
+        actual = hold->amount;
       }
-      chain->budget_->Settle(req.user_id, reserved, actual);
-      reserved = 0;
+      chain->budget_->Settle(*hold, actual);
+      hold.reset();
     }
     if (r.ok()) {
       finished = true;
@@ -184,9 +184,9 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
       ++attempt;
       chain->scheduler_->Cancel(timer);
       c = std::move(call);
-      if (reserved > 0) {
-        chain->budget_->Settle(req.user_id, reserved, reserved);
-        reserved = 0;
+      if (hold) {
+        chain->budget_->Settle(*hold, hold->amount);
+        hold.reset();
       }
     }
     if (c) c->Cancel();

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <future>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "ai/llm/budget.h"
@@ -244,6 +246,64 @@ TEST(LlmChainTest, ConcurrentStepsNeverOverspendTheBudget) {
   EXPECT_NEAR(spent, paid.load() * 0.007, 1e-9);
   EXPECT_GE(paid.load(), 10);  // 0.1 / 0.01 reservations fit at once
   EXPECT_LE(paid.load(), 14);  // 0.1 / 0.007
+}
+
+TEST(LlmChainTest, ASharedLedgerDecidesAndAnUnreachableOneRefuses) {
+  // The store's ledger stands in: it keeps its own accounts, and this
+  // process keeps none.
+  std::mutex mu;
+  std::map<std::string, double> holds;
+  double spent = 0;
+  bool reachable = true;
+  SharedLedger shared;
+  shared.reserve = [&](const std::string& user, const std::string& hold, double amount,
+                       double limit) -> StatusOr<bool> {
+    std::lock_guard<std::mutex> l(mu);
+    if (!reachable) return absl::UnavailableError("down");
+    EXPECT_EQ(user, "u");
+    double held = 0;
+    for (const auto& [id, a] : holds) held += a;
+    if (spent + held + amount > limit) return false;
+    EXPECT_TRUE(holds.emplace(hold, amount).second);  // every hold has its own id
+    return true;
+  };
+  shared.settle = [&](const std::string& hold, double actual) -> Status {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(holds.erase(hold), 1u);
+    spent += actual;
+    return absl::OkStatus();
+  };
+  Scheduler sched;
+  auto a = std::make_shared<ScriptedProvider>("a");
+  a->max_cost = 0.01;
+  a->cost = 0.007;
+  bool loaded = false;
+  BudgetLedger budget(
+      0.1,
+      [&](const std::string&) -> StatusOr<double> {
+        loaded = true;
+        return 0.0;
+      },
+      shared);
+  ProviderChain chain({{a, 1000, 0}}, std::make_shared<BuiltinProvider>("rules"), {}, &sched,
+                      &budget);
+  int paid = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = Ask(chain, Req());
+    ASSERT_TRUE(r.ok());
+    if (r->source == "llm") ++paid;
+  }
+  EXPECT_EQ(paid, 13);  // 13 × 0.007 = 0.091: the 14th's 0.01 hold would pass 0.1
+  EXPECT_NEAR(spent, 0.091, 1e-12);
+  EXPECT_TRUE(holds.empty());
+  EXPECT_FALSE(loaded);  // the store's total, not this process's
+  spent = 0;
+  reachable = false;
+  auto r = Ask(chain, Req());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->source, "builtin");  // a ledger that cannot be asked: no paid call
+  ASSERT_FALSE(r->fallbacks.empty());
+  EXPECT_EQ(r->fallbacks[0], "a: budget exhausted");
 }
 
 }  // namespace

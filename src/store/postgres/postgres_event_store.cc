@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -204,6 +206,30 @@ const char* const kMigrations[] = {
     "CREATE TABLE persona_nodes (node_id text PRIMARY KEY, alive_until timestamptz NOT NULL);",
     // 3: what each node runs, so that a node with another schema set is refused.
     "ALTER TABLE persona_nodes ADD COLUMN fingerprint text NOT NULL DEFAULT '';",
+    // 4: each node's number in HLC stamps, and the shared budget ledger. A
+    // reservation locks the user's ledger row, so concurrent reservations of
+    // one user (from any node) are checked one after the other.
+    "ALTER TABLE persona_nodes ADD COLUMN number integer NOT NULL DEFAULT -1;"
+    "CREATE TABLE persona_budget (user_id text PRIMARY KEY, spent_usd double precision NOT NULL);"
+    "CREATE TABLE persona_budget_holds (hold_id text PRIMARY KEY, user_id text NOT NULL, "
+    "  node_id text NOT NULL, amount_usd double precision NOT NULL);"
+    "CREATE INDEX persona_budget_holds_user ON persona_budget_holds (user_id);"
+    "CREATE INDEX persona_budget_holds_node ON persona_budget_holds (node_id);"
+    "CREATE FUNCTION persona_budget_reserve(p_user text, p_hold text, p_node text, "
+    "    p_amount double precision, p_limit double precision) RETURNS boolean "
+    "LANGUAGE plpgsql AS $$ "
+    "DECLARE spent double precision; held double precision; "
+    "BEGIN "
+    "  INSERT INTO persona_budget (user_id, spent_usd) VALUES (p_user, "
+    "      coalesce((SELECT cost_usd FROM persona_usage WHERE user_id = p_user), 0)) "
+    "    ON CONFLICT (user_id) DO NOTHING; "
+    "  SELECT spent_usd INTO spent FROM persona_budget WHERE user_id = p_user FOR UPDATE; "
+    "  SELECT coalesce(sum(amount_usd), 0) INTO held FROM persona_budget_holds "
+    "    WHERE user_id = p_user; "
+    "  IF spent + held + p_amount > p_limit THEN RETURN false; END IF; "
+    "  INSERT INTO persona_budget_holds VALUES (p_hold, p_user, p_node, p_amount); "
+    "  RETURN true; "
+    "END $$;",
 };
 static_assert(std::size(kMigrations) == PostgresEventStore::kSchemaVersion);
 
@@ -313,7 +339,15 @@ void AddRows(const PostgresEventStore::Pending& p, size_t index, Rows* r) {
 
 }  // namespace
 
-PostgresEventStore::PostgresEventStore(const PostgresOptions& options) : options_(options) {
+PostgresEventStore::PostgresEventStore(const PostgresOptions& options)
+    : options_(options),
+      clock_offset_gauge_(metrics::Default().GetGauge(
+          "persona_clock_offset_ms",
+          "How far this node's wall clock is ahead of the database server's (negative: behind)")),
+      budget_errors_(metrics::Default().GetCounter(
+          "persona_budget_ledger_errors_total",
+          "Shared budget reservations or settlements that failed (a reservation that fails is "
+          "refused)")) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   node_id_ = std::string(host) + ":" + std::to_string(getpid()) + ":" + NewId();
@@ -339,20 +373,81 @@ StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
           options.node_fingerprint + ": every node must run the same profile schemas");
   }
   // Alive from now on: what this process accepts into the intake is its own.
+  if (Status st = store->TakeNodeNumber(); !st.ok()) return st;
   if (Status st = store->Heartbeat(); !st.ok()) return st;
+  const int64_t offset = store->clock_offset_ms_.load();
+  if (options.max_clock_skew_ms > 0 && std::abs(offset) > options.max_clock_skew_ms) {
+    store->Query("DELETE FROM persona_nodes WHERE node_id = $1", {store->node_id_}).IgnoreError();
+    return absl::FailedPreconditionError(
+        "this machine's clock is " + std::to_string(std::abs(offset)) + " ms " +
+        (offset > 0 ? "ahead of" : "behind") +
+        " the database server's, more than store.max_clock_skew_ms (" +
+        std::to_string(options.max_clock_skew_ms) +
+        "): synchronise the clocks (NTP) before starting this node");
+  }
   store->committer_ = std::thread([s = store.get()] { s->CommitLoop(); });
   store->keeper_ = std::thread([s = store.get()] { s->KeeperLoop(); });
-  LogInfo("postgres store open", {{"node", store->node_id_}});
+  LogInfo("postgres store open", {{"node", store->node_id_},
+                                  {"number", static_cast<int64_t>(store->node_number_)},
+                                  {"clock_offset_ms", offset}});
   return store;
 }
 
+Status PostgresEventStore::TakeNodeNumber() {
+  // On the writer connection, before the commit thread starts. The advisory
+  // lock makes two nodes starting at once pick one after the other.
+  Connection& c = *writer_;
+  constexpr int64_t kNumberLock = 0x7065727330002;
+  if (Status st = c.Exec("BEGIN").status(); !st.ok()) return st;
+  auto picked = [&]() -> StatusOr<uint32_t> {
+    if (auto r = c.Exec("SELECT pg_advisory_xact_lock($1)", {std::to_string(kNumberLock)}); !r.ok())
+      return r.status();
+    auto r = c.Exec(
+        "SELECT n FROM generate_series(0, $1) n WHERE n NOT IN (SELECT number FROM "
+        "persona_nodes WHERE alive_until >= now()) ORDER BY n LIMIT 1",
+        {std::to_string(kHlcMaxNodes - 1)});
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) == 0)
+      return absl::ResourceExhaustedError("this database already serves " +
+                                          std::to_string(kHlcMaxNodes) +
+                                          " live nodes, the most there can be");
+    const uint32_t n = static_cast<uint32_t>(std::atoi(PQgetvalue(r->get(), 0, 0)));
+    if (auto w = c.Exec("INSERT INTO persona_nodes (node_id, alive_until, fingerprint, number) "
+                        "VALUES ($1, now() + $2 * interval '1 millisecond', $3, $4)",
+                        {node_id_, std::to_string(options_.intake_lease_ms),
+                         options_.node_fingerprint, std::to_string(n)});
+        !w.ok())
+      return w.status();
+    return n;
+  }();
+  if (!picked.ok()) {
+    c.Exec("ROLLBACK").IgnoreError();
+    return picked.status();
+  }
+  if (Status st = c.Exec("COMMIT").status(); !st.ok()) return st;
+  node_number_ = *picked;
+  return absl::OkStatus();
+}
+
 Status PostgresEventStore::Heartbeat() {
-  return Query(
-             "INSERT INTO persona_nodes (node_id, alive_until, fingerprint) "
-             "VALUES ($1, now() + $2 * interval '1 millisecond', $3) "
-             "ON CONFLICT (node_id) DO UPDATE SET alive_until = excluded.alive_until",
-             {node_id_, std::to_string(options_.intake_lease_ms), options_.node_fingerprint})
-      .status();
+  const auto now = options_.now_ms ? options_.now_ms : &NowMillis;
+  const int64_t before = now();
+  auto r = Query(
+      "INSERT INTO persona_nodes (node_id, alive_until, fingerprint, number) "
+      "VALUES ($1, now() + $2 * interval '1 millisecond', $3, $4) "
+      "ON CONFLICT (node_id) DO UPDATE SET alive_until = excluded.alive_until "
+      "RETURNING (extract(epoch from clock_timestamp()) * 1000)::bigint",
+      {node_id_, std::to_string(options_.intake_lease_ms), options_.node_fingerprint,
+       std::to_string(node_number_)});
+  if (!r.ok()) return r.status();
+  const int64_t after = now();
+  // The server read its clock somewhere within the round trip: its middle is
+  // the best guess, wrong by at most half the round trip.
+  const int64_t server = std::atoll(PQgetvalue(r->get(), 0, 0));
+  const int64_t offset = (before + after) / 2 - server;
+  clock_offset_ms_.store(offset);
+  clock_offset_gauge_->Set(offset);
+  return absl::OkStatus();
 }
 
 void PostgresEventStore::KeeperLoop() {
@@ -361,8 +456,33 @@ void PostgresEventStore::KeeperLoop() {
   std::unique_lock<std::mutex> l(mu_);
   while (!keeper_cv_.wait_for(l, every, [&] { return stopping_; })) {
     l.unlock();
-    if (Status st = Heartbeat(); !st.ok())
+    if (Status st = Heartbeat(); !st.ok()) {
       LogWarn("postgres heartbeat failed", {{"error", std::string(st.message())}});
+    } else if (options_.max_clock_skew_ms > 0) {
+      const int64_t offset = clock_offset_ms_.load();
+      const bool over = std::abs(offset) > options_.max_clock_skew_ms;
+      if (over != skew_reported_) {
+        if (over)
+          LogWarn(
+              "this node's clock drifted from the database server's past "
+              "store.max_clock_skew_ms; stamps stay ordered (the clock observes every stamp "
+              "it reads) but event times are off: synchronise the clocks",
+              {{"clock_offset_ms", offset}, {"limit_ms", options_.max_clock_skew_ms}});
+        else
+          LogInfo("this node's clock is back within store.max_clock_skew_ms",
+                  {{"clock_offset_ms", offset}});
+        skew_reported_ = over;
+      }
+    }
+    // Holds of processes that died before settling them: the calls may have
+    // been billed, so they count as spent.
+    Query(
+        "WITH d AS (DELETE FROM persona_budget_holds h WHERE NOT EXISTS (SELECT 1 FROM "
+        "persona_nodes n WHERE n.node_id = h.node_id AND n.alive_until >= now()) "
+        "RETURNING user_id, amount_usd), s AS (SELECT user_id, sum(amount_usd) AS a FROM d "
+        "GROUP BY user_id) UPDATE persona_budget b SET spent_usd = b.spent_usd + s.a FROM s "
+        "WHERE b.user_id = s.user_id")
+        .IgnoreError();
     if (std::chrono::steady_clock::now() - last_cleanup > std::chrono::minutes(1)) {
       // Rows of processes gone long ago (their entries were claimed).
       Query("DELETE FROM persona_nodes WHERE alive_until < now() - interval '1 hour'")
@@ -996,6 +1116,38 @@ StatusOr<Usage> PostgresEventStore::UserUsage(std::string_view user_id) {
   u.tokens_out = std::strtoull(PQgetvalue(r->get(), 0, 2), nullptr, 10);
   u.cost_usd = std::strtod(PQgetvalue(r->get(), 0, 3), nullptr);
   return u;
+}
+
+namespace {
+// A double as text that reads back as the same double.
+std::string ExactDecimal(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+}  // namespace
+
+StatusOr<bool> PostgresEventStore::ReserveBudget(std::string_view user_id, std::string_view hold_id,
+                                                 double amount_usd, double limit_usd) {
+  auto r = Query("SELECT persona_budget_reserve($1, $2, $3, $4, $5)",
+                 {std::string(user_id), std::string(hold_id), node_id_, ExactDecimal(amount_usd),
+                  ExactDecimal(limit_usd)});
+  if (!r.ok()) {
+    budget_errors_->Inc();
+    return r.status();
+  }
+  return PQgetvalue(r->get(), 0, 0)[0] == 't';
+}
+
+Status PostgresEventStore::SettleBudget(std::string_view hold_id, double actual_usd) {
+  // If the hold is gone (this process was taken for dead and its holds
+  // counted as spent), there is nothing left to settle.
+  auto r = Query(
+      "WITH d AS (DELETE FROM persona_budget_holds WHERE hold_id = $1 RETURNING user_id) "
+      "UPDATE persona_budget b SET spent_usd = b.spent_usd + $2 FROM d WHERE b.user_id = d.user_id",
+      {std::string(hold_id), ExactDecimal(actual_usd)});
+  if (!r.ok()) budget_errors_->Inc();
+  return r.status();
 }
 
 Status PostgresEventStore::ForEachSession(const std::function<bool(const SessionMeta&)>& fn) {

@@ -1,7 +1,7 @@
 // PostgresEventStore: the EventStore on a PostgreSQL server (SPEC §11), on
 // libpq.
 //
-// Tables (schema version 3, applied at Open; a database whose schema is
+// Tables (schema version 4, applied at Open; a database whose schema is
 // newer than this build knows is refused):
 //   persona_sessions    (session_id PK, user_id, version, meta)       meta: SessionMeta JSON
 //   persona_events      (session_id, seq) PK, type, body               body: the event JSON
@@ -9,7 +9,10 @@
 //   persona_idempotency (scope, key) PK, response, created_at_ms
 //   persona_usage       (user_id PK, calls, tokens_in, tokens_out, cost_usd)
 //   persona_intake      (seq PK, payload, session_id, request_id, owner)
-//   persona_nodes       (node_id PK, alive_until, fingerprint)  live processes and their schema set
+//   persona_nodes       (node_id PK, alive_until, fingerprint, number)  live processes: their
+//                       schema set and their number in HLC stamps
+//   persona_budget      (user_id PK, spent_usd)       the shared budget ledger
+//   persona_budget_holds (hold_id PK, user_id, node_id, amount_usd)  AI calls in flight
 //   persona_requests    (session_id, request_id) PK, record, created_at_ms
 //   persona_schema      (version)
 // JSON is stored as text, byte for byte as the engine wrote it (jsonb would
@@ -34,6 +37,7 @@
 // none free within `pool_wait_ms` is Unavailable. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -65,12 +69,20 @@ struct PostgresOptions {
   // schema set): Open refuses to start beside a live node whose fingerprint
   // differs. Empty (tools such as replay and export): not checked.
   std::string node_fingerprint;
+  // Open refuses to start a process whose wall clock differs from the
+  // database server's by more than this; afterwards the offset is measured
+  // with every lease renewal (persona_clock_offset_ms) and logged when it
+  // passes the limit. 0: not checked.
+  int64_t max_clock_skew_ms = 1000;
+  // This process's wall clock (ms since the epoch); nullptr: NowMillis.
+  // Injectable so that tests can skew it.
+  int64_t (*now_ms)() = nullptr;
 };
 
 class PostgresEventStore final : public EventStore {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Connects, applies missing migrations (serialized across processes by an
   // advisory lock), and starts the commit thread. Unavailable names what
@@ -97,6 +109,11 @@ class PostgresEventStore final : public EventStore {
   StatusOr<std::optional<std::string>> GetRequestStatus(std::string_view session_id,
                                                         std::string_view request_id) override;
   StatusOr<Usage> UserUsage(std::string_view user_id) override;
+  StatusOr<bool> ReserveBudget(std::string_view user_id, std::string_view hold_id,
+                               double amount_usd, double limit_usd) override;
+  Status SettleBudget(std::string_view hold_id, double actual_usd) override;
+  uint32_t NodeNumber() const override { return node_number_; }
+  int64_t ClockOffsetMs() const override { return clock_offset_ms_.load(); }
   Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) override;
   void Close() override;
   Status Health() const override;
@@ -118,7 +135,10 @@ class PostgresEventStore final : public EventStore {
   Status CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results,
                      bool reconnected = false);
   void ExpireRecords();
-  // Renews this process's lease on its intake entries.
+  // Picks the lowest number no live process holds (0 … kHlcMaxNodes-1).
+  Status TakeNodeNumber();
+  // Renews this process's lease on its intake entries and measures its
+  // clock's offset from the database server's.
   Status Heartbeat();
   void KeeperLoop();
 
@@ -142,6 +162,9 @@ class PostgresEventStore final : public EventStore {
   std::thread keeper_;                 // the heartbeat
   std::condition_variable keeper_cv_;  // wakes it to stop
   std::string node_id_;                // host:pid:random, new every run
+  uint32_t node_number_ = 0;           // set by Open, before any thread starts
+  std::atomic<int64_t> clock_offset_ms_{0};
+  bool skew_reported_ = false;  // the keeper's: offset past the limit already logged
 
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;
@@ -149,6 +172,8 @@ class PostgresEventStore final : public EventStore {
   size_t open_ ABSL_GUARDED_BY(pool_mu_) = 0;  // read connections open (idle or lent)
 
   StoreMetrics metrics_ = StoreMetrics::Register();
+  metrics::Gauge* clock_offset_gauge_;
+  metrics::Counter* budget_errors_;
 };
 
 }  // namespace persona::store

@@ -82,6 +82,28 @@ class PgServer {
     return err.empty() ? absl::OkStatus() : absl::InternalError(err);
   }
 
+  // The first column of the first row of `sql`'s result on `url`.
+  static StatusOr<std::string> Value(const std::string& url, const std::string& sql) {
+    PGconn* c = PQconnectdb(url.c_str());
+    std::string err, out;
+    if (PQstatus(c) != CONNECTION_OK) {
+      err = PQerrorMessage(c);
+    } else {
+      PGresult* r = PQexec(c, sql.c_str());
+      if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        err = PQresultErrorMessage(r);
+      } else if (PQntuples(r) == 0) {
+        err = "no rows";
+      } else {
+        out = PQgetvalue(r, 0, 0);
+      }
+      PQclear(r);
+    }
+    PQfinish(c);
+    if (!err.empty()) return absl::InternalError(err);
+    return out;
+  }
+
   // Stops the server (fast shutdown) and starts it again on the same port:
   // what a database restart looks like to persona.
   Status Restart() {
