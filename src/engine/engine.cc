@@ -1268,8 +1268,9 @@ StatusOr<std::pair<uint64_t, bus::Payload>> BusBackfill::Profile(const std::stri
   return std::make_pair(p->second, std::make_shared<const std::string>(std::move(p->first)));
 }
 
-StatusOr<uint64_t> BusBackfill::Version(const std::string& session_id) {
-  return store_->SessionVersion(session_id);
+StatusOr<std::unordered_map<std::string, uint64_t>> BusBackfill::Versions(
+    const std::vector<std::string>& session_ids) {
+  return store_->SessionVersions(session_ids);
 }
 
 }  // namespace persona::engine

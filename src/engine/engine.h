@@ -320,7 +320,8 @@ class BusBackfill final : public bus::Backfill {
   StatusOr<std::vector<std::pair<uint64_t, bus::Payload>>> EventsAfter(
       const std::string& session_id, uint64_t after, uint64_t upto) override;
   StatusOr<std::pair<uint64_t, bus::Payload>> Profile(const std::string& session_id) override;
-  StatusOr<uint64_t> Version(const std::string& session_id) override;
+  StatusOr<std::unordered_map<std::string, uint64_t>> Versions(
+      const std::vector<std::string>& session_ids) override;
 
  private:
   Engine* engine_;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/json.h"
@@ -180,6 +181,21 @@ class EventStore {
     auto h = Head(session_id);
     if (!h.ok()) return h.status();
     return h->version;
+  }
+  // The versions of several sessions at once (sessions that do not exist
+  // are left out). A shared store answers with one query.
+  virtual StatusOr<std::unordered_map<std::string, uint64_t>> SessionVersions(
+      const std::vector<std::string>& session_ids) {
+    std::unordered_map<std::string, uint64_t> out;
+    for (const auto& id : session_ids) {
+      auto h = Head(id);
+      if (h.ok()) {
+        out.emplace(id, h->version);
+      } else if (!absl::IsNotFound(h.status())) {
+        return h.status();
+      }
+    }
+    return out;
   }
 
   // True if several processes may open this store at once (each with its

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "cache/redis_cache.h"  // ParseRedisUrl, RedisCommand
@@ -85,6 +86,7 @@ StatusOr<std::unique_ptr<RedisBus>> RedisBus::Create(const RedisBusOptions& opti
   bus->publisher_ = std::thread([b = bus.get()] { b->PublisherLoop(); });
   bus->subscriber_ = std::thread([b = bus.get()] { b->SubscriberLoop(); });
   bus->poller_ = std::thread([b = bus.get()] { b->PollLoop(); });
+  bus->filler_ = std::thread([b = bus.get()] { b->FillLoop(); });
   return bus;
 }
 
@@ -101,6 +103,12 @@ void RedisBus::Stop() {
   if (publisher_.joinable()) publisher_.join();
   if (subscriber_.joinable()) subscriber_.join();
   if (poller_.joinable()) poller_.join();
+  {
+    std::lock_guard<std::mutex> l(fill_mu_);
+    fill_stopping_ = true;
+  }
+  fill_cv_.notify_all();
+  if (filler_.joinable()) filler_.join();
 }
 
 std::unique_ptr<Subscription> RedisBus::Subscribe(const std::string& topic, Handler handler) {
@@ -172,29 +180,87 @@ void RedisBus::Deliver(const std::string& topic, uint64_t seq, const Payload& pa
     return;
   }
   std::lock_guard<std::mutex> l(state->mu);
+  if (state->filling) {  // the filler delivers this topic until it is done
+    if (seq > state->last && state->held.size() < kMaxHeldPerTopic)
+      state->held.emplace(seq, payload);
+    return;
+  }
   if (state->known && seq <= state->last) return;  // delivered already (or older)
-  if (kind == Kind::kEvents && state->known && seq > state->last + 1) {
+  if (kind == Kind::kEvents && state->known && seq > state->last + 1 && backfill_.load()) {
     // A gap: what the bus lost, or what another node wrote just before this
-    // node's own event and is still on its way, comes from the store first.
-    if (Backfill* fill = backfill_.load()) {
-      auto missing = fill->EventsAfter(SessionOf(topic), state->last, seq - 1);
-      if (missing.ok()) {
-        gap_fills_->Inc();
-        for (auto& [s, p] : *missing) {
-          if (s <= state->last) continue;
-          local_.Publish(topic, p, s);
-          state->last = s;
-          filled_events_->Inc();
-        }
-      } else {
-        LogWarn("bus: cannot fill a gap from the store",
-                {{"topic", topic}, {"error", std::string(missing.status().message())}});
-      }
+    // node's own event and is still on its way. The filler reads it from the
+    // store and delivers it first; this message waits.
+    state->filling = true;
+    state->held.emplace(seq, payload);
+    {
+      std::lock_guard<std::mutex> f(fill_mu_);
+      fills_.emplace_back(topic, state);
     }
+    fill_cv_.notify_one();
+    return;
   }
   local_.Publish(topic, payload, seq);
   state->last = seq;
   state->known = true;
+}
+
+void RedisBus::FillLoop() {
+  for (;;) {
+    std::pair<std::string, std::shared_ptr<TopicState>> job;
+    {
+      std::unique_lock<std::mutex> l(fill_mu_);
+      fill_cv_.wait(l, [&] { return fill_stopping_ || !fills_.empty(); });
+      if (fill_stopping_) return;
+      job = std::move(fills_.front());
+      fills_.pop_front();
+    }
+    FillTopic(job.first, job.second.get());
+  }
+}
+
+void RedisBus::FillTopic(const std::string& topic, TopicState* state) {
+  Backfill* fill = backfill_.load();
+  std::unique_lock<std::mutex> l(state->mu);
+  for (;;) {
+    // Deliver what follows on from the last delivered.
+    while (!state->held.empty()) {
+      auto it = state->held.begin();
+      if (it->first <= state->last) {
+        state->held.erase(it);
+      } else if (it->first == state->last + 1) {
+        local_.Publish(topic, it->second, it->first);
+        state->last = it->first;
+        state->held.erase(it);
+      } else {
+        break;
+      }
+    }
+    if (state->held.empty() || fill == nullptr) {
+      state->filling = false;
+      return;
+    }
+    const uint64_t after = state->last, upto = state->held.begin()->first - 1;
+    l.unlock();  // the store read runs without holding up the topic's arrivals
+    auto missing = fill->EventsAfter(SessionOf(topic), after, upto);
+    l.lock();
+    if (missing.ok()) {
+      gap_fills_->Inc();
+      for (auto& [s, p] : *missing) {
+        if (s <= state->last) continue;
+        local_.Publish(topic, p, s);
+        state->last = s;
+        filled_events_->Inc();
+      }
+    }
+    if (!missing.ok() || state->last < upto) {
+      // The store could not say (or no longer has them: the session was
+      // erased): deliver what is held rather than hold it forever.
+      if (!missing.ok())
+        LogWarn("bus: cannot fill a gap from the store",
+                {{"topic", topic}, {"error", std::string(missing.status().message())}});
+      state->last = state->held.begin()->first - 1;
+    }
+  }
 }
 
 redisContext* RedisBus::Connect(std::string* error) {
@@ -395,35 +461,51 @@ void RedisBus::PollOnce() {
     }
   }
   polls_->Inc();
-  for (auto& [topic, state] : watched) {
-    const std::string sid = SessionOf(topic);
-    uint64_t last;
-    {
-      std::lock_guard<std::mutex> l(state->mu);
-      if (!state->known) continue;
-      last = state->last;
-    }
-    auto version = fill->Version(sid);
-    if (!version.ok() || *version <= last) continue;
-    if (KindOf(topic) == Kind::kProfile) {
-      auto prof = fill->Profile(sid);
-      if (!prof.ok()) continue;
-      std::lock_guard<std::mutex> l(state->mu);
-      if (prof->first > state->last) {
-        local_.Publish(topic, prof->second, prof->first);
-        state->last = prof->first;
+  for (size_t begin = 0; begin < watched.size(); begin += kPollBatch) {
+    const size_t end = std::min(watched.size(), begin + kPollBatch);
+    std::vector<std::string> sids;
+    for (size_t i = begin; i < end; ++i) sids.push_back(SessionOf(watched[i].first));
+    auto versions = fill->Versions(sids);
+    if (!versions.ok()) continue;
+    for (size_t i = begin; i < end; ++i) {
+      const auto& [topic, state] = watched[i];
+      auto v = versions->find(sids[i - begin]);
+      if (v == versions->end()) continue;
+      {
+        std::lock_guard<std::mutex> l(state->mu);
+        if (!state->known || state->filling || v->second <= state->last) continue;
       }
-      continue;
+      PollTopic(topic, sids[i - begin], state.get());
     }
-    auto missing = fill->EventsAfter(sid, last, 0);
-    if (!missing.ok()) continue;
+  }
+}
+
+void RedisBus::PollTopic(const std::string& topic, const std::string& sid, TopicState* state) {
+  Backfill* fill = backfill_.load();
+  uint64_t last;
+  {
     std::lock_guard<std::mutex> l(state->mu);
-    for (auto& [s, p] : *missing) {
-      if (s <= state->last) continue;
-      local_.Publish(topic, p, s);
-      state->last = s;
-      filled_events_->Inc();
+    last = state->last;
+  }
+  if (KindOf(topic) == Kind::kProfile) {
+    auto prof = fill->Profile(sid);
+    if (!prof.ok()) return;
+    std::lock_guard<std::mutex> l(state->mu);
+    if (!state->filling && prof->first > state->last) {
+      local_.Publish(topic, prof->second, prof->first);
+      state->last = prof->first;
     }
+    return;
+  }
+  auto missing = fill->EventsAfter(sid, last, 0);
+  if (!missing.ok()) return;
+  std::lock_guard<std::mutex> l(state->mu);
+  if (state->filling) return;  // the filler has it
+  for (auto& [s, p] : *missing) {
+    if (s <= state->last) continue;
+    local_.Publish(topic, p, s);
+    state->last = s;
+    filled_events_->Inc();
   }
 }
 

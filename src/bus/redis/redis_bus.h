@@ -18,13 +18,17 @@
 //   - an event with seq <= last was delivered already (it came through the
 //     store first) and is dropped;
 //   - an event with seq > last + 1 shows a gap: the missing events are read
-//     from the store (Backfill) and delivered first, in order;
+//     from the store (Backfill) and delivered first, in order. The read is
+//     done by the bus's filler thread, never on the thread that published
+//     (an I/O thread) or on the Redis reader: the topic's later messages
+//     wait, in seq order, until the fill is delivered (at most
+//     kMaxHeldPerTopic; the store has the rest);
 //   - a profile snapshot older than the last one delivered is dropped.
 // A message dropped at the end of a burst shows no gap until the next one,
-// so a poller also compares each watched session with the store: every
-// `poll_ms` while Redis is reachable, every `down_poll_ms` while it is not
-// (Redis down: delivery degrades to store polling; the gauge
-// persona_bus_up says so, and each transition is logged once).
+// so a poller also compares each watched session with the store (one query
+// for up to kPollBatch sessions): every `poll_ms` while Redis is reachable, every `down_poll_ms`
+// while it is not (Redis down: delivery degrades to store polling; the gauge persona_bus_up says
+// so, and each transition is logged once).
 //
 // Bounds: the outgoing queue holds `max_queue` messages (beyond that they are
 // dropped and counted: subscribers elsewhere catch up from the store); the
@@ -39,6 +43,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,8 +72,10 @@ class Backfill {
   // The session's current profile snapshot (as published on its profile
   // topic) and version.
   virtual StatusOr<std::pair<uint64_t, Payload>> Profile(const std::string& session_id) = 0;
-  // The session's current version; NotFound if it is gone.
-  virtual StatusOr<uint64_t> Version(const std::string& session_id) = 0;
+  // The current versions of several sessions at once (sessions that are gone
+  // are left out).
+  virtual StatusOr<std::unordered_map<std::string, uint64_t>> Versions(
+      const std::vector<std::string>& session_ids) = 0;
 };
 
 struct RedisBusOptions {
@@ -100,10 +107,13 @@ class RedisBus final : public Bus {
   bool Distributed() const override { return true; }
 
   bool up() const { return up_flag_.load(); }
+  static constexpr size_t kMaxHeldPerTopic = 4096;
+  static constexpr size_t kPollBatch = 500;
   const std::string& node_id() const { return node_id_; }
 
  private:
   explicit RedisBus(const RedisBusOptions& options);
+  struct TopicState;
   struct Outgoing {
     std::string channel;
     std::string message;
@@ -115,6 +125,12 @@ class RedisBus final : public Bus {
   void SubscriberLoop();
   void PollLoop();
   void PollOnce();
+  // Delivers from the store what one watched topic is behind by.
+  void PollTopic(const std::string& topic, const std::string& sid, TopicState* state);
+  void FillLoop();
+  // The filler's part for one topic: fills each gap before what is held and
+  // delivers it all, until nothing is held.
+  void FillTopic(const std::string& topic, TopicState* state);
   redisContext* Connect(std::string* error);
   void MarkUp();
   void MarkDown(const std::string& why);
@@ -133,6 +149,10 @@ class RedisBus final : public Bus {
     std::mutex mu;  // held while delivering: one topic's messages in order
     uint64_t last = 0;
     bool known = false;
+    // While a gap is being filled, the filler delivers this topic: messages
+    // that arrive meanwhile wait here, by seq.
+    bool filling = false;
+    std::map<uint64_t, Payload> held;
   };
   std::shared_ptr<TopicState> StateFor(const std::string& topic, bool create);
   std::mutex topics_mu_;
@@ -145,7 +165,12 @@ class RedisBus final : public Bus {
   int subscriber_fd_ ABSL_GUARDED_BY(mu_) = -1;  // shut down by Stop() to wake the reader
   std::atomic<bool> up_flag_{false};
   std::atomic<bool> logged_down_{false};
-  std::thread publisher_, subscriber_, poller_;
+  std::thread publisher_, subscriber_, poller_, filler_;
+  std::mutex fill_mu_;
+  std::condition_variable fill_cv_;
+  // Topics with a gap to fill; each at most once (TopicState::filling).
+  std::deque<std::pair<std::string, std::shared_ptr<TopicState>>> fills_ ABSL_GUARDED_BY(fill_mu_);
+  bool fill_stopping_ ABSL_GUARDED_BY(fill_mu_) = false;
 
   metrics::Gauge* up_;
   metrics::Counter* published_;

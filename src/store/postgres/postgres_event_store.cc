@@ -1127,6 +1127,19 @@ std::string ExactDecimal(double v) {
 }
 }  // namespace
 
+StatusOr<std::unordered_map<std::string, uint64_t>> PostgresEventStore::SessionVersions(
+    const std::vector<std::string>& session_ids) {
+  std::unordered_map<std::string, uint64_t> out;
+  if (session_ids.empty()) return out;
+  auto r =
+      Query("SELECT session_id, version FROM persona_sessions WHERE session_id = ANY($1::text[])",
+            {TextArray(session_ids)});
+  if (!r.ok()) return r.status();
+  for (int row = 0; row < PQntuples(r->get()); ++row)
+    out.emplace(Str(r->get(), row, 0), std::strtoull(PQgetvalue(r->get(), row, 1), nullptr, 10));
+  return out;
+}
+
 StatusOr<bool> PostgresEventStore::ReserveBudget(std::string_view user_id, std::string_view hold_id,
                                                  double amount_usd, double limit_usd) {
   auto r = Query("SELECT persona_budget_reserve($1, $2, $3, $4, $5)",

@@ -101,6 +101,8 @@ class PostgresEventStore final : public EventStore {
   StatusOr<std::optional<std::string>> GetIdempotent(std::string_view session_scope,
                                                      std::string_view key) override;
   StatusOr<SessionHead> Head(std::string_view session_id) override;
+  StatusOr<std::unordered_map<std::string, uint64_t>> SessionVersions(
+      const std::vector<std::string>& session_ids) override;
   bool Shared() const override { return true; }
   StatusOr<std::vector<IntakeEntry>> ClaimIntake(size_t limit) override;
   StatusOr<std::optional<IntakeEntry>> FindIntake(std::string_view session_id,
