@@ -36,6 +36,7 @@
 #include "realtime/broker.h"
 #include "realtime/mqtt_connection.h"
 #include "realtime/persona_bridge.h"
+#include "realtime/session_mirror.h"
 #include "store/postgres/postgres_event_store.h"
 #include "store/rocksdb/rocksdb_event_store.h"
 
@@ -87,6 +88,7 @@ StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg
     opt.node_fingerprint = node_fingerprint;
     opt.max_clock_skew_ms = read_only || node_fingerprint.empty() ? 0 : cfg.store.max_clock_skew_ms;
     opt.pool_size = static_cast<size_t>(cfg.store.pool_size);
+    opt.mqtt_session_ttl_ms = static_cast<int64_t>(cfg.mqtt.session_expiry_s) * 1000;
     opt.max_batch = static_cast<size_t>(cfg.store.max_batch);
     opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
     opt.idempotency_ttl_ms = static_cast<int64_t>(cfg.idempotency_ttl_s) * 1000;
@@ -389,7 +391,19 @@ int Serve(const ServeFlags& flags) {
   bopt.max_retained = static_cast<size_t>(cfg->mqtt.max_retained);
   bopt.session_expiry_ms = static_cast<int64_t>(cfg->mqtt.session_expiry_s) * 1000;
   realtime::Broker broker(bopt);
+  // Several nodes on one store: persistent MQTT sessions are written to it,
+  // so they follow a device to whichever node it reconnects to.
+  std::unique_ptr<realtime::SessionMirror> session_mirror;
+  if ((*store)->Shared()) {
+    session_mirror = std::make_unique<realtime::SessionMirror>(&broker, store->get());
+    broker.SetMirror(session_mirror.get());
+  }
+  struct Unmirror {  // connections that outlive the mirror find no sink
+    realtime::Broker* broker;
+    ~Unmirror() { broker->SetMirror(nullptr); }
+  } unmirror{&broker};
   realtime::BridgeOptions bridge_opt;
+  if (session_mirror) bridge_opt.sessions = store->get();
   bridge_opt.auth = authenticator.get();
   bridge_opt.open_topics =
       cfg->mqtt.open_topics == "auto" ? !cfg->auth.enabled : cfg->mqtt.open_topics == "true";
@@ -521,6 +535,7 @@ int Serve(const ServeFlags& flags) {
       // Let the last responses reach their sockets.
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (redis_bus) redis_bus->Stop();
+      if (session_mirror) session_mirror->Stop();  // the last cursors, before the store closes
       (*store)->Close();
       LogInfo("stopped", {{"drained", drained}});
       boost::system::error_code ignored;

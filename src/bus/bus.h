@@ -34,7 +34,8 @@ class Bus {
   // Subscribes to every topic for which `wants(topic)` is true (a bridge to
   // another protocol, e.g. MQTT). `wants` is also what SubscriberCount asks,
   // so it must be cheap and thread-safe.
-  using TopicHandler = std::function<void(const std::string& topic, const Payload&)>;
+  // `seq`: the event's seq or the snapshot's version (0 for plain topics).
+  using TopicHandler = std::function<void(const std::string& topic, const Payload&, uint64_t seq)>;
   virtual std::unique_ptr<Subscription> SubscribeAll(
       TopicHandler handler, std::function<bool(const std::string&)> wants) = 0;
   // `seq` orders the topic's messages: the event's seq on an events topic,

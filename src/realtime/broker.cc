@@ -3,6 +3,7 @@
 #include <boost/container/deque.hpp>
 
 #include "core/clock.h"
+#include "core/json.h"
 #include "realtime/mqtt/codec.h"
 
 namespace persona::realtime {
@@ -21,6 +22,14 @@ class Broker::Session {
   // QoS 1 messages waiting for room in the in-flight window (or a connection).
   boost::container::deque<Message> queue ABSL_GUARDED_BY(mu);
   uint16_t next_packet_id ABSL_GUARDED_BY(mu) = 1;
+  // Persistent sessions: per topic, the highest seq the client acknowledged
+  // (Message::seq), and the seq up to which a restore replayed (live
+  // messages at or below it are duplicates).
+  std::map<std::string, uint64_t> cursors ABSL_GUARDED_BY(mu);
+  std::map<std::string, uint64_t> floors ABSL_GUARDED_BY(mu);
+  bool paused ABSL_GUARDED_BY(mu) = false;  // being restored: deliveries only queue
+  // The session's subscriptions (guarded by Broker::mu_), for Describe.
+  std::map<std::string, uint8_t> filters;
   int64_t offline_since_ms = 0;  // key in Broker::offline_ (guarded by Broker::mu_); 0 = online
 
   uint16_t NextPacketId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -66,8 +75,15 @@ Broker::Broker(BrokerOptions options) : options_(options) {
 
 Broker::~Broker() = default;
 
+void Broker::Mirror(const Session& s) {
+  if (s.clean) return;
+  if (MirrorSink* m = mirror_.load()) m->Changed(s.client_id);
+}
+
 void Broker::Discard(const std::shared_ptr<Session>& s) {
+  Mirror(*s);  // its record goes too
   tree_.RemoveAll(s->id);
+  s->filters.clear();
   by_id_.erase(s->id);
   auto it = sessions_.find(s->client_id);
   if (it != sessions_.end() && it->second == s) sessions_.erase(it);
@@ -180,6 +196,8 @@ uint8_t Broker::Subscribe(const std::shared_ptr<Session>& s, const std::string& 
   const uint8_t granted = qos > 1 ? 1 : qos;
   std::lock_guard<std::mutex> l(mu_);
   if (!tree_.Add(filter, s->id, granted)) return mqtt::kSubackFailure;
+  s->filters[filter] = granted;
+  Mirror(*s);
   return granted;
 }
 
@@ -210,6 +228,8 @@ void Broker::DeliverRetained(const std::shared_ptr<Session>& s, const std::strin
 void Broker::Unsubscribe(const std::shared_ptr<Session>& s, const std::string& filter) {
   std::lock_guard<std::mutex> l(mu_);
   tree_.Remove(filter, s->id);
+  s->filters.erase(filter);
+  Mirror(*s);
 }
 
 bool Broker::HasSubscribers(const std::string& topic) const {
@@ -250,8 +270,12 @@ void Broker::Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos) 
   std::shared_ptr<Link> kick;
   {
     std::lock_guard<std::mutex> l(s->mu);
+    if (m.seq != 0 && !s->floors.empty()) {
+      auto f = s->floors.find(m.topic);
+      if (f != s->floors.end() && m.seq <= f->second) return;  // a restore replayed it
+    }
     if (qos == 0) {
-      if (!s->link) return;  // QoS 0 is not kept for offline sessions
+      if (!s->link || s->paused) return;  // QoS 0 is not kept for offline sessions
       if (s->link->queued_bytes() > options_.max_link_bytes) {
         dropped_qos0_->Inc();
         return;
@@ -259,7 +283,7 @@ void Broker::Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos) 
       if (SendPublish(*s->link, m, 0, 0, false)) delivered_->Inc();
       return;
     }
-    if (s->link && s->queue.empty() && s->inflight.size() < options_.max_inflight) {
+    if (s->link && !s->paused && s->queue.empty() && s->inflight.size() < options_.max_inflight) {
       const uint16_t pid = s->NextPacketId();
       if (SendPublish(*s->link, m, 1, pid, false)) delivered_->Inc();
       s->inflight.emplace_back(pid, std::move(m));
@@ -280,7 +304,7 @@ void Broker::Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos) 
         }
       }
       if (!coalesced) {
-        if (s->link) {
+        if (s->link && !s->paused) {
           // Online and still full: the client cannot keep up. Disconnect it
           // rather than lose messages; it resumes from its session.
           kicked_slow_->Inc();
@@ -304,6 +328,13 @@ void Broker::Acked(const std::shared_ptr<Session>& s, uint16_t packet_id) {
   std::lock_guard<std::mutex> l(s->mu);
   for (auto it = s->inflight.begin(); it != s->inflight.end(); ++it) {
     if (it->first == packet_id) {
+      if (it->second.seq != 0 && !s->clean) {
+        uint64_t& cursor = s->cursors[it->second.topic];
+        if (it->second.seq > cursor) {
+          cursor = it->second.seq;
+          Mirror(*s);
+        }
+      }
       s->inflight.erase(it);
       break;
     }
@@ -317,6 +348,104 @@ void Broker::Acked(const std::shared_ptr<Session>& s, uint16_t packet_id) {
     if (SendPublish(*s->link, m, 1, pid, false)) delivered_->Inc();
     s->inflight.emplace_back(pid, std::move(m));
   }
+}
+
+bool Broker::Persistent(const std::shared_ptr<Session>& s) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return !s->clean;
+}
+
+void Broker::InitCursor(const std::shared_ptr<Session>& s, const std::string& topic, uint64_t seq) {
+  std::lock_guard<std::mutex> l(mu_);  // s->clean
+  if (s->clean) return;
+  std::lock_guard<std::mutex> sl(s->mu);
+  if (s->cursors.emplace(topic, seq).second) Mirror(*s);
+}
+
+std::optional<std::string> Broker::Describe(const std::string& key) const {
+  std::shared_ptr<Session> s;
+  json::array subs;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sessions_.find(key);
+    if (it == sessions_.end() || it->second->clean) return std::nullopt;
+    s = it->second;
+    for (const auto& [filter, qos] : s->filters)
+      subs.push_back(json::array{json::value(filter), qos});
+  }
+  json::object cursors;
+  {
+    std::lock_guard<std::mutex> l(s->mu);
+    for (const auto& [topic, seq] : s->cursors) cursors[topic] = seq;
+  }
+  json::object o;
+  o["subs"] = std::move(subs);
+  o["cursors"] = std::move(cursors);
+  return json::serialize(o);
+}
+
+Status Broker::Restore(const std::shared_ptr<Session>& s, const std::string& record,
+                       const std::function<bool(const std::string& filter)>& allow,
+                       const Replay& replay) {
+  auto parsed = ParseJson(record);
+  if (!parsed.ok() || !parsed->is_object()) return absl::InvalidArgumentError("session record");
+  const json::object& o = parsed->get_object();
+  std::vector<std::pair<std::string, uint64_t>> cursors;
+  if (const auto* c = o.if_contains("cursors"); c && c->is_object()) {
+    for (const auto& [topic, seq] : c->get_object()) {
+      if (seq.is_int64() && seq.as_int64() >= 0)
+        cursors.emplace_back(std::string(topic), static_cast<uint64_t>(seq.as_int64()));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(s->mu);
+    s->paused = true;
+    for (const auto& [topic, seq] : cursors) s->cursors[topic] = seq;
+  }
+  if (const auto* subs = o.if_contains("subs"); subs && subs->is_array()) {
+    for (const auto& sub : subs->get_array()) {
+      if (!sub.is_array() || sub.get_array().size() != 2 || !sub.get_array()[0].is_string() ||
+          !sub.get_array()[1].is_int64())
+        continue;
+      const std::string filter(sub.get_array()[0].get_string());
+      if (allow(filter)) Subscribe(s, filter, static_cast<uint8_t>(sub.get_array()[1].as_int64()));
+    }
+  }
+  for (const auto& [topic, after] : cursors) {
+    if (!allow(topic)) continue;
+    std::vector<Message> missed = replay(topic, after);  // no lock held: it reads the store
+    std::lock_guard<std::mutex> l(s->mu);
+    uint64_t& floor = s->floors[topic];
+    floor = std::max(floor, missed.empty() ? after : missed.back().seq);
+    // Live messages that arrived since the subscription: the ones the replay
+    // covers go, the newer ones follow it.
+    boost::container::deque<Message> merged;
+    bool placed = false;
+    int64_t removed = 0;
+    for (auto& m : s->queue) {
+      if (m.topic == topic && m.seq != 0 && m.seq <= floor) {
+        ++removed;
+        continue;
+      }
+      if (!placed && m.topic == topic) {
+        for (auto& r : missed) merged.push_back(std::move(r));
+        placed = true;
+      }
+      merged.push_back(std::move(m));
+    }
+    if (!placed)
+      for (auto& r : missed) merged.push_back(std::move(r));
+    queued_gauge_->Add(static_cast<int64_t>(merged.size()) - static_cast<int64_t>(s->queue.size()));
+    s->queue = std::move(merged);
+    while (s->queue.size() > options_.max_queued_messages) {  // the oldest go, as offline
+      s->queue.pop_front();
+      queued_gauge_->Add(-1);
+      dropped_offline_->Inc();
+    }
+  }
+  std::lock_guard<std::mutex> l(s->mu);
+  s->paused = false;
+  return absl::OkStatus();
 }
 
 size_t Broker::session_count() const {

@@ -18,6 +18,7 @@
 // connection I/O happens under a lock (Link::Send only queues).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "core/status.h"
 #include "metrics/metrics.h"
 #include "realtime/mqtt/topic_tree.h"
 
@@ -42,6 +44,20 @@ struct Message {
   uint8_t qos = 0;
   bool retain = false;    // the RETAIN flag on the wire
   bool snapshot = false;  // a state snapshot: a newer one on the topic supersedes it
+  // persona's events topics: the event's seq. A persistent session
+  // remembers the highest one its client acknowledged per topic (its cursor),
+  // so that it can be resumed elsewhere from the event log.
+  uint64_t seq = 0;
+};
+
+// Where persistent sessions are mirrored so that they can follow a device to
+// another node (a shared store; see SessionMirror in session_mirror.h).
+class MirrorSink {
+ public:
+  virtual ~MirrorSink() = default;
+  // The persistent session under `key` changed (subscriptions, cursors) or
+  // ended. Called with broker locks held: must only note the key.
+  virtual void Changed(const std::string& key) = 0;
 };
 
 // What the broker needs of a live connection.
@@ -76,6 +92,28 @@ class Broker {
   ~Broker();
 
   void SetVirtualRetained(VirtualRetained fn) { virtual_retained_ = std::move(fn); }
+  // Set before the first connection; null again before the sink goes.
+  void SetMirror(MirrorSink* mirror) { mirror_.store(mirror); }
+
+  // A persistent session as a record another node can restore:
+  // {"subs": [[filter, qos], …], "cursors": {topic: seq, …}}; nullopt if
+  // there is no persistent session under `key` (none, clean, or discarded).
+  std::optional<std::string> Describe(const std::string& key) const;
+  // Restores what a record describes into the (new) session `s`: its
+  // subscriptions, and for each cursor the messages `replay(topic, after)`
+  // returns (the events the device has not acknowledged, oldest first),
+  // queued ahead of anything live on that topic; live messages the replay
+  // already covered are dropped. Call before the CONNACK; Resume sends it
+  // all. InvalidArgument for a record that does not parse.
+  // True for a persistent session (clean session off).
+  bool Persistent(const std::shared_ptr<Session>& s) const;
+  // Starts a persistent session's cursor on `topic` at `seq` (the topic's
+  // last seq as it subscribes), unless it has one.
+  void InitCursor(const std::shared_ptr<Session>& s, const std::string& topic, uint64_t seq);
+  // Only filters `allow` grants are restored (grants can change between).
+  using Replay = std::function<std::vector<Message>(const std::string& topic, uint64_t after)>;
+  Status Restore(const std::shared_ptr<Session>& s, const std::string& record,
+                 const std::function<bool(const std::string& filter)>& allow, const Replay& replay);
 
   struct Attached {
     std::shared_ptr<Session> session;
@@ -120,8 +158,12 @@ class Broker {
   // nothing could be discarded.
   bool Reap(bool need_room) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Notes a persistent session's change for the mirror.
+  void Mirror(const Session& s);
+
   BrokerOptions options_;
   VirtualRetained virtual_retained_;
+  std::atomic<MirrorSink*> mirror_{nullptr};
   mutable std::mutex mu_;
   mqtt::TopicTree tree_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);

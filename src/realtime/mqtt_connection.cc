@@ -140,6 +140,12 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
       return;
     }
     session_ = attached->session;
+    // A persistent session another node kept (its node died, or the device
+    // moved): its subscriptions, and what the device missed, come back
+    // before the CONNACK says the session is present.
+    if (!attached->session_present && !c.clean_session &&
+        policy_->RestoreSession(client_, session_key, session_))
+      attached->session_present = true;
     will_ = std::move(c.will);
     // The server allows one and a half keep-alive periods [MQTT-3.1.2-24].
     conn_->SetReadTimeout(c.keep_alive_s == 0 ? 0 : c.keep_alive_s * 1500);
@@ -219,9 +225,12 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     mqtt::Suback ack;
     ack.packet_id = s.packet_id;
     for (const auto& [filter, qos] : s.filters) {
-      ack.codes.push_back(policy_->MaySubscribe(client_, filter)
-                              ? broker_->Subscribe(session_, filter, qos)
-                              : mqtt::kSubackFailure);
+      if (!policy_->MaySubscribe(client_, filter)) {
+        ack.codes.push_back(mqtt::kSubackFailure);
+        continue;
+      }
+      policy_->OnSubscribe(client_, session_, filter);
+      ack.codes.push_back(broker_->Subscribe(session_, filter, qos));
     }
     std::string out;
     if (mqtt::EncodeSuback(ack, &out)) conn_->Send(std::move(out));

@@ -38,6 +38,16 @@ class MqttPolicy {
                                   const std::string& payload) = 0;
   // May this client subscribe to `filter` (wildcards included)?
   virtual bool MaySubscribe(const MqttClient& client, const std::string& filter) = 0;
+  // A granted filter, just before the broker subscribes `session` to it.
+  virtual void OnSubscribe(const MqttClient& client,
+                           const std::shared_ptr<Broker::Session>& session,
+                           const std::string& filter) {}
+  // A client asked for a persistent session this broker does not have:
+  // restore it into `session` if another node left it (true: it was).
+  virtual bool RestoreSession(const MqttClient& client, const std::string& session_key,
+                              const std::shared_ptr<Broker::Session>& session) {
+    return false;
+  }
 };
 
 struct MqttOptions {

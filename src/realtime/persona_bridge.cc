@@ -2,6 +2,7 @@
 
 #include "core/ids.h"
 #include "core/json.h"
+#include "core/logging.h"
 #include "limits/rate_limiter.h"
 
 namespace persona::realtime {
@@ -43,7 +44,13 @@ PersonaBridge::PersonaBridge(engine::Engine* engine, Broker* broker, BridgeOptio
           "Client PUBLISHes dropped by limits.mqtt_publish_per_user/_per_address")),
       refused_subscriptions_(
           metrics::Default().GetCounter("persona_mqtt_refused_subscriptions_total",
-                                        "SUBSCRIBE filters refused (0x80) by authorization")) {
+                                        "SUBSCRIBE filters refused (0x80) by authorization")),
+      restored_sessions_(metrics::Default().GetCounter(
+          "persona_mqtt_sessions_restored_total",
+          "Persistent MQTT sessions restored from the shared store (left by another node)")),
+      replayed_events_(metrics::Default().GetCounter(
+          "persona_mqtt_replayed_events_total",
+          "Events a restored session's device had not acknowledged, replayed from the log")) {
   if (options_.auth == nullptr) options_.auth = &off_;
   broker_->SetVirtualRetained([this](const std::string& topic) -> std::optional<Message> {
     std::string_view id, rest;
@@ -59,12 +66,13 @@ PersonaBridge::PersonaBridge(engine::Engine* engine, Broker* broker, BridgeOptio
     return m;
   });
   firehose_ = engine_->bus()->SubscribeAll(
-      [this](const std::string& topic, const bus::Payload& payload) {
+      [this](const std::string& topic, const bus::Payload& payload, uint64_t seq) {
         Message m;
         m.topic = topic;
         m.payload = payload;
         m.qos = 1;
         m.snapshot = topic.ends_with("/profile");
+        if (topic.ends_with("/events")) m.seq = seq;
         broker_->Publish(m);
       },
       [this](const std::string& topic) {
@@ -98,6 +106,56 @@ bool PersonaBridge::MaySubscribe(const MqttClient& client, const std::string& fi
   }
   if (!ok) refused_subscriptions_->Inc();
   return ok;
+}
+
+void PersonaBridge::OnSubscribe(const MqttClient& client,
+                                const std::shared_ptr<Broker::Session>& session,
+                                const std::string& filter) {
+  // A persistent session's cursor starts where the log is as it subscribes,
+  // so that a restore elsewhere replays even what it never received here.
+  if (options_.sessions == nullptr) return;
+  std::string_view id, rest;
+  if (!SplitSessionTopic(filter, &id, &rest) || rest != "events" || !broker_->Persistent(session))
+    return;
+  auto version = engine_->Version(client.caller, std::string(id));
+  if (version.ok()) broker_->InitCursor(session, filter, *version);
+}
+
+bool PersonaBridge::RestoreSession(const MqttClient& client, const std::string& session_key,
+                                   const std::shared_ptr<Broker::Session>& session) {
+  if (options_.sessions == nullptr) return false;
+  // One primary-key read, on the connection's thread: only for a CONNECT
+  // that asks for a session this node does not have.
+  auto record = options_.sessions->TakeMqttSession(session_key);
+  if (!record.ok()) {
+    LogWarn("mqtt: cannot read persistent sessions from the store",
+            {{"error", std::string(record.status().message())}});
+    return false;
+  }
+  if (!*record) return false;
+  constexpr size_t kMaxReplay = 1000;  // the broker's queue holds no more
+  Status st = broker_->Restore(
+      session, **record, [&](const std::string& filter) { return MaySubscribe(client, filter); },
+      [&](const std::string& topic, uint64_t after) {
+        std::vector<Message> out;
+        std::string_view id, rest;
+        if (!SplitSessionTopic(topic, &id, &rest) || rest != "events") return out;
+        auto events = engine_->ListEvents(client.caller, std::string(id), after, kMaxReplay);
+        if (!events.ok()) return out;
+        for (const auto& e : *events) {
+          Message m;
+          m.topic = topic;
+          m.payload = std::make_shared<const std::string>(model::EventToJsonString(e));
+          m.qos = 1;
+          m.seq = e.seq;
+          out.push_back(std::move(m));
+        }
+        replayed_events_->Inc(out.size());
+        return out;
+      });
+  if (!st.ok()) return false;
+  restored_sessions_->Inc();
+  return true;
 }
 
 double PersonaBridge::RateLimited(const MqttClient& client) {

@@ -27,6 +27,7 @@
 #include "limits/rate_limiter.h"
 #include "realtime/broker.h"
 #include "realtime/mqtt_connection.h"
+#include "store/event_store.h"
 
 namespace persona::realtime {
 
@@ -37,6 +38,9 @@ struct BridgeOptions {
   // Token buckets on client PUBLISHes; null = none.
   limits::RateLimiter* publish_per_user = nullptr;
   limits::RateLimiter* publish_per_address = nullptr;
+  // A shared store that keeps persistent MQTT sessions (SessionMirror
+  // writes them): a device's session follows it to this node. Null: none.
+  store::EventStore* sessions = nullptr;
 };
 
 class PersonaBridge final : public MqttPolicy {
@@ -51,6 +55,10 @@ class PersonaBridge final : public MqttPolicy {
   Verdict OnClientPublish(const MqttClient& client, const std::string& topic,
                           const std::string& payload) override;
   bool MaySubscribe(const MqttClient& client, const std::string& filter) override;
+  void OnSubscribe(const MqttClient& client, const std::shared_ptr<Broker::Session>& session,
+                   const std::string& filter) override;
+  bool RestoreSession(const MqttClient& client, const std::string& session_key,
+                      const std::shared_ptr<Broker::Session>& session) override;
 
  private:
   void PublishError(const std::string& session_id, std::string_view command,
@@ -65,6 +73,8 @@ class PersonaBridge final : public MqttPolicy {
   std::unique_ptr<bus::Subscription> firehose_;
   metrics::Counter* rate_limited_;
   metrics::Counter* refused_subscriptions_;
+  metrics::Counter* restored_sessions_;
+  metrics::Counter* replayed_events_;
 };
 
 }  // namespace persona::realtime

@@ -239,6 +239,22 @@ class EventStore {
     return absl::UnimplementedError("this store keeps no shared budget ledger");
   }
 
+  // MQTT persistent sessions that follow a device to another process (a
+  // shared store; a single-process store answers Unimplemented and the
+  // broker's memory is all there is). Each record is the broker's own
+  // description of one session (its subscriptions and, per persona events
+  // topic, the last seq the device acknowledged), keyed by the session key.
+  // SaveMqttSessions writes or (nullopt) deletes records this process owns;
+  // a record another process took over is left alone. TakeMqttSession makes
+  // this process the record's owner and returns it.
+  virtual Status SaveMqttSessions(
+      const std::vector<std::pair<std::string, std::optional<std::string>>>& records) {
+    return absl::UnimplementedError("this store keeps no MQTT sessions");
+  }
+  virtual StatusOr<std::optional<std::string>> TakeMqttSession(std::string_view key) {
+    return absl::UnimplementedError("this store keeps no MQTT sessions");
+  }
+
   // On a shared store: this process's number among the live ones (0 …
   // kHlcMaxNodes-1), which its hybrid clock puts in every stamp, and how far
   // its wall clock is ahead of the store's (negative: behind), as last

@@ -462,6 +462,25 @@ TEST_F(PostgresStoreTest, TwoProcessesSpendOneBudgetAndADeadOnesHoldsCountAsSpen
   EXPECT_FALSE(*(*a)->ReserveBudget("u", "late", kHold, 1.0));
 }
 
+TEST_F(PostgresStoreTest, AnMqttSessionRecordBelongsToTheNodeThatTookItLast) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(
+      (*a)->SaveMqttSessions({{"dev", std::string("v1")}, {"gone", std::string("x")}}).ok());
+  EXPECT_EQ(*(*b)->TakeMqttSession("nobody"), std::nullopt);
+  EXPECT_EQ(*(*b)->TakeMqttSession("dev"), std::optional<std::string>("v1"));
+  // a no longer owns it: its later writes and deletes leave b's record alone.
+  ASSERT_TRUE((*a)->SaveMqttSessions({{"dev", std::string("stale")}}).ok());
+  ASSERT_TRUE((*a)->SaveMqttSessions({{"dev", std::nullopt}, {"gone", std::nullopt}}).ok());
+  EXPECT_EQ(*testing::PgServer::Value(
+                url_, "SELECT record FROM persona_mqtt_sessions WHERE client_key = 'dev'"),
+            "v1");
+  EXPECT_EQ(*testing::PgServer::Value(url_, "SELECT count(*) FROM persona_mqtt_sessions"), "1");
+  ASSERT_TRUE((*b)->SaveMqttSessions({{"dev", std::string("v2")}}).ok());
+  EXPECT_EQ(*(*a)->TakeMqttSession("dev"), std::optional<std::string>("v2"));
+}
+
 TEST_F(PostgresStoreTest, WrongAddressDatabaseOrUserFailWithAClearMessage) {
   const std::string port = std::to_string(server_->port());
   for (const std::string& url : {std::string("postgresql://postgres@127.0.0.1:1/x"),

@@ -279,6 +279,71 @@ class NodeKillTest(unittest.TestCase):
             redis.cleanup()
 
     @postgres_only
+    def test_a_persistent_mqtt_session_follows_its_device_to_another_node(self):
+        # A plain MQTT client (no HTTP catch-up): clean session off on node A,
+        # subscribed to one session's events. A is killed; the device
+        # connects to C with the same client id and does not subscribe
+        # again. Its session is there, and every event it had not
+        # acknowledged arrives, in order, then the live ones.
+        redis = Redis().start()
+        a, b, c = nodes(3, ["--set", "bus.backend=redis", "--set", "bus.url=" + redis.url()])
+        try:
+            st, _, body = b.request("POST", "/v1/sessions", {"user_id": "phone"})
+            sid, start = body["session_id"], body["version"]
+            topic = "session/%s/events" % sid
+            device = Client(a.mqtt_port, client_id="phone-1", clean=False)
+            self.assertEqual(device.session_present, False)
+            self.assertEqual(device.subscribe(topic), [1])
+            stop = threading.Event()
+            acked = []
+
+            def writer():
+                conn = http.client.HTTPConnection("127.0.0.1", b.port, timeout=10)
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    st, _, _ = b.request("POST", "/v1/sessions/%s/messages" % sid,
+                                         {"text": "note %d" % n}, conn=conn)
+                    if st == 200:
+                        acked.append(n)
+                    time.sleep(0.01)
+
+            t = threading.Thread(target=writer)
+            t.start()
+            seen = []
+            deadline = time.time() + 3  # past the mirror's 1 s writes
+            while time.time() < deadline:
+                seen += [json.loads(p)["seq"] for _, p, *_ in device.messages(100, timeout=0.2)]
+            a.kill9()
+            device.drop()
+            time.sleep(1.0)  # B keeps writing while the device is away
+            device = Client(c.mqtt_port, client_id="phone-1", clean=False)
+            self.assertTrue(device.session_present)
+            after = []
+            deadline = time.time() + 2
+            while time.time() < deadline:
+                after += [json.loads(p)["seq"] for _, p, *_ in device.messages(100, timeout=0.2)]
+            stop.set()
+            t.join()
+            head = b.request("GET", "/v1/sessions/%s/profile" % sid)[2]["version"]
+            after += [json.loads(p)["seq"] for _, p, *_ in device.messages(10000, timeout=1.5)]
+            device.drop()
+            self.assertGreater(len(seen), 5)
+            self.assertTrue(after, "nothing arrived on the restored session")
+            # In order, each once, on the new node (what the device had
+            # acknowledged within the last second may come again).
+            self.assertEqual(after, sorted(set(after)))
+            self.assertLessEqual(after[0], max(seen) + 1)
+            self.assertEqual(sorted(set(seen + after)), list(range(start + 1, head + 1)))
+            self.assertGreaterEqual(_metric(c, "persona_mqtt_sessions_restored_total"), 1)
+            print("\nsession follows device: %d events before the kill, %d after on another "
+                  "node (%d again)" % (len(seen), len(after), len(set(seen) & set(after))))
+        finally:
+            for n in (a, b, c):
+                n.cleanup()
+            redis.cleanup()
+
+    @postgres_only
     def test_a_postgres_restart_mid_run_loses_nothing_and_every_node_recovers(self):
         from persona_server import Postgres
         a, b = nodes(2)

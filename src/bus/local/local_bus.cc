@@ -73,7 +73,7 @@ void LocalBus::Unsubscribe(const std::string& topic, uint64_t id) {
   if (v.empty()) s.topics.erase(it);
 }
 
-void LocalBus::Publish(const std::string& topic, Payload payload, uint64_t /*seq*/) {
+void LocalBus::Publish(const std::string& topic, Payload payload, uint64_t seq) {
   // Copy the handler lists under the locks and call outside them.
   std::vector<std::shared_ptr<Handler>> handlers;
   {
@@ -92,7 +92,7 @@ void LocalBus::Publish(const std::string& topic, Payload payload, uint64_t /*seq
   }
   for (const auto& h : handlers) (*h)(payload);
   for (const auto& f : firehoses)
-    if ((*f.wants)(topic)) (*f.handler)(topic, payload);
+    if ((*f.wants)(topic)) (*f.handler)(topic, payload, seq);
 }
 
 size_t LocalBus::SubscriberCount(const std::string& topic) const {

@@ -230,6 +230,10 @@ const char* const kMigrations[] = {
     "  INSERT INTO persona_budget_holds VALUES (p_hold, p_user, p_node, p_amount); "
     "  RETURN true; "
     "END $$;",
+    // 5: persistent MQTT sessions, so that they follow a device that moves
+    // to another node.
+    "CREATE TABLE persona_mqtt_sessions (client_key text PRIMARY KEY, node_id text NOT NULL, "
+    "  record text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());",
 };
 static_assert(std::size(kMigrations) == PostgresEventStore::kSchemaVersion);
 
@@ -486,6 +490,11 @@ void PostgresEventStore::KeeperLoop() {
     if (std::chrono::steady_clock::now() - last_cleanup > std::chrono::minutes(1)) {
       // Rows of processes gone long ago (their entries were claimed).
       Query("DELETE FROM persona_nodes WHERE alive_until < now() - interval '1 hour'")
+          .IgnoreError();
+      Query(
+          "DELETE FROM persona_mqtt_sessions WHERE updated_at < now() - $1 * interval '1 "
+          "millisecond'",
+          {std::to_string(options_.mqtt_session_ttl_ms)})
           .IgnoreError();
       last_cleanup = std::chrono::steady_clock::now();
     }
@@ -1138,6 +1147,48 @@ StatusOr<std::unordered_map<std::string, uint64_t>> PostgresEventStore::SessionV
   for (int row = 0; row < PQntuples(r->get()); ++row)
     out.emplace(Str(r->get(), row, 0), std::strtoull(PQgetvalue(r->get(), row, 1), nullptr, 10));
   return out;
+}
+
+Status PostgresEventStore::SaveMqttSessions(
+    const std::vector<std::pair<std::string, std::optional<std::string>>>& records) {
+  std::vector<std::string> keys, values, gone;
+  for (const auto& [key, record] : records) {
+    if (record) {
+      keys.push_back(key);
+      values.push_back(*record);
+    } else {
+      gone.push_back(key);
+    }
+  }
+  if (!keys.empty()) {
+    // Only this node's records, or new ones: a session another node took
+    // over is that node's now.
+    auto r = Query(
+        "INSERT INTO persona_mqtt_sessions (client_key, node_id, record) "
+        "SELECT k, $3, v FROM unnest($1::text[], $2::text[]) AS u(k, v) "
+        "ON CONFLICT (client_key) DO UPDATE SET record = excluded.record, updated_at = now() "
+        "WHERE persona_mqtt_sessions.node_id = excluded.node_id",
+        {TextArray(keys), TextArray(values), node_id_});
+    if (!r.ok()) return r.status();
+  }
+  if (!gone.empty()) {
+    auto r = Query(
+        "DELETE FROM persona_mqtt_sessions WHERE client_key = ANY($1::text[]) "
+        "AND node_id = $2",
+        {TextArray(gone), node_id_});
+    if (!r.ok()) return r.status();
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::optional<std::string>> PostgresEventStore::TakeMqttSession(std::string_view key) {
+  auto r = Query(
+      "UPDATE persona_mqtt_sessions SET node_id = $2, updated_at = now() WHERE client_key = $1 "
+      "RETURNING record",
+      {std::string(key), node_id_});
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 0) return std::optional<std::string>();
+  return std::optional<std::string>(Str(r->get(), 0, 0));
 }
 
 StatusOr<bool> PostgresEventStore::ReserveBudget(std::string_view user_id, std::string_view hold_id,

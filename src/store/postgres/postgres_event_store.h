@@ -1,7 +1,7 @@
 // PostgresEventStore: the EventStore on a PostgreSQL server (SPEC §11), on
 // libpq.
 //
-// Tables (schema version 4, applied at Open; a database whose schema is
+// Tables (schema version 5, applied at Open; a database whose schema is
 // newer than this build knows is refused):
 //   persona_sessions    (session_id PK, user_id, version, meta)       meta: SessionMeta JSON
 //   persona_events      (session_id, seq) PK, type, body               body: the event JSON
@@ -13,6 +13,8 @@
 //                       schema set and their number in HLC stamps
 //   persona_budget      (user_id PK, spent_usd)       the shared budget ledger
 //   persona_budget_holds (hold_id PK, user_id, node_id, amount_usd)  AI calls in flight
+//   persona_mqtt_sessions (client_key PK, node_id, record, updated_at)  persistent MQTT
+//                       sessions, owned by the node the device is on
 //   persona_requests    (session_id, request_id) PK, record, created_at_ms
 //   persona_schema      (version)
 // JSON is stored as text, byte for byte as the engine wrote it (jsonb would
@@ -77,12 +79,14 @@ struct PostgresOptions {
   // This process's wall clock (ms since the epoch); nullptr: NowMillis.
   // Injectable so that tests can skew it.
   int64_t (*now_ms)() = nullptr;
+  // MQTT session records untouched this long are deleted (mqtt.session_expiry_s).
+  int64_t mqtt_session_ttl_ms = 86400000;
 };
 
 class PostgresEventStore final : public EventStore {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Connects, applies missing migrations (serialized across processes by an
   // advisory lock), and starts the commit thread. Unavailable names what
@@ -114,6 +118,9 @@ class PostgresEventStore final : public EventStore {
   StatusOr<bool> ReserveBudget(std::string_view user_id, std::string_view hold_id,
                                double amount_usd, double limit_usd) override;
   Status SettleBudget(std::string_view hold_id, double actual_usd) override;
+  Status SaveMqttSessions(
+      const std::vector<std::pair<std::string, std::optional<std::string>>>& records) override;
+  StatusOr<std::optional<std::string>> TakeMqttSession(std::string_view key) override;
   uint32_t NodeNumber() const override { return node_number_; }
   int64_t ClockOffsetMs() const override { return clock_offset_ms_.load(); }
   Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) override;
