@@ -246,7 +246,9 @@ class EventStore {
   // topic, the last seq the device acknowledged), keyed by the session key.
   // SaveMqttSessions writes or (nullopt) deletes records this process owns;
   // a record another process took over is left alone. TakeMqttSession makes
-  // this process the record's owner and returns it.
+  // this process the owner of a record another process (or an earlier run)
+  // left and returns it; a record this process owns already (its broker
+  // ended that session) or one past the session expiry is not returned.
   virtual Status SaveMqttSessions(
       const std::vector<std::pair<std::string, std::optional<std::string>>>& records) {
     return absl::UnimplementedError("this store keeps no MQTT sessions");

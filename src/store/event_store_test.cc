@@ -478,7 +478,15 @@ TEST_F(PostgresStoreTest, AnMqttSessionRecordBelongsToTheNodeThatTookItLast) {
             "v1");
   EXPECT_EQ(*testing::PgServer::Value(url_, "SELECT count(*) FROM persona_mqtt_sessions"), "1");
   ASSERT_TRUE((*b)->SaveMqttSessions({{"dev", std::string("v2")}}).ok());
+  // Its owner does not restore it (its own broker ended that session).
+  EXPECT_EQ(*(*b)->TakeMqttSession("dev"), std::nullopt);
   EXPECT_EQ(*(*a)->TakeMqttSession("dev"), std::optional<std::string>("v2"));
+  // One untouched for the session expiry is gone.
+  ASSERT_TRUE(testing::PgServer::Exec(url_,
+                                      "UPDATE persona_mqtt_sessions SET updated_at = "
+                                      "now() - interval '2 days'")
+                  .ok());
+  EXPECT_EQ(*(*b)->TakeMqttSession("dev"), std::nullopt);
 }
 
 TEST_F(PostgresStoreTest, WrongAddressDatabaseOrUserFailWithAClearMessage) {

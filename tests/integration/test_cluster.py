@@ -166,6 +166,34 @@ class ClusterBusTest(unittest.TestCase):
         self.assertGreater(_metric(c, "persona_bus_received_total"), 0)  # through Redis
 
     @postgres_only
+    def test_a_redis_that_answers_slowly_neither_slows_writes_nor_loses_events(self):
+        a, b, c = self.nodes
+        st, _, body = a.request("POST", "/v1/sessions", {"user_id": "bus-slow"})
+        sid, start = body["session_id"], body["version"]
+        watcher = self.watch(c, sid)
+        # Redis stops answering anyone for 3 s (DEBUG SLEEP blocks its one
+        # thread), as a Redis swapping or saving a huge snapshot would.
+        def sleep_redis():
+            try:
+                self.redis.command("DEBUG", "SLEEP", "3")
+            except OSError:
+                pass  # the reply comes after this client's 2 s timeout
+
+        sleeper = threading.Thread(target=sleep_redis)
+        sleeper.start()
+        time.sleep(0.2)
+        version, slowest = start, 0.0
+        for i in range(20):
+            t = time.time()
+            version = self.write((a, b)[i % 2], sid, "slow %d" % i)
+            slowest = max(slowest, time.time() - t)
+        sleeper.join()
+        seqs = self.collect(watcher, sid, version, after=start, timeout=20)
+        watcher.drop()
+        self.assertEqual(seqs, list(range(start + 1, version + 1)))
+        self.assertLess(slowest, 1.0, "a write waited for Redis")
+
+    @postgres_only
     def test_redis_killed_and_restarted_mid_run_loses_nothing(self):
         a, b, c = self.nodes
         st, _, body = a.request("POST", "/v1/sessions", {"user_id": "bus-outage"})

@@ -1182,10 +1182,14 @@ Status PostgresEventStore::SaveMqttSessions(
 }
 
 StatusOr<std::optional<std::string>> PostgresEventStore::TakeMqttSession(std::string_view key) {
+  // A record this process owns describes a session its own broker ended
+  // (expired, evicted, or taken over by a clean connection): not restored.
+  // One untouched for the session expiry has expired.
   auto r = Query(
       "UPDATE persona_mqtt_sessions SET node_id = $2, updated_at = now() WHERE client_key = $1 "
+      "AND node_id <> $2 AND updated_at >= now() - $3 * interval '1 millisecond' "
       "RETURNING record",
-      {std::string(key), node_id_});
+      {std::string(key), node_id_, std::to_string(options_.mqtt_session_ttl_ms)});
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) == 0) return std::optional<std::string>();
   return std::optional<std::string>(Str(r->get(), 0, 0));
