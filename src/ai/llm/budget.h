@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,16 @@ struct SharedLedger {
   explicit operator bool() const { return reserve && settle; }
 };
 
+// The local accounts are bounded: past `max_accounts`, accounts with
+// nothing reserved and untouched for `idle_ms` (long after their spending
+// was committed to the durable total) are dropped and loaded again when
+// needed. `now_ms` is injectable for tests (nullptr: steady clock).
+struct BudgetLimits {
+  size_t max_accounts = 100000;
+  int64_t idle_ms = 60000;
+  int64_t (*now_ms)() = nullptr;
+};
+
 class BudgetLedger {
  public:
   // A reservation, held until settled.
@@ -50,8 +61,9 @@ class BudgetLedger {
   // `budget_usd` <= 0 means no limit. `load_spent` returns a user's durable
   // total spend so far (one process). With `shared`, the store keeps the
   // accounts and `load_spent` is not used.
+  using Limits = BudgetLimits;
   BudgetLedger(double budget_usd, std::function<StatusOr<double>(const std::string&)> load_spent,
-               SharedLedger shared = {});
+               SharedLedger shared = {}, Limits limits = {});
 
   bool enabled() const { return budget_usd_ > 0; }
   // A hold of `max_cost` if it fits (a shared ledger that cannot be reached
@@ -61,20 +73,29 @@ class BudgetLedger {
   // Spent (settled) and reserved now by this process's own accounts, for
   // tests and metrics (0, 0 with a shared ledger).
   std::pair<double, double> Get(const std::string& user_id);
+  size_t accounts() const;
 
  private:
   struct Account {
     double spent = 0;
     double reserved = 0;
+    int64_t touched_ms = 0;
   };
-  Account& AccountFor(const std::string& user_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The user's account, loading the durable total first if there is none:
+  // the store is read without holding mu_ (a slow read holds up only this
+  // user). Returns with `l` locked.
+  Account& AccountFor(const std::string& user_id, std::unique_lock<std::mutex>& l);
+  void Trim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t Now() const;
 
   const double budget_usd_;
   std::function<StatusOr<double>(const std::string&)> load_spent_;
   const SharedLedger shared_;
   std::atomic<bool> shared_down_{false};  // logged once per outage
-  std::mutex mu_;
+  const Limits limits_;
+  mutable std::mutex mu_;
   std::unordered_map<std::string, Account> accounts_ ABSL_GUARDED_BY(mu_);
+  size_t trim_at_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace persona::ai::llm

@@ -248,6 +248,55 @@ TEST(LlmChainTest, ConcurrentStepsNeverOverspendTheBudget) {
   EXPECT_LE(paid.load(), 14);  // 0.1 / 0.007
 }
 
+int64_t ledger_ms = 0;
+int64_t LedgerNow() { return ledger_ms; }
+
+TEST(BudgetLedgerTest, ASlowStoreReadHoldsUpOnlyItsOwnUser) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> reading;
+  BudgetLedger budget(1.0, [&](const std::string& user) -> StatusOr<double> {
+    if (user == "slow") {
+      reading.set_value();
+      released.wait();
+    }
+    return 0.25;
+  });
+  ASSERT_TRUE(budget.Reserve("fast", 0.1).has_value());
+  auto slow = std::async(std::launch::async, [&] { return budget.Reserve("slow", 0.1); });
+  reading.get_future().wait();
+  // While "slow"'s total is being read, other users are served.
+  auto fast = std::async(std::launch::async, [&] { return budget.Reserve("fast", 0.1); });
+  ASSERT_EQ(fast.wait_for(std::chrono::seconds(2)), std::future_status::ready);
+  EXPECT_TRUE(fast.get().has_value());
+  release.set_value();
+  EXPECT_TRUE(slow.get().has_value());
+  EXPECT_EQ(budget.Get("slow"), std::make_pair(0.25, 0.1));
+}
+
+TEST(BudgetLedgerTest, IdleAccountsAreDroppedPastTheLimitAndBusyOnesKept) {
+  ledger_ms = 1000;
+  int loads = 0;
+  BudgetLedger budget(1.0,
+                      [&](const std::string&) -> StatusOr<double> {
+                        ++loads;
+                        return 0.5;
+                      },
+                      {}, {.max_accounts = 100, .idle_ms = 60000, .now_ms = &LedgerNow});
+  auto busy = budget.Reserve("busy", 0.2);  // held across the sweep
+  ASSERT_TRUE(busy.has_value());
+  for (int i = 0; i < 99; ++i) budget.Settle(*budget.Reserve("u" + std::to_string(i), 0.1), 0.05);
+  EXPECT_EQ(budget.accounts(), 100u);
+  ledger_ms += 61000;                // all idle for a minute
+  budget.Get("new");                 // the 101st: a sweep
+  EXPECT_EQ(budget.accounts(), 2u);  // "busy" (it holds a reservation) and "new"
+  budget.Settle(*busy, 0.2);
+  EXPECT_EQ(budget.Get("busy"), std::make_pair(0.7, 0.0));
+  const int before = loads;
+  budget.Get("u1");  // dropped: loaded again from the durable total
+  EXPECT_EQ(loads, before + 1);
+}
+
 TEST(LlmChainTest, ASharedLedgerDecidesAndAnUnreachableOneRefuses) {
   // The store's ledger stands in: it keeps its own accounts, and this
   // process keeps none.
