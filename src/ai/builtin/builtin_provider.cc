@@ -180,7 +180,11 @@ std::string Join(const std::vector<std::string>& parts) {
 
 }  // namespace
 
-BuiltinProvider::BuiltinProvider(std::string name) : name_(std::move(name)) {}
+BuiltinProvider::BuiltinProvider(std::string name) : name_(std::move(name)) {
+  // The gazetteer's index (GeoNames' 24,000 cities) is built here, at start,
+  // rather than in the first user's step.
+  builtin::FindCity("Seoul");
+}
 
 std::shared_ptr<Call> BuiltinProvider::Respond(AiRequest req, Callback done) {
   done(Reply(req));

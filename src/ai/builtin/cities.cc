@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <bitset>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "ai/builtin/geonames.h"
 #include "ai/builtin/text.h"
 
 namespace persona::ai::builtin {
@@ -543,8 +545,45 @@ uint64_t Head(std::string_view s) {
   return h;
 }
 
+// Latin letters with diacritics → ASCII, so that "Krakow" finds "Kraków"
+// (two-byte UTF-8 sequences of Latin-1 Supplement and Latin Extended-A; the
+// letters GeoNames' city names use most).
+std::string FoldAscii(std::string_view s) {
+  static const std::unordered_map<std::string_view, char> kFold = {
+      {"à", 'a'}, {"á", 'a'}, {"â", 'a'}, {"ã", 'a'}, {"ä", 'a'}, {"å", 'a'}, {"ā", 'a'},
+      {"ă", 'a'}, {"ą", 'a'}, {"ç", 'c'}, {"ć", 'c'}, {"č", 'c'}, {"ď", 'd'}, {"đ", 'd'},
+      {"è", 'e'}, {"é", 'e'}, {"ê", 'e'}, {"ë", 'e'}, {"ē", 'e'}, {"ę", 'e'}, {"ě", 'e'},
+      {"ğ", 'g'}, {"ì", 'i'}, {"í", 'i'}, {"î", 'i'}, {"ï", 'i'}, {"ī", 'i'}, {"ı", 'i'},
+      {"ł", 'l'}, {"ñ", 'n'}, {"ń", 'n'}, {"ň", 'n'}, {"ò", 'o'}, {"ó", 'o'}, {"ô", 'o'},
+      {"õ", 'o'}, {"ö", 'o'}, {"ø", 'o'}, {"ō", 'o'}, {"ő", 'o'}, {"ř", 'r'}, {"ś", 's'},
+      {"ş", 's'}, {"š", 's'}, {"ţ", 't'}, {"ť", 't'}, {"ù", 'u'}, {"ú", 'u'}, {"û", 'u'},
+      {"ü", 'u'}, {"ū", 'u'}, {"ů", 'u'}, {"ű", 'u'}, {"ý", 'y'}, {"ÿ", 'y'}, {"ź", 'z'},
+      {"ż", 'z'}, {"ž", 'z'}};
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i + 1 < s.size() && (static_cast<unsigned char>(s[i]) & 0xE0) == 0xC0) {
+      if (auto it = kFold.find(s.substr(i, 2)); it != kFold.end()) {
+        out += it->second;
+        ++i;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+size_t HangulSyllables(std::string_view s) {
+  size_t n = 0;
+  for (size_t i = 0; i + 3 <= s.size(); i += 3) n += IsHangulAt(s, i);
+  return n;
+}
+
 struct Index {
   std::unordered_map<std::string, const City*> by_name;  // lower-case English / Korean
+  std::deque<City> geo;                                  // GeoNames entries (stable addresses)
+  std::deque<std::string> strings;                       // their names
   // Head() of every by_name key. A key matches a lookup (exactly or before a
   // Korean suffix) only if it is a prefix of it, so the lookup's first 1..4
   // bytes include the key's head: most words are rejected without hashing
@@ -580,6 +619,35 @@ const Index& GetIndex() {
       auto it = idx->by_name.find(Lower(en));
       if (it != idx->by_name.end()) idx->by_name.emplace(std::string(alias), it->second);
     }
+    // GeoNames, most populous first: of two cities with one name, the
+    // larger is meant ("Portland" is Oregon's, "Córdoba" Argentina's).
+    const auto& cities = GeoNamesCities();
+    std::vector<const GeoCity*> order;
+    order.reserve(cities.size());
+    for (const auto& g : cities) order.push_back(&g);
+    std::stable_sort(order.begin(), order.end(), [](const GeoCity* a, const GeoCity* b) {
+      return a->population > b->population;
+    });
+    for (const GeoCity* g : order) {
+      std::string en = g->en;
+      for (std::string_view suffix : {"-si", "-shi", "-gun"})  // "Suwon-si", "Ōsaka-shi"
+        if (en.size() > suffix.size() + 2 && std::string_view(en).ends_with(suffix))
+          en.resize(en.size() - suffix.size());
+      const std::string key = Lower(en);
+      if (key.size() <= 3) continue;  // "Bo", "Bar", "Ath": words, not places
+      std::string ko = g->ko;
+      while (!ko.empty() && ko.back() == ' ') ko.pop_back();
+      const std::string& en_ref = idx->strings.emplace_back(std::move(en));
+      const std::string& ko_ref = idx->strings.emplace_back(std::move(ko));
+      const City& city = idx->geo.emplace_back(City{en_ref, ko_ref, false, g->population});
+      if (idx->by_name.count(key)) continue;  // a curated or larger city has it
+      idx->by_name.emplace(key, &city);
+      idx->by_name.emplace(FoldAscii(key), &city);
+      if (HangulSyllables(ko_ref) >= 2 && g->population >= 100000)
+        idx->by_name.emplace(ko_ref, &city);
+      idx->max_words =
+          std::max<size_t>(idx->max_words, 1 + std::count(key.begin(), key.end(), ' '));
+    }
     for (const auto& [key, city] : idx->by_name) {
       idx->heads.insert(Head(key));
       if (key.size() == 1) idx->one_byte_keys.set(static_cast<unsigned char>(key[0]));
@@ -592,7 +660,13 @@ const Index& GetIndex() {
 
 }  // namespace
 
-const City* FindCity(std::string_view name) {
+const City* FindCityImpl(std::string_view name, bool curated_only);
+
+const City* FindCity(std::string_view name) { return FindCityImpl(name, false); }
+
+const City* FindCuratedCity(std::string_view name) { return FindCityImpl(name, true); }
+
+const City* FindCityImpl(std::string_view name, bool curated_only) {
   const Index& idx = GetIndex();
   // The trimming below, on a view: it strips no letters, so case is moot.
   std::string_view trimmed = name;
@@ -605,14 +679,19 @@ const City* FindCity(std::string_view name) {
   while (!key.empty() && (key.back() == ' ' || key.back() == '.' || key.back() == ','))
     key.pop_back();
   while (!key.empty() && key.front() == ' ') key.erase(key.begin());
-  if (auto it = idx.by_name.find(key); it != idx.by_name.end()) return it->second;
+  auto allowed = [curated_only](const City* c) {
+    return !curated_only || c->curated ? c : nullptr;
+  };
+  if (auto it = idx.by_name.find(key); it != idx.by_name.end()) return allowed(it->second);
+  if (!curated_only)
+    if (auto it = idx.by_name.find(FoldAscii(key)); it != idx.by_name.end()) return it->second;
   // Korean administrative suffixes: 부산광역시, 서울특별시, 세종특별자치시, 수원시, 제주도.
   static constexpr std::string_view kSuffixes[] = {"특별자치시", "특별자치도", "특별시",
                                                    "광역시",     "시",         "도"};
   for (std::string_view suffix : kSuffixes) {
     if (key.size() > suffix.size() && std::string_view(key).ends_with(suffix)) {
       auto it = idx.by_name.find(key.substr(0, key.size() - suffix.size()));
-      if (it != idx.by_name.end()) return it->second;
+      if (it != idx.by_name.end()) return allowed(it->second);
     }
   }
   return nullptr;
@@ -658,8 +737,11 @@ std::optional<CityMatch> FindCityIn(std::string_view text) {
     const bool boundary = i == 0 || !IsWordByte(static_cast<unsigned char>(text[i - 1]));
     if (boundary) {
       if (auto m = MatchCityPrefix(text.substr(i)); m && m->pos == 0) {
-        m->pos = i;
-        return m;
+        // Known only from GeoNames, further into the clause: only as a name.
+        if (m->city->curated || i == 0 || (text[i] >= 'A' && text[i] <= 'Z')) {
+          m->pos = i;
+          return m;
+        }
       }
     }
     // Korean: a word starting here whose leading syllables name a city ("서울에서").

@@ -314,7 +314,20 @@ const std::initializer_list<std::string_view> kNameStops = {
 
 // Reads a name at `pos` of the original text. `strong` triggers ("my name
 // is") accept lower-case words, weak ones ("I'm") need a capital letter.
+// "Dr. ", "Mr ", "Prof. " … at `pos`: its length, else 0. A title is not
+// part of the name the user goes by.
+size_t TitleAt(std::string_view lower, size_t pos) {
+  for (std::string_view t : {"dr", "mr", "mrs", "ms", "mx", "prof", "professor", "miss"}) {
+    if (lower.substr(pos, t.size()) != t) continue;
+    size_t end = pos + t.size();
+    if (end < lower.size() && lower[end] == '.') ++end;
+    if (end < lower.size() && lower[end] == ' ') return end + 1 - pos;
+  }
+  return 0;
+}
+
 std::optional<std::string> NameAt(const Ctx& c, size_t pos, bool strong) {
+  while (size_t title = TitleAt(c.lower, pos)) pos += title;
   const std::vector<std::string> words = LeadingWords(c.text.substr(pos), 4);
   std::vector<std::string> name;
   for (const std::string& w : words) {
@@ -375,6 +388,20 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
     ForEach(kWeak, c.lower,
             [&](const boost::smatch& m) { add(NameAt(c, m.position() + m.length(), false)); });
   }
+  // A compact introduction that starts with the name: "Dr. Kim here, 52",
+  // "Sarah Collins, 34, nurse" (after an optional greeting).
+  static const boost::regex kLeadName =
+      Re(R"(^(?:(?:hi|hey|hello|yo|hiya|greetings)(?: there| all| everyone)?[,!.]* +)?)"
+         R"((?:(?:dr|mr|mrs|ms|mx|prof|professor)\.? +)?[a-z\x80-\xff][a-z'\x80-\xff-]*)"
+         R"((?: [a-z\x80-\xff][a-z'\x80-\xff-]*){0,2}(?: here\b|, *\d{2}\b))");
+  static const boost::regex kGreeting =
+      Re(R"(^(?:hi|hey|hello|yo|hiya|greetings)(?: there| all| everyone)?[,!.]* +)");
+  if (boost::smatch m; boost::regex_search(c.lower, m, kLeadName)) {
+    size_t start = 0;
+    if (boost::smatch g; boost::regex_search(c.lower, g, kGreeting))
+      start = static_cast<size_t>(g.length(0));
+    if (auto n = NameAt(c, start, false); n && !InList(Lower(*n), kNotNames)) add(n);
+  }
   if (!c.hangul) return out;  // the Korean rules below all need Hangul
   // Korean: 제 이름은 김민수예요 / 저는 김민수입니다 / 민수라고 불러 주세요.
   static const boost::regex kKoName = Re(R"((?:이름은|이름이) *([^ ,.!?]+))");
@@ -389,7 +416,7 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
   if (ContainsAny(c.lower, {"저는", "전", "나는", "난"})) {
     ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
       const std::string n = m.str(1);
-      if (HasDigit(n) || IsKoreanOccupation(n) || FindCity(n) != nullptr) return;
+      if (HasDigit(n) || IsKoreanOccupation(n) || FindCuratedCity(n) != nullptr) return;
       if (n.ends_with("살") || n.ends_with("세")) return;
       if (HasHangul(n) && (n.size() < 6 || n.size() > 15)) return;  // 2..5 syllables
       add(TitleCaseIfLower(n));
@@ -546,6 +573,18 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
       ForEach(kKo, l,
               [&](const boost::smatch& m) { add_digits(m[1].matched ? m.str(1) : m.str(2)); });
     }
+  }
+  // A number that is a whole item of a list of facts: "Sarah, 34, nurse",
+  // "Kim Minho. 52. Cardiologist." (two digits, nothing else in its item).
+  if (c.digits >= 2 && ContainsAny(l, {",", ". ", ";"})) {
+    static const boost::regex kListed =
+        Re(R"((?:^|[,;]|\. ) *(\d{2})(?: *(?:yo|y\.o\.|y/o))? *(?=[,;]|\.(?: |$)|$| and ))");
+    ForEach(kListed, l, [&](const boost::smatch& m) {
+      // It must be one of several items: another separator elsewhere.
+      const size_t seps = std::count(l.begin(), l.end(), ',') +
+                          std::count(l.begin(), l.end(), ';') + (Contains(l, ". ") ? 1 : 0);
+      if (seps >= 1 && l.size() > static_cast<size_t>(m.length(0)) + 2) add_digits(m.str(1));
+    });
   }
   // Korean native numbers: 서른네 살, 스무살.
   for (size_t at = l.find("살"); at != std::string::npos; at = l.find("살", at + 3)) {
@@ -761,6 +800,35 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
   }
   // Where the user lives now beats where they are from.
   append(&out, std::move(from));
+  // Weakest: a known city after "in" or "from" anywhere ("a nurse in
+  // Seoul", "cardiologist from Busan"), unless the words before say it is
+  // not where the user lives (a trip, a birthplace, someone else).
+  if (ContainsAny(c.lower, {" in ", " from ", "in ", "from "})) {
+    static const boost::regex kPlaceCue = Re(R"(\b(?:in|from) +)");
+    static const std::initializer_list<std::string_view> kNotHome = {
+        "born",   "grew",     "raised",     "visit",    "visited",    "visiting",  "trip",
+        "travel", "traveled", "travelled",  "vacation", "holiday",    "went",      "been",
+        "flew",   "flying",   "interested", "believe",  "back",       "returned",  "studied",
+        "stayed", "friend",   "friends",    "family",   "parents",    "mom",       "mum",
+        "dad",    "mother",   "father",     "wife",     "husband",    "brother",   "sister",
+        "son",    "daughter", "boss",       "partner",  "girlfriend", "boyfriend", "flight",
+        "was",    "were",     "used",       "ago",      "last",       "next",      "someday",
+        "once",   "moving",   "cousin",     "aunt",     "uncle",      "grandma",   "grandpa",
+        "kids",   "children", "team",       "company"};
+    ForEach(kPlaceCue, c.lower, [&](const boost::smatch& m) {
+      const size_t pos = m.position() + m.length();
+      // The clause before the cue, back to its start: no word that says "not home".
+      size_t begin = m.position();
+      while (begin > 0 && !IsSentenceEnd(c.lower[begin - 1]) && c.lower[begin - 1] != ',') --begin;
+      for (const auto& w : SplitWords(c.lower.substr(begin, m.position() - begin)))
+        if (InList(TrimPunct(w), kNotHome)) return;
+      auto found = MatchCityPrefix(c.text.substr(pos));
+      if (!found || found->pos != 0) return;
+      if (!found->city->curated && !IsUpperStart(c.text.substr(pos))) return;
+      out.push_back(
+          {json::value(std::string(found->city->en)), std::string(c.text.substr(pos, found->len))});
+    });
+  }
   return out;
 }
 
@@ -839,7 +907,7 @@ std::optional<std::string> JobPhrase(const Ctx& c, size_t pos, bool guard) {
   std::string out;
   for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
   out = TrimPunct(out);
-  if (out.empty() || HasDigit(out) || FindCity(out) != nullptr) return std::nullopt;
+  if (out.empty() || HasDigit(out) || FindCuratedCity(out) != nullptr) return std::nullopt;
   return out;
 }
 
@@ -897,7 +965,7 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
       Re(R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *(?:일하|일해|근무|재직|활동))");
   if (Contains(c.lower, "로")) {
     ForEach(kKoWork, c.lower, [&](const boost::smatch& m) {
-      if (FindCity(m.str(1)) == nullptr) add(m.str(1));
+      if (FindCuratedCity(m.str(1)) == nullptr) add(m.str(1));
     });
   }
   static const boost::regex kKoDo = Re(R"((?:^|[ ,])([^ ,.!?]+) +일을 *(?:하고|해요|합니다|해))");

@@ -203,10 +203,56 @@ TEST_F(ExtractTest, CityLookup) {
   ASSERT_NE(FindCity("rio de janeiro"), nullptr);
   EXPECT_EQ(FindCity("서울특별시")->en, "Seoul");
   EXPECT_EQ(FindCity("Incheon")->ko, "인천");
-  EXPECT_EQ(FindCity("reading"), nullptr);
+  // Reading (Berkshire) is a GeoNames city, not a curated one: it is found
+  // where a place is expected, never as the hobby.
+  EXPECT_EQ(FindCuratedCity("reading"), nullptr);
+  ASSERT_NE(FindCity("reading"), nullptr);
+  EXPECT_FALSE(FindCity("reading")->curated);
   auto m = FindCityIn("I'd love to visit Buenos Aires someday");
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->city->en, "Buenos Aires");
+}
+
+TEST_F(ExtractTest, GeoNamesCitiesWhereAPlaceIsExpected) {
+  // Not in the curated list; from Debian's GeoNames data.
+  EXPECT_EQ(Get("I live in Curitiba", "city"), "\"Curitiba\"");
+  EXPECT_EQ(Get("i live in munster", "city"), "\"Münster\"");  // accents folded
+  EXPECT_EQ(Get("I moved to Changwon last year", "city"), "\"Changwon\"");
+  EXPECT_EQ(Get("I live in Normal, Illinois", "city"), "\"Normal\"");
+  EXPECT_EQ(FindCity("쿠리치바")->en, "Curitiba");  // GeoNames' Korean name
+  // Everyday words and given names that are also GeoNames cities stay what
+  // they are elsewhere.
+  EXPECT_EQ(Get("I love reading and hiking", "city"), "<none>");
+  EXPECT_EQ(Get("I'm Victoria", "name"), "\"Victoria\"");
+  EXPECT_EQ(Get("I'm Austin, nice to meet you", "name"), "\"Austin\"");
+  EXPECT_EQ(Get("What a surprise!", "city"), "<none>");
+}
+
+// The forms issue 12 names: compact self-introductions, titles, a job
+// followed by a place, a bare number among listed facts.
+TEST_F(ExtractTest, CompactSelfIntroductions) {
+  auto r = Run("Hi! I'm Alice Kim, 34 years old, and I work as a nurse in Seoul.");
+  EXPECT_EQ(r["name"], "\"Alice Kim\"");
+  EXPECT_EQ(r["age"], "34");
+  EXPECT_EQ(r["occupation"], "\"nurse\"");
+  EXPECT_EQ(r["city"], "\"Seoul\"");
+  r = Run("Dr. Okafor here, 47, pediatrician from Lagos");
+  EXPECT_EQ(r["name"], "\"Okafor\"");
+  EXPECT_EQ(r["age"], "47");
+  EXPECT_EQ(r["city"], "\"Lagos\"");
+  r = Run("Tomás Rivera, 29, a barista in Valencia.");
+  EXPECT_EQ(r["name"], "\"Tomás Rivera\"");
+  EXPECT_EQ(r["age"], "29");
+  EXPECT_EQ(r["city"], "\"Valencia\"");
+  EXPECT_EQ(Get("I'm Prof. Hana Sato", "name"), "\"Hana Sato\"");
+  EXPECT_EQ(Get("Hello, Mr. Park here", "name"), "\"Park\"");
+  // Numbers that are not ages, places that are not home.
+  EXPECT_EQ(Get("I have 2 cats, 1 dog", "age"), "<none>");
+  EXPECT_EQ(Get("My flight is at 10, then a meeting", "age"), "<none>");
+  EXPECT_EQ(Get("I visited Lisbon last spring", "city"), "<none>");
+  EXPECT_EQ(Get("My sister is a teacher in Daegu", "city"), "<none>");
+  EXPECT_EQ(Get("I was born in Busan", "city"), "<none>");
+  EXPECT_EQ(Get("I'm interested in reading", "city"), "<none>");
 }
 
 TEST_F(ExtractTest, BareCityWhenAsked) {
