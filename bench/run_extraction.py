@@ -21,7 +21,8 @@ this is the scorer's own lookup, independent of persona's code.
 Usage: run_extraction.py [--data eval/extraction/heldout.jsonl] [--out FILE]
        [--failures]   (print every failed check; do not use on held-out data
                        while changing the engine: that would be tuning on it)
-Prints a table; writes bench/results/extraction.json.
+Prints a table; writes bench/results/extraction.json, with the extractor's
+own time per message from build/bench/persona_extract_bench if it is built.
 """
 import argparse
 import ctypes
@@ -201,6 +202,13 @@ def main():
                            for k, v in sorted(by_lang.items())},
            "by_field": {k: {"passed": v[0], "checks": v[1], "score": round(v[0] / v[1], 4)}
                         for k, v in sorted(by_field.items())}}
+    # The extractor's own time per message, in process (the same messages).
+    bench = os.path.join(ROOT, "build", "bench", "persona_extract_bench")
+    if os.path.exists(bench):
+        r = subprocess.run([bench, os.path.join(ROOT, "schemas"), a.data, "20"],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            out["latency"] = json.loads(r.stdout)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     json.dump(out, open(a.out, "w"), indent=2, ensure_ascii=False)
     print("%-22s %8s %8s %7s" % ("", "passed", "checks", "score"))
@@ -210,6 +218,10 @@ def main():
         print("%-22s %8d %8d %6.1f%%" % ("language " + k, v[0], v[1], 100.0 * v[0] / v[1]))
     print("%-22s %8d %8d %6.1f%%   (goal ≥ 90 %%)" % ("all", passed, total,
                                                      100.0 * passed / total))
+    if "latency" in out:
+        lat = out["latency"]
+        print("extraction per message: p50 %.1f µs, p99 %.1f µs over %d calls (goal p99 ≤ 50 µs)"
+              % (lat["p50_us"], lat["p99_us"], lat["calls"]))
     print("wrote " + a.out)
     if a.failures:
         for f in failures:
