@@ -50,6 +50,8 @@ bench: build
 	./bench/run_overload.sh
 	./bench/run_postgres.sh
 	./bench/run_cluster.sh
+	./bench/run_ai.sh
+	python3 bench/run_extraction.py
 
 # The crash test's long mode (not in CI): kill -9 after 100,000 acknowledged
 # writes, on RocksDB and on PostgreSQL (restarted half-way through).

@@ -66,6 +66,10 @@ struct AiReply {
   // extraction replaced by the built-in rules. Empty when neither happened.
   std::vector<std::string> fallbacks;
   std::string repair;  // "" | "repaired" | "builtin_extraction"
+  // With the intent gate on (SPEC §12): the message's intent and its
+  // confidence; "" when the gate is off.
+  std::string intent;
+  double intent_confidence = 0;
 };
 
 // A call in flight.

@@ -49,6 +49,17 @@ struct MigrateFlags {
 // `persona migrate`: copies every session and event from RocksDB to PostgreSQL.
 int Migrate(const ServeFlags& flags, const MigrateFlags& m);
 int Replay(const ServeFlags& flags, const std::string& session_id);
+
+struct GateEvalFlags {
+  std::string data;  // a CLINC150-format JSON file
+  std::string split = "test";
+  std::string oos_split = "oos_test";
+};
+// `persona gate eval`: the gate configured by ai.gate (model, threshold) on
+// a CLINC150-format file.
+int GateEval(const ServeFlags& flags, const GateEvalFlags& g);
+// The gate model serve loads when ai.gate.model is empty.
+std::string DefaultGateModel();
 int Export(const ServeFlags& flags, const std::string& out_file);
 int Import(const ServeFlags& flags, const std::string& in_file);
 

@@ -71,6 +71,18 @@ int main(int argc, char** argv) {
                 "then compare counts, event bytes and replayed profiles (exit 1 if different)");
   mig->add_option("--passes", migrate.passes, "copy passes at most (5)")->check(CLI::Range(1, 100));
 
+  persona::app::GateEvalFlags gate_eval;
+  CLI::App* gate = app.add_subcommand("gate", "the intent gate (ai.gate)");
+  CLI::App* gate_ev = gate->add_subcommand(
+      "eval",
+      "report the gate's precision, in-scope coverage and out-of-scope acceptance on a "
+      "CLINC150-format file (its test and oos_test splits); prints a table and JSON");
+  add_common(gate_ev);
+  gate_ev->add_option("--data", gate_eval.data, "CLINC150-format JSON file")->required();
+  gate_ev->add_option("--split", gate_eval.split, "in-scope split (test)");
+  gate_ev->add_option("--oos-split", gate_eval.oos_split, "out-of-scope split (oos_test)");
+  gate->require_subcommand(1);
+
   CLI::App* bench = app.add_subcommand(
       "bench",
       "run a load generator: `persona bench http …` (persona_loadgen: chat steps, profile reads, "
@@ -135,5 +147,6 @@ int main(int argc, char** argv) {
   if (imp->parsed()) return persona::app::Import(flags, file);
   if (tok->parsed()) return persona::app::Token(flags, token);
   if (mig->parsed()) return persona::app::Migrate(flags, migrate);
+  if (gate_ev->parsed()) return persona::app::GateEval(flags, gate_eval);
   return 2;
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "ai/builtin/builtin_provider.h"
+#include "ai/gate/intent_gate.h"
 #include "ai/llm/bedrock_provider.h"
 #include "ai/llm/budget.h"
 #include "ai/llm/chain.h"
@@ -74,6 +75,13 @@ StatusOr<auth::JwtOptions> JwtOptionsFrom(const config::Config& cfg) {
   o.audience = j.audience;
   o.leeway_s = j.leeway_s;
   return o;
+}
+
+std::string DefaultGateModel() {
+  // Built by scripts/train_gate.py into gate/ beside the binary.
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ((ec ? std::filesystem::path(".") : exe.parent_path()) / "gate" / "intent.bin").string();
 }
 
 StatusOr<config::Config> LoadConfig(const ServeFlags& flags) {
@@ -302,7 +310,22 @@ int Serve(const ServeFlags& flags) {
   chain_opt.breaker_cooldown_ms = cfg->ai.breaker_cooldown_ms;
   const bool rules_only = chain_entries.empty();
   ai::llm::ProviderChain chain(std::move(chain_entries), rules, chain_opt, &scheduler, &budget);
-  ai::Provider& provider = rules_only ? static_cast<ai::Provider&>(*rules) : chain;
+  ai::Provider* provider = rules_only ? static_cast<ai::Provider*>(rules.get()) : &chain;
+  // The intent gate answers what persona can answer alone, before any model.
+  std::unique_ptr<ai::IntentGate> gate;
+  std::unique_ptr<ai::GateProvider> gated;
+  if (cfg->ai.gate.enabled) {
+    const std::string model = cfg->ai.gate.model.empty() ? DefaultGateModel() : cfg->ai.gate.model;
+    auto loaded = ai::IntentGate::Load(model, cfg->ai.gate.threshold);
+    if (!loaded.ok()) {
+      std::cerr << "persona: invalid configuration: " << loaded.status().message() << "\n";
+      return 2;
+    }
+    gate = std::move(*loaded);
+    gated = std::make_unique<ai::GateProvider>(gate.get(), provider, rules.get());
+    provider = gated.get();
+    LogInfo("intent gate on", {{"model", model}, {"threshold", gate->threshold()}});
+  }
   engine::EngineOptions eopt;
   eopt.snapshot_every = static_cast<size_t>(cfg->store.snapshot_every);
   eopt.max_cached_sessions = static_cast<size_t>(cfg->engine.max_cached_sessions);
@@ -325,7 +348,7 @@ int Serve(const ServeFlags& flags) {
     cache = std::move(*made);
   }
   engine::Engine engine(
-      eopt, store->get(), &bus, &provider, *schemas,
+      eopt, store->get(), &bus, provider, *schemas,
       [&ioc](std::function<void()> fn) { asio::post(ioc, std::move(fn)); }, cache.get());
   engine::BusBackfill backfill(&engine, store->get());
   if (redis_bus) redis_bus->SetBackfill(&backfill);

@@ -1,12 +1,17 @@
 // `persona replay`, `persona export` and `persona import`.
+#include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
 #include <set>
+#include <sstream>
 
+#include "ai/gate/intent_gate.h"
 #include "app/commands.h"
 #include "core/ids.h"
 #include "engine/session_state.h"
@@ -455,6 +460,123 @@ int Migrate(const ServeFlags& flags, const MigrateFlags& m) {
   (*target)->Close();
   std::cout << json::serialize(report) << "\n";
   return equal ? 0 : 1;
+}
+
+}  // namespace persona::app
+
+namespace persona::app {
+
+int GateEval(const ServeFlags& flags, const GateEvalFlags& g) {
+  auto cfg = LoadConfig(flags);
+  if (!cfg.ok()) {
+    std::cerr << "persona: invalid configuration: " << cfg.status().message() << "\n";
+    return 2;
+  }
+  const std::string model = cfg->ai.gate.model.empty() ? DefaultGateModel() : cfg->ai.gate.model;
+  auto gate = ai::IntentGate::Load(model, cfg->ai.gate.threshold);
+  if (!gate.ok()) {
+    std::cerr << "persona: " << gate.status().message() << "\n";
+    return 2;
+  }
+  std::ifstream in(g.data);
+  if (!in) {
+    std::cerr << "persona: cannot read " << g.data << "\n";
+    return 2;
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto data = ParseJson(buf.str());
+  if (!data.ok() || !data->is_object()) {
+    std::cerr << "persona: " << g.data << ": not a CLINC150-format JSON object\n";
+    return 2;
+  }
+  auto split = [&](const std::string& name) -> const json::array* {
+    const json::value* v = data->get_object().if_contains(name);
+    return v && v->is_array() ? &v->get_array() : nullptr;
+  };
+  const json::array* ins = split(g.split);
+  const json::array* oos = split(g.oos_split);
+  if (ins == nullptr || oos == nullptr) {
+    std::cerr << "persona: " << g.data << " has no '" << g.split << "' or '" << g.oos_split
+              << "' split\n";
+    return 2;
+  }
+  // Each query's top intent and confidence once; every threshold from them.
+  // Classify says "oos" below the gate's threshold, so the curve reads the
+  // labels from a second copy whose threshold keeps every label.
+  auto open_gate = ai::IntentGate::Load(model, 1e-9);
+  if (!open_gate.ok()) return 2;
+  struct Row {
+    std::string gold, label;
+    double confidence;
+  };
+  auto classify = [&](const json::array& rows, std::vector<Row>* out,
+                      std::vector<double>* micros) -> bool {
+    for (const auto& r : rows) {
+      if (!r.is_array() || r.get_array().size() != 2 || !r.get_array()[0].is_string() ||
+          !r.get_array()[1].is_string())
+        return false;
+      const std::string text(r.get_array()[0].get_string());
+      const auto t0 = std::chrono::steady_clock::now();
+      ai::Intent at = (*open_gate)->Classify(text);
+      micros->push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      out->push_back({std::string(r.get_array()[1].get_string()), at.name, at.confidence});
+    }
+    return true;
+  };
+  std::vector<Row> in_rows, oos_rows;
+  std::vector<double> micros;
+  if (!classify(*ins, &in_rows, &micros) || !classify(*oos, &oos_rows, &micros)) {
+    std::cerr << "persona: " << g.data << ": each query must be [text, label]\n";
+    return 2;
+  }
+  const double chosen = (*gate)->threshold();
+  auto at = [&](double th) {
+    size_t accepted = 0, right = 0, oos_accepted = 0;
+    for (const auto& r : in_rows) {
+      if (r.confidence >= th && r.label != "oos") {
+        ++accepted;
+        right += r.label == r.gold;
+      }
+    }
+    for (const auto& r : oos_rows) oos_accepted += r.confidence >= th && r.label != "oos";
+    json::object o;
+    o["threshold"] = th;
+    o["precision"] = accepted ? static_cast<double>(right) / accepted : 1.0;
+    o["coverage"] = in_rows.empty() ? 0.0 : static_cast<double>(accepted) / in_rows.size();
+    o["oos_accepted"] =
+        oos_rows.empty() ? 0.0 : static_cast<double>(oos_accepted) / oos_rows.size();
+    return o;
+  };
+  std::sort(micros.begin(), micros.end());
+  auto pct = [&](double q) {
+    return micros[std::min(micros.size() - 1, size_t(q * micros.size()))];
+  };
+  json::array curve;
+  std::printf("%9s %10s %9s %13s\n", "threshold", "precision", "coverage", "oos accepted");
+  std::vector<double> grid = {0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99};
+  if (std::find(grid.begin(), grid.end(), chosen) == grid.end()) grid.push_back(chosen);
+  std::sort(grid.begin(), grid.end());
+  for (double th : grid) {
+    json::object o = at(th);
+    std::printf("%9.2f %9.2f%% %8.2f%% %12.2f%%%s\n", th, 100 * o["precision"].as_double(),
+                100 * o["coverage"].as_double(), 100 * o["oos_accepted"].as_double(),
+                th == chosen ? "   (the gate's threshold)" : "");
+    curve.push_back(std::move(o));
+  }
+  json::object report;
+  report["data"] = g.data;
+  report["model"] = model;
+  report["in_scope"] = in_rows.size();
+  report["out_of_scope"] = oos_rows.size();
+  report["at_threshold"] = at(chosen);
+  report["curve"] = std::move(curve);
+  report["p50_us"] = micros.empty() ? 0 : pct(0.5);
+  report["p99_us"] = micros.empty() ? 0 : pct(0.99);
+  std::printf("classification: p50 %.1f µs, p99 %.1f µs per message\n", pct(0.5), pct(0.99));
+  std::cout << json::serialize(report) << "\n";
+  return 0;
 }
 
 }  // namespace persona::app

@@ -189,6 +189,15 @@ const std::vector<Key>& Keys() {
          return err;
        }},
       {"ai.breaker_failures", "5", SubInt(&Config::ai, &Config::Ai::breaker_failures, 1, 1000)},
+      {"ai.gate.enabled", "false", Bool([](Config& c) { return &c.ai.gate.enabled; })},
+      {"ai.gate.threshold", "0",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.ai.gate.threshold, "a number");
+         if (err.empty() && (c.ai.gate.threshold < 0 || c.ai.gate.threshold > 1))
+           err = "must be between 0 and 1 (0: the calibrated threshold)";
+         return err;
+       }},
+      {"ai.gate.model", "", StrAt([](Config& c) { return &c.ai.gate.model; })},
       {"ai.breaker_cooldown_ms", "10000",
        SubInt(&Config::ai, &Config::Ai::breaker_cooldown_ms, 1, 3600000)},
 #define PERSONA_TLS(listener)                                                                     \

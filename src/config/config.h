@@ -101,6 +101,13 @@ struct Config {
     int breaker_failures = 5;        // failures in a row that open a provider's circuit
     int breaker_cooldown_ms = 10000;
     std::vector<AiProviderConfig> providers{{.name = "offline", .kind = "builtin"}};
+    struct Gate {
+      bool enabled = false;
+      // 0: the threshold calibrated on CLINC150's val split (intent.json
+      // beside the model); else this one.
+      double threshold = 0;
+      std::string model;  // "": gate/intent.bin beside the persona binary
+    } gate;
   } ai;
   struct Auth {
     bool enabled = false;

@@ -737,6 +737,12 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
             bot["fallbacks"] = std::move(fb);
           }
           if (!ai_reply->repair.empty()) bot["repair"] = ai_reply->repair;
+          json::object intent;
+          if (!ai_reply->intent.empty()) {
+            intent["name"] = ai_reply->intent;
+            intent["confidence"] = std::round(ai_reply->intent_confidence * 10000) / 10000;
+            bot["intent"] = intent;
+          }
           events.push_back(NewEvent(model::kMessageAssistant, "ai", std::move(bot)));
           Reply reply;
           reply.body["message_id"] = message_id;
@@ -748,6 +754,7 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
           reply.body["profile"] = json::object();
           reply.body["version"] = 0;
           reply.body["source"] = ai_reply->source;
+          if (!intent.empty()) reply.body["intent"] = std::move(intent);
           auto timed = [this, start, done = std::move(done)](StatusOr<Reply> r) {
             if (r.ok()) {
               steps_->Inc();
