@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from persona_server import BIN, ROOT, STORE, Postgres, Server, rocksdb_only
+from persona_server import BIN, ROOT, STORE, Postgres, Server, postgres_only, rocksdb_only
 
 
 def steps(server, sid, texts):
@@ -59,6 +59,49 @@ class LifecycleTest(unittest.TestCase):
             again = other.cli("import", input_text=exp.stdout)
             self.assertNotEqual(again.returncode, 0)
             other.cleanup()
+        finally:
+            s.cleanup()
+
+    @postgres_only
+    def test_replay_finds_a_damaged_snapshot_and_a_gap_in_the_log(self):
+        # Damage the store behind persona's back (PostgreSQL lets the test
+        # edit rows); each check must say so, and exit 1.
+        s = Server().start()
+        try:
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "u1"})
+            sid = b["session_id"]
+            steps(s, sid, ["I'm Alice"])
+            s.stop()
+            # No snapshot yet: the log and the projection are still checked.
+            r = s.cli("replay", sid)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            report = json.loads(r.stdout)
+            self.assertEqual(report["checks"], {"log": True, "snapshot": None, "projection": True})
+            s.start()
+            for i in range(40):  # past the first snapshot (every 64 events)
+                steps(s, sid, ["I like hobby%d" % i])
+            s.stop()
+            r = s.cli("replay", sid)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            report = json.loads(r.stdout)
+            self.assertEqual(report["checks"], {"log": True, "snapshot": True, "projection": True})
+            self.assertGreater(report["snapshot_seq"], 0)
+            db = s.store_args[-1].rsplit("/", 1)[1]
+            pg = Postgres.get()
+            pg.psql("UPDATE persona_snapshots SET state = replace(state, 'Alice', 'Mallory')", db)
+            r = s.cli("replay", sid)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            report = json.loads(r.stdout)
+            self.assertFalse(report["checks"]["snapshot"])
+            self.assertFalse(report["checks"]["projection"])  # served from the snapshot
+            self.assertEqual(report["replayed"]["profile"]["name"], "Alice")
+            pg.psql("UPDATE persona_snapshots SET state = replace(state, 'Mallory', 'Alice')", db)
+            pg.psql("DELETE FROM persona_events WHERE session_id = '%s' AND seq = 3" % sid, db)
+            r = s.cli("replay", sid)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            report = json.loads(r.stdout)
+            self.assertFalse(report["checks"]["log"])
+            self.assertEqual(report["first_gap_at_seq"], 3)
         finally:
             s.cleanup()
 
