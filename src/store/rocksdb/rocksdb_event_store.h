@@ -92,7 +92,8 @@ class RocksDbEventStore final : public EventStore {
   explicit RocksDbEventStore(const RocksDbOptions& options);
   void CommitLoop();
   // Adds `p` to `batch` after checking its expected version; returns the
-  // status the append will get if the batch is written.
+  // status the append will get if the batch is written. `versions` (the
+  // batch's sessions' versions so far) is updated only on success.
   Status Stage(const Pending& p, rocksdb::WriteBatch* batch,
                std::unordered_map<std::string, uint64_t>* versions);
   StatusOr<uint64_t> StoredVersion(const std::string& sid);
