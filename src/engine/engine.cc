@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/ids.h"
 #include "core/logging.h"
+#include "core/sync_point.h"
 #include "engine/applier.h"
 
 namespace persona::engine {
@@ -336,6 +337,7 @@ Status Engine::EnsureLoaded(Actor& a, bool for_write) {
   // Stamps read from the log advance this node's clock: a later event here
   // orders after them even if this node's clock is behind.
   if (!loaded->tail.empty()) clock_.Observe(loaded->tail.back().hlc);
+  PERSONA_SYNC_POINT("Engine::EnsureLoaded:BeforeAssign");
   std::lock_guard<std::mutex> l(a.mu);
   // A load that raced with a commit on this node must not put an older
   // state over the newer one.
