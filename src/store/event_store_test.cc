@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "metrics/metrics.h"
 #include "store/postgres/postgres_event_store.h"
 #include "store/postgres/testing.h"
 #include "store/rocksdb/rocksdb_event_store.h"
@@ -399,6 +400,28 @@ TEST_F(PostgresStoreTest, LiveNodesHaveDistinctNumbersAndAStoppedOnesIsReused) {
   auto d = Open();
   ASSERT_TRUE(d.ok());
   EXPECT_EQ((*d)->NodeNumber(), freed);
+}
+
+TEST_F(PostgresStoreTest, TwoLiveNodesWithOneNumberAreNoticed) {
+  PostgresOptions opt;
+  opt.url = url_;
+  opt.intake_lease_ms = 500;  // the keeper runs every 100 ms
+  auto a = PostgresEventStore::Open(opt);
+  auto b = PostgresEventStore::Open(opt);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_NE((*a)->NodeNumber(), (*b)->NodeNumber());
+  metrics::Counter* seen = metrics::Default().GetCounter(
+      "persona_node_number_collisions_total",
+      "Times another live node was found with this node's number (HLC tie-breaker)");
+  const uint64_t before = seen->value();
+  // As if b had stalled past its lease and a node started meanwhile had
+  // taken its number.
+  ASSERT_TRUE(testing::PgServer::Exec(
+                  url_, "UPDATE persona_nodes SET number = " + std::to_string((*a)->NodeNumber()))
+                  .ok());
+  for (int i = 0; i < 50 && seen->value() == before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_GT(seen->value(), before);
 }
 
 TEST_F(PostgresStoreTest, TwoProcessesSpendOneBudgetAndADeadOnesHoldsCountAsSpent) {

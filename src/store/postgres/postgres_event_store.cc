@@ -348,6 +348,9 @@ PostgresEventStore::PostgresEventStore(const PostgresOptions& options)
       clock_offset_gauge_(metrics::Default().GetGauge(
           "persona_clock_offset_ms",
           "How far this node's wall clock is ahead of the database server's (negative: behind)")),
+      number_collisions_(metrics::Default().GetCounter(
+          "persona_node_number_collisions_total",
+          "Times another live node was found with this node's number (HLC tie-breaker)")),
       budget_errors_(metrics::Default().GetCounter(
           "persona_budget_ledger_errors_total",
           "Shared budget reservations or settlements that failed (a reservation that fails is "
@@ -477,6 +480,23 @@ void PostgresEventStore::KeeperLoop() {
                   {{"clock_offset_ms", offset}});
         skew_reported_ = over;
       }
+    }
+    // Another live node with this node's number (one of them stalled past
+    // its lease and the other took the number meanwhile): their stamps may
+    // tie, and ties fall back to the event id. Said once, and counted.
+    if (auto dup = Query("SELECT count(*) FROM persona_nodes WHERE number = $1 AND node_id <> $2 "
+                         "AND alive_until >= now()",
+                         {std::to_string(node_number_), node_id_});
+        dup.ok()) {
+      const bool shared_number = std::atoi(PQgetvalue(dup->get(), 0, 0)) > 0;
+      if (shared_number && !number_shared_reported_) {
+        number_collisions_->Inc();
+        LogWarn(
+            "another live node has this node's number: ties between their stamps fall back "
+            "to the event id until one of them restarts",
+            {{"number", static_cast<int64_t>(node_number_)}, {"node", node_id_}});
+      }
+      number_shared_reported_ = shared_number;
     }
     // Holds of processes that died before settling them: the calls may have
     // been billed, so they count as spent.

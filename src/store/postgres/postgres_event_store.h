@@ -182,6 +182,8 @@ class PostgresEventStore final : public EventStore {
 
   StoreMetrics metrics_ = StoreMetrics::Register();
   metrics::Gauge* clock_offset_gauge_;
+  metrics::Counter* number_collisions_;
+  bool number_shared_reported_ = false;  // the keeper's
   metrics::Counter* budget_errors_;
 };
 
