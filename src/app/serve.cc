@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "ai/builtin/builtin_provider.h"
+#include "ai/cache/response_cache.h"
 #include "ai/gate/intent_gate.h"
 #include "ai/llm/bedrock_provider.h"
 #include "ai/llm/budget.h"
@@ -326,12 +327,26 @@ int Serve(const ServeFlags& flags) {
     provider = gated.get();
     LogInfo("intent gate on", {{"model", model}, {"threshold", gate->threshold()}});
   }
+  // The response cache comes first (SPEC §12: the cache, the gate, then the chain).
+  std::unique_ptr<ai::ResponseCache> response_cache;
+  std::unique_ptr<ai::CachingProvider> cached;
+  if (cfg->ai.cache.enabled) {
+    response_cache = std::make_unique<ai::ResponseCache>(
+        ai::ResponseCacheOptions{.ttl_s = cfg->ai.cache.ttl_s,
+                                 .max_entries = static_cast<size_t>(cfg->ai.cache.max_entries)});
+    cached = std::make_unique<ai::CachingProvider>(response_cache.get(), provider);
+    provider = cached.get();
+  }
   engine::EngineOptions eopt;
   eopt.snapshot_every = static_cast<size_t>(cfg->store.snapshot_every);
   eopt.max_cached_sessions = static_cast<size_t>(cfg->engine.max_cached_sessions);
   eopt.max_pending_per_session = static_cast<size_t>(cfg->engine.max_pending_per_session);
   eopt.history_window = static_cast<size_t>(cfg->engine.history_window);
   eopt.max_intake = static_cast<size_t>(cfg->async.max_pending);
+  if (response_cache)
+    eopt.on_session_erased = [c = response_cache.get()](const std::string& user) {
+      c->EraseUser(user);
+    };
   std::unique_ptr<cache::ProfileCache> cache;
   if (cfg->cache.backend != "none") {
     cache::CacheOptions copt;

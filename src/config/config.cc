@@ -198,6 +198,21 @@ const std::vector<Key>& Keys() {
          return err;
        }},
       {"ai.gate.model", "", StrAt([](Config& c) { return &c.ai.gate.model; })},
+      {"ai.cache.enabled", "false", Bool([](Config& c) { return &c.ai.cache.enabled; })},
+      {"ai.cache.ttl_s", "3600",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.ai.cache.ttl_s, "a number of seconds");
+         if (err.empty() && (c.ai.cache.ttl_s < 1 || c.ai.cache.ttl_s > 30 * 86400))
+           err = "must be between 1 and 2592000";
+         return err;
+       }},
+      {"ai.cache.max_entries", "100000",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.ai.cache.max_entries, "a number");
+         if (err.empty() && (c.ai.cache.max_entries < 1 || c.ai.cache.max_entries > 10000000))
+           err = "must be between 1 and 10000000";
+         return err;
+       }},
       {"ai.breaker_cooldown_ms", "10000",
        SubInt(&Config::ai, &Config::Ai::breaker_cooldown_ms, 1, 3600000)},
 #define PERSONA_TLS(listener)                                                                     \

@@ -108,6 +108,11 @@ struct Config {
       double threshold = 0;
       std::string model;  // "": gate/intent.bin beside the persona binary
     } gate;
+    struct ResponseCache {
+      bool enabled = false;
+      int ttl_s = 3600;
+      int max_entries = 100000;
+    } cache;
   } ai;
   struct Auth {
     bool enabled = false;

@@ -919,13 +919,16 @@ void Engine::DeleteSession(const auth::Caller& caller, std::string session_id, R
           executor_([this, a, st, done = std::move(done), release = std::move(release)]() mutable {
             if (st.ok()) {
               uint64_t version = 0;
+              std::string owner;
               {
                 std::lock_guard<std::mutex> l(a->mu);
                 version = a->state ? a->state->meta.version : 0;
+                if (a->state) owner = a->state->meta.user_id;
                 a->state.reset();
                 a->deleted = true;
               }
               Forget(*a);
+              if (options_.on_session_erased && !owner.empty()) options_.on_session_erased(owner);
               if (cache_) cache_->Invalidate(a->id);
               model::Event e = NewEvent(model::kSessionDeleted, "system", {});
               e.seq = version + 1;

@@ -54,6 +54,9 @@ struct EngineOptions {
   std::string node_id = "n1";  // origin of server-generated events
   // Async write mode: accepted requests waiting to be applied, at most.
   size_t max_intake = 100000;
+  // Called with the owner of a session once it is erased (the AI response
+  // cache forgets that user's answers).
+  std::function<void(const std::string& user_id)> on_session_erased;
 };
 
 // Set on a request the applier is applying from the async intake: its commit

@@ -333,6 +333,62 @@ class LlmTest(unittest.TestCase):
               "restart" % (paid, u["cost_usd"], budget, self.fake.calls() - before))
 
 
+class ResponseCacheTest(unittest.TestCase):
+    """ai.cache: the same question from the same user with the same profile
+    is answered once by the model; the fake answers with the question it was
+    asked, so a wrong hit would show."""
+
+    def setUp(self):
+        self.fake = FakeOpenAI().start()
+        self.s = start_persona([openai("primary", self.fake), OFFLINE],
+                               extra=["--set", "ai.cache.enabled=true"])
+
+    def tearDown(self):
+        self.s.cleanup()
+        self.fake.stop()
+
+    def ask(self, sid, text):
+        with self.fake.lock:
+            self.fake.script.clear()  # an answer a cache hit did not use
+        self.fake.push({"content": contract("answer to: " + text)})
+        st, _, body = step(self.s, sid, text)
+        self.assertEqual(st, 200, body)
+        return body
+
+    def test_hits_only_for_the_same_user_profile_and_words(self):
+        a = new_session(self.s, "alice")
+        first = self.ask(a, "What can you do?")
+        self.assertEqual(first["source"], "llm")
+        calls = self.fake.calls()
+        again = self.ask(a, "what can you do")
+        self.assertEqual((again["source"], again["reply"]["text"]),
+                         ("cache", "answer to: What can you do?"))
+        self.assertEqual(self.fake.calls(), calls)  # no model call
+        # Another user asking the same thing: the model answers.
+        b = new_session(self.s, "bob")
+        self.assertEqual(self.ask(b, "What can you do?")["source"], "llm")
+        # A different question is never answered from the cache.
+        other = self.ask(a, "What can't you do?")
+        self.assertEqual((other["source"], other["reply"]["text"]),
+                         ("llm", "answer to: What can't you do?"))
+        # Once the profile changes, the old answer is not served.
+        with self.fake.lock:
+            self.fake.script.clear()
+        self.fake.push({"content": contract("noted", [{"field": "name", "value": "Alice"}])})
+        st, _, body = step(self.s, a, "my name is Alice")
+        self.assertEqual(body["profile"].get("name"), "Alice")
+        self.assertEqual(self.ask(a, "What can you do?")["source"], "llm")
+        self.assertEqual(self.ask(a, "What can you do?")["source"], "cache")
+        # Usage counts model calls only.
+        _, _, usage = self.s.request("GET", "/v1/users/alice/usage")
+        self.assertEqual(usage["calls"], 4)
+        # Deleting one of the user's sessions erases the user's answers.
+        st, _, _ = self.s.request("DELETE", "/v1/sessions/%s" % a)
+        self.assertEqual(st, 204)
+        a2 = new_session(self.s, "alice")
+        self.assertEqual(self.ask(a2, "What can you do?")["source"], "llm")
+
+
 class HostileOutputTest(unittest.TestCase):
     """50 adversarial model outputs: wrong fields, wrong types, other session
     ids, server-owned data, prompt-injected instructions. None may put a
