@@ -293,6 +293,15 @@ class Server:
         return subprocess.run(cmd, capture_output=True, text=True, input=input_text, timeout=60)
 
 
+def metric(server, name):
+    """The value of one sample on the server's /metrics (0 if absent)."""
+    _, _, text = server.request("GET", "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -8,6 +8,7 @@ import unittest
 
 from mqtt_client import Client
 from persona_server import Redis, Server, postgres_only
+from persona_server import metric as _metric
 
 
 def nodes(n, extra_args=()):
@@ -600,12 +601,6 @@ def _on_postgres():
     return STORE == "postgres"
 
 
-def _metric(s, name):
-    _, _, text = s.request("GET", "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 if __name__ == "__main__":

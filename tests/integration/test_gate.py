@@ -6,6 +6,7 @@ import subprocess
 import unittest
 
 from persona_server import BIN, ROOT, Server
+from persona_server import metric as _metric
 
 
 def step(s, sid, text):
@@ -73,9 +74,10 @@ class GateTest(unittest.TestCase):
             self.assertIn("name", body["intent"])
             self.assertGreaterEqual(body["intent"]["confidence"], 0)
             self.assertLessEqual(body["intent"]["confidence"], 1)
+        passed = _metric(self.s, 'persona_gate_total{outcome="passed"}')
         st, body = step(self.s, sid, "how do i change the oil in my car")
         self.assertEqual(body["source"], "builtin")  # not something persona answers alone
-        self.assertTrue(_metric(self.s, 'persona_gate_total{outcome="answered"}') >= 0)
+        self.assertEqual(_metric(self.s, 'persona_gate_total{outcome="passed"}'), passed + 1)
 
     def test_the_gate_off_adds_no_intent(self):
         s = Server().start()
@@ -111,12 +113,6 @@ class GateTest(unittest.TestCase):
         self.assertLessEqual(report["at_threshold"]["oos_accepted"], 0.02)
 
 
-def _metric(s, name):
-    _, _, text = s.request("GET", "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 if __name__ == "__main__":
