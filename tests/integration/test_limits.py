@@ -81,7 +81,9 @@ class RateLimitTest(unittest.TestCase):
 
 class ConnectionFloodTest(unittest.TestCase):
     def test_flood_from_one_address_is_refused_and_others_are_served(self):
-        s = Server(extra_args=["--set", "limits.connections_per_address.rate=20",
+        # A slow refill (1 per second): the check after the flood must not find a
+        # token that refilled meanwhile (at 20/s one came back every 50 ms).
+        s = Server(extra_args=["--set", "limits.connections_per_address.rate=1",
                                "--set", "limits.connections_per_address.burst=50"]).start()
         try:
             rss0 = rss_kb(s.proc.pid)
