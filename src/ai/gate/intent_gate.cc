@@ -70,17 +70,22 @@ StatusOr<std::unique_ptr<IntentGate>> IntentGate::Load(const std::string& model_
 
 IntentGate::~IntentGate() = default;
 
-Intent IntentGate::Classify(std::string_view text) const {
+Intent IntentGate::Top(std::string_view text) const {
   std::istringstream in(Normalise(text.substr(0, 2000)) + "\n");
   std::vector<std::pair<fasttext::real, std::string>> predictions;
   model_->predictLine(in, predictions, 1, 0.0);
   Intent out{"oos", 0};
   if (predictions.empty()) return out;
-  std::string label = predictions[0].second;
-  if (label.starts_with("__label__")) label.erase(0, 9);
+  out.name = predictions[0].second;
+  if (out.name.starts_with("__label__")) out.name.erase(0, 9);
   out.confidence = static_cast<double>(predictions[0].first);
   if (out.confidence > 1) out.confidence = 1;  // fastText adds 1e-5 before the log
-  if (out.confidence >= threshold_) out.name = std::move(label);
+  return out;
+}
+
+Intent IntentGate::Classify(std::string_view text) const {
+  Intent out = Top(text);
+  if (out.confidence < threshold_) out.name = "oos";
   return out;
 }
 

@@ -47,6 +47,8 @@ class IntentGate {
   // The most likely intent; "oos" (with the top label's confidence) when
   // that is below the threshold.
   Intent Classify(std::string_view text) const;
+  // The most likely label and its confidence, whatever the threshold.
+  Intent Top(std::string_view text) const;
   double threshold() const { return threshold_; }
 
   // Lower-case, sentence punctuation split off, whitespace collapsed: as

@@ -69,13 +69,18 @@ std::string IntArray(const std::vector<int64_t>& v) {
   return out;
 }
 
+// A double as text that reads back as the same double.
+std::string ExactDecimal(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
 std::string DoubleArray(const std::vector<double>& v) {
   std::string out = "{";
-  char buf[40];
   for (size_t i = 0; i < v.size(); ++i) {
     if (i) out += ',';
-    std::snprintf(buf, sizeof(buf), "%.17g", v[i]);
-    out += buf;
+    out += ExactDecimal(v[i]);
   }
   out += '}';
   return out;
@@ -1146,15 +1151,6 @@ StatusOr<Usage> PostgresEventStore::UserUsage(std::string_view user_id) {
   u.cost_usd = std::strtod(PQgetvalue(r->get(), 0, 3), nullptr);
   return u;
 }
-
-namespace {
-// A double as text that reads back as the same double.
-std::string ExactDecimal(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
-}
-}  // namespace
 
 StatusOr<std::unordered_map<std::string, uint64_t>> PostgresEventStore::SessionVersions(
     const std::vector<std::string>& session_ids) {
