@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/cord.h"
@@ -28,6 +29,27 @@ struct HistoryItem {
   std::string text;
 };
 
+// A message's priority (SPEC §12, the cost router): low tries the response
+// cache, then cheap-tier models; normal the cache, the intent gate, then the
+// whole chain; high goes straight to the primary tier.
+enum class Priority { kLow, kNormal, kHigh };
+// "low" | "normal" | "high"; false for anything else.
+inline bool ParsePriority(std::string_view s, Priority* out) {
+  if (s == "low")
+    *out = Priority::kLow;
+  else if (s == "normal")
+    *out = Priority::kNormal;
+  else if (s == "high")
+    *out = Priority::kHigh;
+  else
+    return false;
+  return true;
+}
+
+// A provider's tier (`tier` in its configuration).
+enum class Tier { kPrimary, kCheap };
+inline const char* TierName(Tier t) { return t == Tier::kCheap ? "cheap" : "primary"; }
+
 struct AiRequest {
   std::shared_ptr<const model::Schema> schema;
   json::object profile;              // current values, field → value
@@ -37,6 +59,7 @@ struct AiRequest {
   std::string language_hint;         // language of earlier turns ("en", "ko"), "" if unknown
   std::string session_id;            // for usage accounting and logs
   std::string user_id;               // for usage accounting and budgets
+  Priority priority = Priority::kNormal;
   // The whole step's AI budget: no provider call outlives it.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   // Streaming: called with each piece of the reply text as the model produces
@@ -56,7 +79,8 @@ struct AiReply {
   std::string language;                 // language of the reply ("en", "ko")
   std::string provider;                 // provider name from config, e.g. "offline"
   std::string model;                    // model id, e.g. "builtin-rules-1"
-  std::string source = "builtin";       // "llm" when a model answered, else "builtin"
+  std::string source = "builtin";       // "llm" | "builtin" | "gate" | "cache"
+  Tier tier = Tier::kPrimary;           // of the model that answered (source "llm")
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
   double cost_usd = 0;
@@ -70,6 +94,10 @@ struct AiReply {
   // confidence; "" when the gate is off.
   std::string intent;
   double intent_confidence = 0;
+  // A response-cache hit (source "cache"): "exact" | "semantic", and the
+  // similarity of the cached question (1 for exact).
+  std::string cache_match;
+  double cache_similarity = 0;
 };
 
 // A call in flight.

@@ -595,8 +595,14 @@ void HttpApi::CreateSession(std::shared_ptr<Call> call) {
 void HttpApi::PostMessage(std::shared_ptr<Call> call) {
   const unsigned ver = call->req.version();
   std::optional<net::Response> problem;
-  auto body = ParseBody(call->req, &problem, {"text"});
+  auto body = ParseBody(call->req, &problem, {"text", "priority"});
   if (!body) return Finish(call, std::move(*problem));
+  ai::Priority priority = ai::Priority::kNormal;
+  if (const json::value* p = Find(*body, "priority")) {
+    if (!p->is_string() || !ai::ParsePriority(p->get_string(), &priority))
+      return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                  "'priority' must be \"low\", \"normal\" or \"high\"", ver));
+  }
   auto text = GetString(*body, "text");
   if (!text)
     return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
@@ -612,6 +618,7 @@ void HttpApi::PostMessage(std::shared_ptr<Call> call) {
   r.caller = call->caller;
   r.session_id = call->session_id;
   r.text = std::string(*text);
+  r.priority = priority;
   r.idempotency_key = *key;
   if (WantsAsync(*call)) return engine_->AcceptMessage(std::move(r), ReplyTo(call));
   if (call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)

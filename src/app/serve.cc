@@ -12,6 +12,7 @@
 
 #include "ai/builtin/builtin_provider.h"
 #include "ai/cache/response_cache.h"
+#include "ai/cache/semantic_cache.h"
 #include "ai/gate/intent_gate.h"
 #include "ai/llm/bedrock_provider.h"
 #include "ai/llm/budget.h"
@@ -241,6 +242,11 @@ int Serve(const ServeFlags& flags) {
     shared_ledger.settle = [s](const std::string& hold, double actual) {
       return s->SettleBudget(hold, actual);
     };
+    shared_ledger.spent = [s](const std::string& user) -> StatusOr<double> {
+      auto u = s->UserUsage(user);
+      if (!u.ok()) return u.status();
+      return u->cost_usd;
+    };
   }
   ai::llm::BudgetLedger budget(
       cfg->ai.budget_usd_per_user,
@@ -265,6 +271,7 @@ int Serve(const ServeFlags& flags) {
     ai::llm::ChainEntry e;
     e.timeout_ms = p.timeout_ms;
     e.max_retries = p.max_retries;
+    e.tier = p.tier == "cheap" ? ai::Tier::kCheap : ai::Tier::kPrimary;
     if (p.kind == "openai") {
       ai::llm::OpenAiOptions o;
       model_options(p, &o);
@@ -309,32 +316,47 @@ int Serve(const ServeFlags& flags) {
   chain_opt.deadline_ms = cfg->ai.deadline_ms;
   chain_opt.breaker_failures = cfg->ai.breaker_failures;
   chain_opt.breaker_cooldown_ms = cfg->ai.breaker_cooldown_ms;
+  chain_opt.downgrade_at = cfg->ai.router.downgrade_at;
   const bool rules_only = chain_entries.empty();
   ai::llm::ProviderChain chain(std::move(chain_entries), rules, chain_opt, &scheduler, &budget);
   ai::Provider* provider = rules_only ? static_cast<ai::Provider*>(rules.get()) : &chain;
-  // The intent gate answers what persona can answer alone, before any model.
+  // The intent gate's model: for the gate, and for the semantic cache's
+  // sentence vectors.
   std::unique_ptr<ai::IntentGate> gate;
-  std::unique_ptr<ai::GateProvider> gated;
-  if (cfg->ai.gate.enabled) {
+  const bool semantic_cache = cfg->ai.cache.enabled && cfg->ai.cache.semantic;
+  if (cfg->ai.gate.enabled || semantic_cache) {
     const std::string model = cfg->ai.gate.model.empty() ? DefaultGateModel() : cfg->ai.gate.model;
     auto loaded = ai::IntentGate::Load(model, cfg->ai.gate.threshold);
     if (!loaded.ok()) {
-      std::cerr << "persona: invalid configuration: " << loaded.status().message() << "\n";
+      std::cerr << "persona: invalid configuration: " << loaded.status().message()
+                << (cfg->ai.gate.enabled ? "" : " (needed by ai.cache.semantic)") << "\n";
       return 2;
     }
     gate = std::move(*loaded);
+  }
+  // The intent gate answers what persona can answer alone, before any model.
+  std::unique_ptr<ai::GateProvider> gated;
+  if (cfg->ai.gate.enabled) {
     gated = std::make_unique<ai::GateProvider>(gate.get(), provider, rules.get());
     provider = gated.get();
-    LogInfo("intent gate on", {{"model", model}, {"threshold", gate->threshold()}});
+    LogInfo("intent gate on", {{"threshold", gate->threshold()}});
   }
   // The response cache comes first (SPEC §12: the cache, the gate, then the chain).
   std::unique_ptr<ai::ResponseCache> response_cache;
+  std::unique_ptr<ai::SemanticCache> semantic;
   std::unique_ptr<ai::CachingProvider> cached;
   if (cfg->ai.cache.enabled) {
     response_cache = std::make_unique<ai::ResponseCache>(
         ai::ResponseCacheOptions{.ttl_s = cfg->ai.cache.ttl_s,
                                  .max_entries = static_cast<size_t>(cfg->ai.cache.max_entries)});
-    cached = std::make_unique<ai::CachingProvider>(response_cache.get(), provider);
+    if (semantic_cache) {
+      semantic = std::make_unique<ai::SemanticCache>(
+          gate.get(),
+          ai::SemanticCacheOptions{.threshold = cfg->ai.cache.semantic_threshold,
+                                   .ttl_s = cfg->ai.cache.ttl_s,
+                                   .max_entries = static_cast<size_t>(cfg->ai.cache.max_entries)});
+    }
+    cached = std::make_unique<ai::CachingProvider>(response_cache.get(), semantic.get(), provider);
     provider = cached.get();
   }
   engine::EngineOptions eopt;
@@ -344,8 +366,10 @@ int Serve(const ServeFlags& flags) {
   eopt.history_window = static_cast<size_t>(cfg->engine.history_window);
   eopt.max_intake = static_cast<size_t>(cfg->async.max_pending);
   if (response_cache)
-    eopt.on_session_erased = [c = response_cache.get()](const std::string& user) {
+    eopt.on_session_erased = [c = response_cache.get(),
+                              sc = semantic.get()](const std::string& user) {
       c->EraseUser(user);
+      if (sc) sc->EraseUser(user);
     };
   std::unique_ptr<cache::ProfileCache> cache;
   if (cfg->cache.backend != "none") {

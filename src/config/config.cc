@@ -213,6 +213,22 @@ const std::vector<Key>& Keys() {
            err = "must be between 1 and 10000000";
          return err;
        }},
+      {"ai.cache.semantic", "true", Bool([](Config& c) { return &c.ai.cache.semantic; })},
+      {"ai.cache.semantic_threshold", "0.8",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.ai.cache.semantic_threshold, "a number");
+         if (err.empty() &&
+             (c.ai.cache.semantic_threshold <= 0 || c.ai.cache.semantic_threshold > 1))
+           err = "must be greater than 0 and at most 1 (a cosine similarity)";
+         return err;
+       }},
+      {"ai.router.downgrade_at", "0.8",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.ai.router.downgrade_at, "a number");
+         if (err.empty() && (c.ai.router.downgrade_at <= 0 || c.ai.router.downgrade_at > 1))
+           err = "must be greater than 0 and at most 1 (a share of ai.budget_usd_per_user)";
+         return err;
+       }},
       {"ai.breaker_cooldown_ms", "10000",
        SubInt(&Config::ai, &Config::Ai::breaker_cooldown_ms, 1, 3600000)},
 #define PERSONA_TLS(listener)                                                                     \
@@ -304,6 +320,7 @@ std::string DecodeProviders(Config& c, const YAML::Node& n) {
       pc.max_tokens = p["max_tokens"].as<int>(512);
       pc.max_retries = p["max_retries"].as<int>(2);
       pc.temperature = p["temperature"].as<double>(0.2);
+      pc.tier = p["tier"].as<std::string>("primary");
       for (const auto& kv : p) {
         static const char* kKnown[] = {"name",
                                        "kind",
@@ -320,7 +337,8 @@ std::string DecodeProviders(Config& c, const YAML::Node& n) {
                                        "price_out_per_mtok",
                                        "max_tokens",
                                        "max_retries",
-                                       "temperature"};
+                                       "temperature",
+                                       "tier"};
         const std::string k = kv.first.as<std::string>();
         bool known = false;
         for (const char* n : kKnown) known = known || k == n;
@@ -332,6 +350,9 @@ std::string DecodeProviders(Config& c, const YAML::Node& n) {
     if (pc.kind != "builtin" && pc.kind != "openai" && pc.kind != "bedrock")
       return at + "kind: must be one of builtin | openai | bedrock";
     if (pc.name.empty()) pc.name = pc.kind;
+    if (pc.tier != "primary" && pc.tier != "cheap") return at + "tier: must be primary | cheap";
+    if (pc.kind == "builtin" && p["tier"])
+      return at + "tier: not for kind builtin (it costs nothing and always answers last)";
     if (pc.timeout_ms < 1 || pc.timeout_ms > 600000) return at + "timeout_ms: must be 1..600000";
     if (pc.max_tokens < 1 || pc.max_tokens > 1000000) return at + "max_tokens: must be 1..1000000";
     if (pc.max_retries < 0 || pc.max_retries > 10) return at + "max_retries: must be 0..10";

@@ -30,6 +30,7 @@ struct AiProviderConfig {
   int max_tokens = 512;  // the reply's token limit (also bounds the cost reserved)
   int max_retries = 2;   // on 429, 5xx and connection failures, while the deadline allows
   double temperature = 0.2;
+  std::string tier = "primary";  // primary | cheap (the cost router, SPEC §12)
 };
 
 // TLS on a listener (SPEC §10): on when cert_file is set.
@@ -112,7 +113,17 @@ struct Config {
       bool enabled = false;
       int ttl_s = 3600;
       int max_entries = 100000;
+      // The semantic half (needs the gate's model, ai.gate.model): on with
+      // the cache unless switched off; a hit needs at least this cosine
+      // similarity (chosen on CLINC150 val, README).
+      bool semantic = true;
+      double semantic_threshold = 0.8;
     } cache;
+    struct Router {
+      // The share of budget_usd_per_user past which a user's steps go to
+      // cheap-tier providers only.
+      double downgrade_at = 0.8;
+    } router;
   } ai;
   struct Auth {
     bool enabled = false;

@@ -83,5 +83,33 @@ TEST(Config, AuthLimitsAndTlsKeys) {
   EXPECT_NE(names({{"auth.jwt.leeway_s", "99999"}}).find("auth.jwt.leeway_s"), std::string::npos);
 }
 
+TEST(Config, CostRouterKeys) {
+  auto c = Load("", {},
+                {{"ai.providers",
+                  R"([{name: big, kind: openai, base_url: "http://x/v1", model: m},
+                      {name: small, kind: openai, base_url: "http://x/v1", model: m, tier: cheap},
+                      {name: offline, kind: builtin}])"},
+                 {"ai.router.downgrade_at", "0.5"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ai.providers[0].tier, "primary");
+  EXPECT_EQ(c->ai.providers[1].tier, "cheap");
+  EXPECT_DOUBLE_EQ(c->ai.router.downgrade_at, 0.5);
+  EXPECT_DOUBLE_EQ(Load("", {}, {})->ai.router.downgrade_at, 0.8);
+  auto error = [](std::map<std::string, std::string> o) {
+    auto r = Load("", {}, o);
+    return r.ok() ? std::string("ok") : std::string(r.status().message());
+  };
+  EXPECT_NE(error({{"ai.providers", R"([{kind: openai, base_url: "http://x", model: m,
+                                         tier: gold}])"}})
+                .find("tier: must be primary | cheap"),
+            std::string::npos);
+  EXPECT_NE(error({{"ai.providers", "[{kind: builtin, tier: cheap}]"}}).find("tier: not for"),
+            std::string::npos);
+  for (const char* bad : {"0", "1.5", "-1", "half"})
+    EXPECT_NE(error({{"ai.router.downgrade_at", bad}}).find("ai.router.downgrade_at"),
+              std::string::npos)
+        << bad;
+}
+
 }  // namespace
 }  // namespace persona::config

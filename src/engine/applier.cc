@@ -221,6 +221,7 @@ void Applier::Apply(Item item, std::function<void(bool)> done) {
     req.text = std::string(GetString(p, "text").value_or(""));
     req.idempotency_key = std::string(GetString(p, "idempotency_key").value_or(""));
     req.origin = std::string(GetString(p, "origin").value_or("user"));
+    if (auto pr = GetString(p, "priority")) ai::ParsePriority(*pr, &req.priority);
     req.applying = ap;
     engine_->PostMessage(std::move(req), std::move(finish));
   } else if (op == "patch") {

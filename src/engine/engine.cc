@@ -105,11 +105,21 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
       reg.GetGauge("persona_concurrent_users_peak", "Peak of persona_concurrent_users");
   cached_gauge_ = reg.GetGauge("persona_sessions_cached", "Sessions held in memory");
   ai_calls_ = reg.GetCounter("persona_ai_calls_total", "AI provider calls", "provider=\"all\"");
-  ai_tokens_in_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"in\"");
-  ai_tokens_out_ = reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"out\"");
-  ai_cost_microusd_ = reg.GetCounter("persona_ai_cost_microusd_total",
-                                     "AI spend in millionths of a US dollar (configured prices)");
+  for (int t = 0; t < 2; ++t) {
+    const std::string tier = std::string("tier=\"") + ai::TierName(static_cast<ai::Tier>(t)) + "\"";
+    ai_tokens_in_[t] =
+        reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"in\"," + tier);
+    ai_tokens_out_[t] =
+        reg.GetCounter("persona_ai_tokens_total", "AI tokens", "direction=\"out\"," + tier);
+    ai_cost_microusd_[t] =
+        reg.GetCounter("persona_ai_cost_microusd_total",
+                       "AI spend in millionths of a US dollar (configured prices)", tier);
+  }
   ai_llm_answers_ = reg.GetCounter("persona_ai_llm_answers_total", "Steps a model answered");
+  ai_avoided_gate_ = reg.GetCounter("persona_ai_calls_avoided_total",
+                                    "Steps answered without a model call", "by=\"gate\"");
+  ai_avoided_cache_ = reg.GetCounter("persona_ai_calls_avoided_total",
+                                     "Steps answered without a model call", "by=\"cache\"");
   const std::string backend =
       "backend=\"" + std::string(cache_ ? cache_->backend() : "none") + "\"";
   cache_hits_ =
@@ -645,6 +655,7 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
         ai_req.history.assign(s.history.begin(), s.history.end());
         ai_req.session_id = s.meta.session_id;
         ai_req.user_id = s.meta.user_id;
+        ai_req.priority = req.priority;
         ai_req.on_token = std::move(req.on_token);
         ai_calls_->Inc();
         const auto ai_start = std::chrono::steady_clock::now();
@@ -664,16 +675,35 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
                                         std::string(ai_reply.status().message())));
             return release();
           }
-          ai_tokens_in_->Inc(ai_reply->tokens_in);
-          ai_tokens_out_->Inc(ai_reply->tokens_out);
           std::optional<store::Usage> usage;
           if (ai_reply->source == "llm") {
+            const int t = static_cast<int>(ai_reply->tier);
+            ai_tokens_in_[t]->Inc(ai_reply->tokens_in);
+            ai_tokens_out_[t]->Inc(ai_reply->tokens_out);
             ai_llm_answers_->Inc();
-            ai_cost_microusd_->Inc(static_cast<uint64_t>(std::llround(ai_reply->cost_usd * 1e6)));
-            usage = store::Usage{1, static_cast<uint64_t>(ai_reply->tokens_in),
-                                 static_cast<uint64_t>(ai_reply->tokens_out), ai_reply->cost_usd};
-            s.meta.usage.Add(*usage);
+            ai_cost_microusd_[t]->Inc(
+                static_cast<uint64_t>(std::llround(ai_reply->cost_usd * 1e6)));
+            usage = store::Usage{};
+            usage->calls = 1;
+            usage->tokens_in = static_cast<uint64_t>(ai_reply->tokens_in);
+            usage->tokens_out = static_cast<uint64_t>(ai_reply->tokens_out);
+            usage->cost_usd = ai_reply->cost_usd;
+            if (ai_reply->tier == ai::Tier::kCheap) {
+              usage->cheap_calls = usage->calls;
+              usage->cheap_tokens_in = usage->tokens_in;
+              usage->cheap_tokens_out = usage->tokens_out;
+              usage->cheap_cost_usd = usage->cost_usd;
+            }
+          } else if (ai_reply->source == "gate") {
+            ai_avoided_gate_->Inc();
+            usage = store::Usage{};
+            usage->avoided_gate = 1;
+          } else if (ai_reply->source == "cache") {
+            ai_avoided_cache_->Inc();
+            usage = store::Usage{};
+            usage->avoided_cache = 1;
           }
+          if (usage) s.meta.usage.Add(*usage);
           std::vector<model::Event> events;
           json::object user_msg;
           const std::string message_id = NewId();
@@ -725,6 +755,7 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
           bot["source"] = ai_reply->source;
           bot["provider"] = ai_reply->provider;
           bot["model"] = ai_reply->model;
+          if (ai_reply->source == "llm") bot["tier"] = ai::TierName(ai_reply->tier);
           {
             json::object u;  // this call's usage, durable with the step
             u["tokens_in"] = ai_reply->tokens_in;
@@ -739,6 +770,12 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
             bot["fallbacks"] = std::move(fb);
           }
           if (!ai_reply->repair.empty()) bot["repair"] = ai_reply->repair;
+          if (!ai_reply->cache_match.empty()) {
+            json::object c;
+            c["match"] = ai_reply->cache_match;
+            c["similarity"] = std::round(ai_reply->cache_similarity * 10000) / 10000;
+            bot["cache"] = std::move(c);
+          }
           json::object intent;
           if (!ai_reply->intent.empty()) {
             intent["name"] = ai_reply->intent;
@@ -1049,6 +1086,8 @@ void Engine::AcceptMessage(MessageRequest req, ReplyCallback done) {
   p["op"] = "message";
   p["text"] = req.text;
   p["origin"] = req.origin;
+  if (req.priority != ai::Priority::kNormal)
+    p["priority"] = req.priority == ai::Priority::kLow ? "low" : "high";
   Accept(req.caller, std::move(req.session_id), "message", std::move(req.idempotency_key),
          std::move(p), std::move(done));
 }

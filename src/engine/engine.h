@@ -104,6 +104,7 @@ struct MessageRequest {
   std::string text;
   std::string idempotency_key;
   std::string origin = "user";
+  ai::Priority priority = ai::Priority::kNormal;  // the cost router's (SPEC §12)
   std::optional<Applying> applying;
   // Streaming: the reply's text as the model produces it (any thread, in
   // order); the final reply still comes through the ReplyCallback.
@@ -301,10 +302,13 @@ class Engine {
   metrics::Gauge* inflight_peak_;
   metrics::Gauge* cached_gauge_;
   metrics::Counter* ai_calls_;
-  metrics::Counter* ai_tokens_in_;
-  metrics::Counter* ai_tokens_out_;
-  metrics::Counter* ai_cost_microusd_;
+  // By tier (primary, cheap): tokens in and out, and spend.
+  metrics::Counter* ai_tokens_in_[2];
+  metrics::Counter* ai_tokens_out_[2];
+  metrics::Counter* ai_cost_microusd_[2];
   metrics::Counter* ai_llm_answers_;
+  metrics::Counter* ai_avoided_gate_;
+  metrics::Counter* ai_avoided_cache_;
   metrics::Counter* cache_hits_;
   metrics::Counter* cache_misses_;
   metrics::Counter* accepted_;

@@ -227,6 +227,14 @@ MqttPolicy::Verdict PersonaBridge::OnClientPublish(const MqttClient& client,
       return Verdict::kConsumed;
     }
     engine::MessageRequest req;
+    if (const json::value* p = Find(body, "priority")) {
+      if (!p->is_string() || !ai::ParsePriority(p->get_string(), &req.priority)) {
+        PublishError(
+            id, command, request_id,
+            absl::InvalidArgumentError("'priority' must be \"low\", \"normal\" or \"high\""));
+        return Verdict::kConsumed;
+      }
+    }
     req.caller = client.caller;
     req.session_id = id;
     req.text = std::string(*text);

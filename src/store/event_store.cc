@@ -1,5 +1,7 @@
 #include "store/event_store.h"
 
+#include <algorithm>
+
 namespace persona::store {
 
 json::object UsageToJson(const Usage& u) {
@@ -8,6 +10,23 @@ json::object UsageToJson(const Usage& u) {
   o["tokens_in"] = u.tokens_in;
   o["tokens_out"] = u.tokens_out;
   o["cost_usd"] = u.cost_usd;
+  json::object cheap, primary;
+  cheap["calls"] = u.cheap_calls;
+  cheap["tokens_in"] = u.cheap_tokens_in;
+  cheap["tokens_out"] = u.cheap_tokens_out;
+  cheap["cost_usd"] = u.cheap_cost_usd;
+  primary["calls"] = u.calls - std::min(u.calls, u.cheap_calls);
+  primary["tokens_in"] = u.tokens_in - std::min(u.tokens_in, u.cheap_tokens_in);
+  primary["tokens_out"] = u.tokens_out - std::min(u.tokens_out, u.cheap_tokens_out);
+  primary["cost_usd"] = std::max(0.0, u.cost_usd - u.cheap_cost_usd);
+  json::object tiers;
+  tiers["primary"] = std::move(primary);
+  tiers["cheap"] = std::move(cheap);
+  o["by_tier"] = std::move(tiers);
+  json::object avoided;
+  avoided["gate"] = u.avoided_gate;
+  avoided["cache"] = u.avoided_cache;
+  o["calls_avoided"] = std::move(avoided);
   return o;
 }
 
@@ -15,11 +34,30 @@ Usage UsageFromJson(const json::value& v) {
   Usage u;
   if (!v.is_object()) return u;
   const json::object& o = v.get_object();
-  u.calls = static_cast<uint64_t>(GetInt(o, "calls").value_or(0));
-  u.tokens_in = static_cast<uint64_t>(GetInt(o, "tokens_in").value_or(0));
-  u.tokens_out = static_cast<uint64_t>(GetInt(o, "tokens_out").value_or(0));
-  if (const json::value* c = Find(o, "cost_usd"); c && c->is_number())
-    u.cost_usd = c->to_number<double>();
+  auto num = [](const json::object& o, const char* k) {
+    const json::value* c = Find(o, k);
+    return c && c->is_number() ? c->to_number<double>() : 0.0;
+  };
+  auto count = [](const json::object& o, const char* k) {
+    return static_cast<uint64_t>(GetInt(o, k).value_or(0));
+  };
+  u.calls = count(o, "calls");
+  u.tokens_in = count(o, "tokens_in");
+  u.tokens_out = count(o, "tokens_out");
+  u.cost_usd = num(o, "cost_usd");
+  if (const json::value* t = Find(o, "by_tier"); t && t->is_object()) {
+    if (const json::value* c = Find(t->get_object(), "cheap"); c && c->is_object()) {
+      const json::object& co = c->get_object();
+      u.cheap_calls = count(co, "calls");
+      u.cheap_tokens_in = count(co, "tokens_in");
+      u.cheap_tokens_out = count(co, "tokens_out");
+      u.cheap_cost_usd = num(co, "cost_usd");
+    }
+  }
+  if (const json::value* a = Find(o, "calls_avoided"); a && a->is_object()) {
+    u.avoided_gate = count(a->get_object(), "gate");
+    u.avoided_cache = count(a->get_object(), "cache");
+  }
   return u;
 }
 
@@ -32,7 +70,7 @@ json::object SessionMetaToJson(const SessionMeta& m) {
   o["metadata"] = m.metadata;
   o["version"] = m.version;
   o["message_count"] = m.message_count;
-  if (m.usage.calls > 0) o["usage"] = UsageToJson(m.usage);
+  if (!m.usage.empty()) o["usage"] = UsageToJson(m.usage);
   return o;
 }
 

@@ -29,12 +29,29 @@ struct Usage {
   uint64_t tokens_in = 0;
   uint64_t tokens_out = 0;
   double cost_usd = 0;
+  // Of the above, what cheap-tier models answered (SPEC §12); the rest was
+  // the primary tier.
+  uint64_t cheap_calls = 0;
+  uint64_t cheap_tokens_in = 0;
+  uint64_t cheap_tokens_out = 0;
+  double cheap_cost_usd = 0;
+  // Steps answered without a model call: by the intent gate, by the
+  // response cache.
+  uint64_t avoided_gate = 0;
+  uint64_t avoided_cache = 0;
   void Add(const Usage& o) {
     calls += o.calls;
     tokens_in += o.tokens_in;
     tokens_out += o.tokens_out;
     cost_usd += o.cost_usd;
+    cheap_calls += o.cheap_calls;
+    cheap_tokens_in += o.cheap_tokens_in;
+    cheap_tokens_out += o.cheap_tokens_out;
+    cheap_cost_usd += o.cheap_cost_usd;
+    avoided_gate += o.avoided_gate;
+    avoided_cache += o.avoided_cache;
   }
+  bool empty() const { return calls == 0 && avoided_gate == 0 && avoided_cache == 0; }
 };
 json::object UsageToJson(const Usage& u);
 Usage UsageFromJson(const json::value& v);

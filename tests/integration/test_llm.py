@@ -13,7 +13,7 @@ import time
 import unittest
 
 from fake_openai import FakeOpenAI
-from persona_server import Server
+from persona_server import Server, metric
 
 FIELDS = {"name", "age", "email", "phone", "city", "occupation", "interests", "goals",
           "contact_preference"}
@@ -382,12 +382,139 @@ class ResponseCacheTest(unittest.TestCase):
         # Usage counts model calls only.
         _, _, usage = self.s.request("GET", "/v1/users/alice/usage")
         self.assertEqual(usage["calls"], 4)
+        # The semantic cache: another wording of the same question hits; the
+        # event says how the cached question matched.
+        c = new_session(self.s, "carl")
+        self.assertEqual(self.ask(c, "what is my credit score")["source"], "llm")
+        hit = self.ask(c, "what's my credit score")
+        self.assertEqual((hit["source"], hit["reply"]["text"]),
+                         ("cache", "answer to: what is my credit score"))
+        last = [e for e in events(self.s, c) if e["type"] == "message.assistant"][-1]
+        self.assertEqual(last["data"]["cache"]["match"], "semantic")
+        self.assertGreaterEqual(last["data"]["cache"]["similarity"], 0.8)
+        # …but not the opposite question, another number or another place.
+        for other in ["what's my credit score not", "how do i say hello in french",
+                      "what's my credit score in 2019"]:
+            self.assertEqual(self.ask(c, other)["source"], "llm", other)
+        self.assertEqual(self.ask(c, "how do i say hello in spanish")["reply"]["text"],
+                         "answer to: how do i say hello in spanish")
         # Deleting one of the user's sessions erases the user's answers.
         st, _, _ = self.s.request("DELETE", "/v1/sessions/%s" % a)
         self.assertEqual(st, 204)
         a2 = new_session(self.s, "alice")
         self.assertEqual(self.ask(a2, "What can you do?")["source"], "llm")
 
+
+class CostRouterTest(unittest.TestCase):
+    """SPEC §12's cost router: a primary and a cheap model (two fakes), the
+    gate and the cache on. Low priority tries the cache then the cheap model,
+    normal the cache, the gate and the chain, high the primary only; a user
+    near the budget gets the cheap model; usage is split by tier and counts
+    the calls the gate and the cache avoided."""
+
+    def setUp(self):
+        self.big = FakeOpenAI().start()
+        self.small = FakeOpenAI().start()
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.cleanup()
+        self.big.stop()
+        self.small.stop()
+
+    def persona(self, extra=(), ai=None):
+        s = start_persona([openai("big", self.big),
+                           openai("small", self.small, tier="cheap", price_in_per_mtok=0.1,
+                                  price_out_per_mtok=0.2),
+                           OFFLINE], extra=list(extra), ai=ai)
+        self.servers.append(s)
+        return s
+
+    def send(self, s, sid, text, priority=None):
+        body = {"text": text}
+        if priority:
+            body["priority"] = priority
+        st, _, b = s.request("POST", "/v1/sessions/%s/messages" % sid, body)
+        self.assertEqual(st, 200, b)
+        return b
+
+    def who(self, before):
+        """Which fake answered since `before` (their call counts)."""
+        big, small = self.big.calls() - before[0], self.small.calls() - before[1]
+        return {(1, 0): "big", (0, 1): "small", (0, 0): "none"}.get((big, small), "both")
+
+    def ask(self, s, sid, text, priority=None):
+        before = (self.big.calls(), self.small.calls())
+        b = self.send(s, sid, text, priority)
+        return b["source"], self.who(before)
+
+    def test_priorities_pick_the_cache_the_gate_or_a_tier(self):
+        s = self.persona(["--set", "ai.gate.enabled=true", "--set", "ai.cache.enabled=true"])
+        sid = new_session(s, "carol")
+        # Normal: a greeting is answered by the gate; a question by the primary.
+        self.assertEqual(self.ask(s, sid, "hello there"), ("gate", "none"))
+        self.assertEqual(self.ask(s, sid, "What can you do?"), ("llm", "big"))
+        # The same question again: the cache (normal and low), never for high.
+        self.assertEqual(self.ask(s, sid, "What can you do?"), ("cache", "none"))
+        self.assertEqual(self.ask(s, sid, "What can you do?", "low"), ("cache", "none"))
+        self.assertEqual(self.ask(s, sid, "What can you do?", "high"), ("llm", "big"))
+        # Low skips the gate and the primary: the cheap model answers.
+        self.assertEqual(self.ask(s, sid, "hello there", "low"), ("llm", "small"))
+        self.assertEqual(self.ask(s, sid, "Tell me a joke", "low"), ("llm", "small"))
+        # High skips the gate too, and every reply still carries the intent.
+        b = self.send(s, sid, "thank you", "high")
+        self.assertEqual(b["source"], "llm")
+        self.assertEqual(b["intent"]["name"], "thank_you")
+        # The assistant's event names the tier.
+        tiers = [e["data"].get("tier") for e in events(s, sid)
+                 if e["type"] == "message.assistant" and e["data"]["source"] == "llm"]
+        self.assertEqual(tiers, ["primary", "primary", "cheap", "cheap", "primary"])
+        # Usage: 3 primary calls, 2 cheap ones, 1 avoided by the gate, 2 by the cache.
+        _, _, u = s.request("GET", "/v1/users/carol/usage")
+        self.assertEqual(u["calls"], 5)
+        self.assertEqual(u["by_tier"]["primary"]["calls"], 3)
+        self.assertEqual(u["by_tier"]["cheap"]["calls"], 2)
+        self.assertEqual(u["by_tier"]["cheap"]["tokens_in"], 200)  # the fake's 100 per call
+        self.assertEqual(u["by_tier"]["primary"]["tokens_in"], 300)
+        self.assertAlmostEqual(u["by_tier"]["cheap"]["cost_usd"], 2 * (100 * 0.1 + 20 * 0.2) / 1e6)
+        self.assertEqual(u["calls_avoided"], {"gate": 1, "cache": 2})
+        self.assertEqual(metric(s, 'persona_ai_tokens_total{direction="in",tier="cheap"}'), 200)
+        self.assertEqual(metric(s, 'persona_ai_calls_avoided_total{by="cache"}'), 2)
+        # A priority that is not one of the three is refused, and nothing is called.
+        before = (self.big.calls(), self.small.calls())
+        for bad in ["urgent", 1, None, ""]:
+            st, _, b = s.request("POST", "/v1/sessions/%s/messages" % sid,
+                                 {"text": "hi", "priority": bad})
+            self.assertEqual(st, 422, b)
+            self.assertIn("priority", b["detail"])
+        self.assertEqual(self.who(before), "none")
+        # Usage survives a restart (it is stored with the steps).
+        s.stop()
+        s.start()
+        _, _, u2 = s.request("GET", "/v1/users/carol/usage")
+        self.assertEqual(u2, u)
+
+    def test_a_user_near_the_budget_is_routed_to_the_cheap_model(self):
+        # The fake bills 100 tokens in: at $1000/Mtok, $0.1 a primary call.
+        big = openai("big", self.big, price_in_per_mtok=1000.0, price_out_per_mtok=0.0,
+                     max_tokens=20)
+        small = openai("small", self.small, tier="cheap", price_in_per_mtok=1.0,
+                       price_out_per_mtok=1.0, max_tokens=20)
+        s = start_persona([big, small, OFFLINE],
+                          ai={"budget_usd_per_user": 10.0, "router": {"downgrade_at": 0.025}})
+        self.servers.append(s)
+        sid = new_session(s, "dave")
+        got = [self.ask(s, sid, "question %d" % i, "high")[1] for i in range(5)]
+        # Downgrade at 2.5 % of $10: spent $0, $0.1, $0.2: primary; $0.3: cheap.
+        self.assertEqual(got, ["big", "big", "big", "small", "small"])
+        st, _, b = s.request("GET", "/v1/sessions/%s/events?limit=100" % sid)
+        last = [e for e in b["events"] if e["type"] == "message.assistant"][-1]
+        self.assertIn("big: near the budget", last["data"]["fallbacks"])
+        self.assertEqual(metric(s, "persona_ai_router_downgrades_total"), 2)
+        # Another user still gets the primary.
+        other = new_session(s, "erin")
+        self.assertEqual(self.ask(s, other, "question", "high")[1], "big")
 
 class HostileOutputTest(unittest.TestCase):
     """50 adversarial model outputs: wrong fields, wrong types, other session

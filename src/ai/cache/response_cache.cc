@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "ai/cache/semantic_cache.h"
 #include "core/json.h"
 
 namespace persona::ai {
@@ -30,6 +31,14 @@ std::string ResponseCache::NormaliseText(std::string_view text) {
 }
 
 std::string ResponseCache::Key(const AiRequest& req) {
+  std::string key = Partition(req);
+  if (key.empty()) return key;
+  key += '\x1e';
+  key += NormaliseText(req.text);
+  return key;
+}
+
+std::string ResponseCache::Partition(const AiRequest& req) {
   if (req.user_id.empty() || req.schema == nullptr) return "";
   // The profile as the model saw it, values in schema order: a change to
   // any field makes another key.
@@ -47,8 +56,6 @@ std::string ResponseCache::Key(const AiRequest& req) {
   key += req.schema->name();
   key += '\x1e';
   key += std::to_string(std::hash<std::string>{}(profile));
-  key += '\x1e';
-  key += NormaliseText(req.text);
   return key;
 }
 
@@ -101,38 +108,63 @@ size_t ResponseCache::size() const {
   return lru_.size();
 }
 
-CachingProvider::CachingProvider(ResponseCache* cache, Provider* next)
-    : cache_(cache), next_(next) {
+CachingProvider::CachingProvider(ResponseCache* cache, SemanticCache* semantic, Provider* next)
+    : cache_(cache), semantic_(semantic), next_(next) {
   auto& reg = metrics::Default();
   hits_ = reg.GetCounter("persona_response_cache_total", "Steps looked up in the response cache",
                          "outcome=\"hit\"");
+  semantic_hits_ =
+      reg.GetCounter("persona_response_cache_total", "Steps looked up in the response cache",
+                     "outcome=\"semantic_hit\"");
   misses_ = reg.GetCounter("persona_response_cache_total", "Steps looked up in the response cache",
                            "outcome=\"miss\"");
 }
 
+namespace {
+void AsHit(AiReply* hit, const char* match, double similarity) {
+  hit->source = "cache";
+  hit->cache_match = match;
+  hit->cache_similarity = similarity;
+  hit->tokens_in = hit->tokens_out = 0;
+  hit->cost_usd = 0;
+  hit->latency_ms = 0;
+  hit->fallbacks.clear();
+}
+}  // namespace
+
 std::shared_ptr<Call> CachingProvider::Respond(AiRequest req, Callback done) {
   const std::string key = ResponseCache::Key(req);
-  if (!key.empty()) {
+  std::optional<SemanticCache::Query> query;
+  // High priority goes straight to the primary tier (its answer is still kept).
+  if (!key.empty() && req.priority != Priority::kHigh) {
     if (auto hit = cache_->Get(key, req.user_id)) {
       hits_->Inc();
-      hit->source = "cache";
-      hit->tokens_in = hit->tokens_out = 0;
-      hit->cost_usd = 0;
-      hit->latency_ms = 0;
-      hit->fallbacks.clear();
+      AsHit(&*hit, "exact", 1.0);
       done(std::move(*hit));
       return nullptr;
     }
+    if (semantic_) {
+      query = semantic_->Prepare(req);
+      if (auto hit = semantic_->Get(*query)) {
+        semantic_hits_->Inc();
+        AsHit(&hit->reply, "semantic", hit->similarity);
+        done(std::move(hit->reply));
+        return nullptr;
+      }
+    }
     misses_->Inc();
   }
+  if (semantic_ && !query && !key.empty()) query = semantic_->Prepare(req);
   const std::string user = req.user_id;
-  return next_->Respond(std::move(req),
-                        [this, key, user, done = std::move(done)](StatusOr<AiReply> r) {
-                          // Only a model's answer, and only one that changed nothing.
-                          if (r.ok() && !key.empty() && r->source == "llm" && r->changes.empty())
-                            cache_->Put(key, user, *r);
-                          done(std::move(r));
-                        });
+  return next_->Respond(std::move(req), [this, key, user, query = std::move(query),
+                                         done = std::move(done)](StatusOr<AiReply> r) {
+    // Only a model's answer, and only one that changed nothing.
+    if (r.ok() && !key.empty() && r->source == "llm" && r->changes.empty()) {
+      cache_->Put(key, user, *r);
+      if (query) semantic_->Put(*query, *r);
+    }
+    done(std::move(r));
+  });
 }
 
 }  // namespace persona::ai

@@ -1,5 +1,5 @@
 // ResponseCache: the AI optimizer's exact response cache (SPEC §12, issue
-// 12; the semantic half is not built yet).
+// 12; the semantic half is semantic_cache.h).
 //
 // A model's answer is kept under (user, schema, the message's normalised
 // text, a hash of the user's profile as the model saw it) and served again
@@ -13,7 +13,8 @@
 //   - entries expire after `ttl_s`, at most `max_entries` are kept (the
 //     least recently used go first), and a user's entries are erased with
 //     any of their sessions (EraseUser).
-// CachingProvider puts it in front of the provider chain. Thread-safe.
+// CachingProvider puts it (and the semantic cache, if on) in front of the
+// provider chain. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +42,9 @@ class ResponseCache {
 
   // The cache key of a request: "" if it is not cacheable (no user).
   static std::string Key(const AiRequest& req);
+  // The key without the text: user, schema and the profile's hash (the
+  // semantic cache's partition). "" if not cacheable.
+  static std::string Partition(const AiRequest& req);
   // Lower-case, whitespace collapsed, trailing punctuation dropped.
   static std::string NormaliseText(std::string_view text);
 
@@ -66,17 +70,21 @@ class ResponseCache {
   std::unordered_multimap<std::string, List::iterator> by_user_ ABSL_GUARDED_BY(mu_);
 };
 
+class SemanticCache;
+
 class CachingProvider final : public Provider {
  public:
-  // `cache` and `next` must outlive this.
-  CachingProvider(ResponseCache* cache, Provider* next);
+  // `cache`, `semantic` (may be null: exact only) and `next` must outlive this.
+  CachingProvider(ResponseCache* cache, SemanticCache* semantic, Provider* next);
   const std::string& name() const override { return next_->name(); }
   std::shared_ptr<Call> Respond(AiRequest req, Callback done) override;
 
  private:
   ResponseCache* cache_;
+  SemanticCache* semantic_;
   Provider* next_;
   metrics::Counter* hits_;
+  metrics::Counter* semantic_hits_;
   metrics::Counter* misses_;
 };
 

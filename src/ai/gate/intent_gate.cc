@@ -3,6 +3,7 @@
 #include <fasttext/fasttext.h>
 
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -47,6 +48,7 @@ StatusOr<std::unique_ptr<IntentGate>> IntentGate::Load(const std::string& model_
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError("ai.gate.model '" + model_path + "': " + e.what());
   }
+  gate->counts_ = gate->model_->getDictionary()->getCounts(fasttext::entry_type::word);
   if (threshold > 0) {
     gate->threshold_ = threshold;
     return gate;
@@ -81,6 +83,29 @@ Intent IntentGate::Top(std::string_view text) const {
   out.confidence = static_cast<double>(predictions[0].first);
   if (out.confidence > 1) out.confidence = 1;  // fastText adds 1e-5 before the log
   return out;
+}
+
+std::vector<float> IntentGate::Embed(std::string_view text) const {
+  std::istringstream in(Normalise(text.substr(0, 2000)) + "\n");
+  fasttext::Vector v(model_->getDimension());
+  model_->getSentenceVector(in, v);
+  std::vector<float> out(v.data(), v.data() + v.size());
+  double norm = 0;
+  for (float x : out) norm += double{x} * x;
+  if (norm > 0) {
+    const float inv = static_cast<float>(1 / std::sqrt(norm));
+    for (float& x : out) x *= inv;
+  }
+  return out;
+}
+
+int IntentGate::dimension() const { return model_->getDimension(); }
+
+int64_t IntentGate::Count(const std::string& word) const {
+  const auto& dict = *model_->getDictionary();
+  const int32_t id = dict.getId(word);
+  if (id < 0 || id >= dict.nwords()) return 0;
+  return counts_[static_cast<size_t>(id)];
 }
 
 Intent IntentGate::Classify(std::string_view text) const {
@@ -176,7 +201,9 @@ std::shared_ptr<Call> GateProvider::Respond(AiRequest req, Callback done) {
   const auto t0 = std::chrono::steady_clock::now();
   const Intent intent = gate_->Classify(req.text);
   seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  if (AnsweredLocally(intent.name)) {
+  // Only normal priority is answered here (SPEC §12: low tries the cache and
+  // cheap models, high the primary); every priority gets the intent.
+  if (req.priority == Priority::kNormal && AnsweredLocally(intent.name)) {
     answered_->Inc();
     auto r = local_->Reply(req);
     if (r.ok()) {

@@ -15,9 +15,11 @@
 // chain. Every reply carries the intent either way.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ai/builtin/builtin_provider.h"
 #include "ai/provider.h"
@@ -51,6 +53,14 @@ class IntentGate {
   Intent Top(std::string_view text) const;
   double threshold() const { return threshold_; }
 
+  // The message's sentence vector (fastText's: the mean of its words' and
+  // word bigrams' input vectors), of unit length; zero for a message with no
+  // known word. The semantic response cache compares these.
+  std::vector<float> Embed(std::string_view text) const;
+  int dimension() const;
+  // How often `word` (normalised) occurred in the training text; 0 if never.
+  int64_t Count(const std::string& word) const;
+
   // Lower-case, sentence punctuation split off, whitespace collapsed: as
   // scripts/train_gate.py prepared the training text.
   static std::string Normalise(std::string_view text);
@@ -58,6 +68,7 @@ class IntentGate {
  private:
   IntentGate() = default;
   std::unique_ptr<fasttext::FastText> model_;
+  std::vector<int64_t> counts_;  // of each word in the model's dictionary
   double threshold_ = 0.9;
 };
 

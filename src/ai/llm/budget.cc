@@ -103,6 +103,19 @@ void BudgetLedger::Settle(const Hold& hold, double actual) {
   a.spent += actual;
 }
 
+bool BudgetLedger::Near(const std::string& user_id, double fraction) {
+  if (!enabled()) return false;
+  const double line = budget_usd_ * fraction;
+  if (shared_) {
+    if (!shared_.spent) return false;
+    auto spent = shared_.spent(user_id);
+    return !spent.ok() || *spent >= line;  // unreadable: assume the worst, as Reserve does
+  }
+  std::unique_lock<std::mutex> l(mu_);
+  Account& a = AccountFor(user_id, l);
+  return a.spent + a.reserved >= line;
+}
+
 std::pair<double, double> BudgetLedger::Get(const std::string& user_id) {
   if (shared_) return {0, 0};
   std::unique_lock<std::mutex> l(mu_);

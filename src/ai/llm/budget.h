@@ -36,6 +36,9 @@ struct SharedLedger {
                                double amount_usd, double limit_usd)>
       reserve;
   std::function<Status(const std::string& hold_id, double actual_usd)> settle;
+  // What the user has spent on every node (for the router's downgrade); may
+  // be unset, then no user is downgraded.
+  std::function<StatusOr<double>(const std::string& user_id)> spent;
   explicit operator bool() const { return reserve && settle; }
 };
 
@@ -70,6 +73,11 @@ class BudgetLedger {
   // refuses: never overspend), else nullopt.
   std::optional<Hold> Reserve(const std::string& user_id, double max_cost);
   void Settle(const Hold& hold, double actual);
+  // Whether the user has spent (and, on this process, reserved) at least
+  // `fraction` of the budget: the cost router then sends their steps to
+  // cheap models (SPEC §12). False without a budget. With a shared ledger
+  // this asks SharedLedger::spent (a round trip).
+  bool Near(const std::string& user_id, double fraction);
   // Spent (settled) and reserved now by this process's own accounts, for
   // tests and metrics (0, 0 with a shared ledger).
   std::pair<double, double> Get(const std::string& user_id);

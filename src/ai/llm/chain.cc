@@ -48,6 +48,9 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
   std::optional<BudgetLedger::Hold> hold;  // a paid call's budget reservation
   Clock::time_point started;
   std::vector<std::string> fallbacks;
+  // The tiers the router allows for this step.
+  bool allow_primary = true, allow_cheap = true;
+  bool downgraded = false;  // near the budget: cheap only
 
   // Starts the next call (or answers with the fallback). Never called with mu held.
   void Next() {
@@ -62,6 +65,12 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
       const size_t i = index;
       const ChainEntry& e = chain->entries_[i];
       const std::string& pname = e.provider->name();
+      if (!(e.tier == Tier::kCheap ? allow_cheap : allow_primary)) {
+        if (downgraded) fallbacks.push_back(pname + ": near the budget");
+        ++index;
+        retries = 0;
+        continue;
+      }
       const auto now = Clock::now();
       if (deadline - now <= kFallbackReserve) {
         fallbacks.push_back(pname + ": no time left");
@@ -139,6 +148,7 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
       chain->calls_ok_[i]->Inc();
       r->fallbacks = std::move(fallbacks);
       r->latency_ms = static_cast<int64_t>(secs * 1000);
+      r->tier = e.tier;
       l.unlock();
       done(std::move(r));
       return;
@@ -217,6 +227,7 @@ ProviderChain::ProviderChain(std::vector<ChainEntry> entries,
       budget_(budget) {
   auto& reg = metrics::Default();
   for (const auto& e : entries_) {
+    if (e.tier == Tier::kCheap) has_cheap_ = true;
     breakers_.push_back(std::make_unique<Breaker>());
     const std::string l = "provider=\"" + e.provider->name() + "\"";
     calls_ok_.push_back(reg.GetCounter("persona_ai_provider_calls_total",
@@ -230,6 +241,9 @@ ProviderChain::ProviderChain(std::vector<ChainEntry> entries,
     call_seconds_.push_back(
         reg.GetHistogram("persona_ai_call_seconds", "AI provider call latency", l));
   }
+  downgrades_ = reg.GetCounter("persona_ai_router_downgrades_total",
+                               "Steps the cost router sent to the cheap tier because the user was "
+                               "near their budget");
   fallback_answers_ = reg.GetCounter("persona_ai_fallback_answers_total",
                                      "Steps answered by the built-in rules after every configured "
                                      "provider failed or was skipped");
@@ -275,6 +289,17 @@ std::shared_ptr<Call> ProviderChain::Respond(AiRequest req, Callback done) {
   run->chain = this;
   run->deadline =
       std::min(req.deadline, Clock::now() + std::chrono::milliseconds(options_.deadline_ms));
+  if (req.priority == Priority::kLow) run->allow_primary = false;
+  if (req.priority == Priority::kHigh) run->allow_cheap = false;
+  // Only to a cheap tier that exists: without one the user keeps the
+  // primary until the budget itself refuses.
+  if (has_cheap_ && budget_ && budget_->enabled() &&
+      budget_->Near(req.user_id, options_.downgrade_at)) {
+    run->allow_primary = false;
+    run->allow_cheap = true;
+    run->downgraded = true;
+    downgrades_->Inc();
+  }
   run->req = std::move(req);
   run->done = std::move(done);
   auto handle = std::make_shared<RunHandle>(run);

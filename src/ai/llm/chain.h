@@ -11,6 +11,11 @@
 //     after `breaker_failures` failures in a row, then lets one call through;
 //   - with a per-user budget, a paid call first reserves its maximum cost and
 //     is skipped when that does not fit (see budget.h);
+//   - the cost router (SPEC §12): a low-priority message tries only the
+//     cheap tier, a high-priority one only the primary tier, a normal one
+//     every entry in order; a user who has spent `downgrade_at` of their
+//     budget gets only the cheap tier, whatever the priority (when the chain
+//     has a cheap tier);
 //   - when nothing else answered in time, the built-in provider answers
 //     (it needs no network and takes microseconds), so a step always gets a
 //     reply within the deadline.
@@ -36,6 +41,7 @@ struct ChainEntry {
   std::shared_ptr<Provider> provider;
   int timeout_ms = 8000;
   int max_retries = 2;
+  Tier tier = Tier::kPrimary;
 };
 
 struct ChainOptions {
@@ -44,6 +50,9 @@ struct ChainOptions {
   int breaker_cooldown_ms = 10000;
   int retry_base_ms = 100;
   int retry_max_ms = 2000;
+  // The share of the per-user budget past which a user's steps go to the
+  // cheap tier only (ai.router.downgrade_at).
+  double downgrade_at = 0.8;
 };
 
 class ProviderChain final : public Provider {
@@ -81,9 +90,11 @@ class ProviderChain final : public Provider {
   ChainOptions options_;
   Scheduler* scheduler_;
   BudgetLedger* budget_;
+  bool has_cheap_ = false;
   std::vector<metrics::Counter*> calls_ok_, calls_failed_, calls_skipped_;
   std::vector<metrics::Histogram*> call_seconds_;
   metrics::Counter* fallback_answers_;
+  metrics::Counter* downgrades_;
 };
 
 }  // namespace persona::ai::llm

@@ -248,6 +248,97 @@ TEST(LlmChainTest, ConcurrentStepsNeverOverspendTheBudget) {
   EXPECT_LE(paid.load(), 14);  // 0.1 / 0.007
 }
 
+TEST(LlmChainTest, TheRouterPicksTiersByPriority) {
+  Scheduler sched;
+  auto primary = std::make_shared<ScriptedProvider>("big");
+  auto cheap = std::make_shared<ScriptedProvider>("small");
+  ProviderChain chain({{primary, 500, 0, Tier::kPrimary}, {cheap, 500, 0, Tier::kCheap}},
+                      std::make_shared<BuiltinProvider>("rules"), {}, &sched, nullptr);
+  AiRequest req = Req();
+  auto r = Ask(chain, req);  // normal: the chain in order
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->text, "from big");
+  EXPECT_EQ(r->tier, Tier::kPrimary);
+  req.priority = Priority::kLow;  // cheap only
+  r = Ask(chain, req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->text, "from small");
+  EXPECT_EQ(r->tier, Tier::kCheap);
+  EXPECT_TRUE(r->fallbacks.empty());
+  // High: the primary only, even when it fails (then the built-in rules).
+  primary->fallback_step.status = absl::InvalidArgumentError("bad request");
+  req.priority = Priority::kHigh;
+  r = Ask(chain, req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->source, "builtin");
+  EXPECT_EQ(cheap->calls.load(), 1);
+  // Normal falls through to the cheap one.
+  req.priority = Priority::kNormal;
+  r = Ask(chain, req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->text, "from small");
+  ASSERT_EQ(r->fallbacks.size(), 1u);
+  EXPECT_EQ(r->fallbacks[0], "big: bad request");
+}
+
+TEST(LlmChainTest, AUserNearTheBudgetIsSentToTheCheapTier) {
+  Scheduler sched;
+  auto primary = std::make_shared<ScriptedProvider>("big");
+  auto cheap = std::make_shared<ScriptedProvider>("small");
+  primary->max_cost = primary->cost = 0.03;
+  cheap->max_cost = cheap->cost = 0.001;
+  BudgetLedger budget(0.1, [](const std::string&) -> StatusOr<double> { return 0.0; });
+  ChainOptions o;
+  o.downgrade_at = 0.5;
+  ProviderChain chain({{primary, 500, 0, Tier::kPrimary}, {cheap, 500, 0, Tier::kCheap}},
+                      std::make_shared<BuiltinProvider>("rules"), o, &sched, &budget);
+  AiRequest req = Req();
+  req.priority = Priority::kHigh;  // the budget wins over the priority
+  std::vector<std::string> texts;
+  for (int i = 0; i < 4; ++i) {
+    auto r = Ask(chain, req);
+    ASSERT_TRUE(r.ok());
+    texts.push_back(r->text);
+    if (i == 3) {
+      ASSERT_EQ(r->fallbacks.size(), 1u);
+      EXPECT_EQ(r->fallbacks[0], "big: near the budget");
+    }
+  }
+  // 0, 0.03 spent: primary; 0.06 >= 0.05: cheap from then on.
+  EXPECT_EQ(texts, (std::vector<std::string>{"from big", "from big", "from small", "from small"}));
+  EXPECT_NEAR(budget.Get("u").first, 0.062, 1e-9);
+  // Another user is not downgraded.
+  req.user_id = "v";
+  auto r = Ask(chain, req);
+  EXPECT_EQ(r->text, "from big");
+}
+
+TEST(BudgetLedgerTest, NearCountsReservationsAndReadsTheSharedTotal) {
+  BudgetLedger off(0, nullptr);
+  EXPECT_FALSE(off.Near("u", 0.5));
+  BudgetLedger local(1.0, [](const std::string&) -> StatusOr<double> { return 0.4; });
+  EXPECT_FALSE(local.Near("u", 0.5));
+  auto h = local.Reserve("u", 0.2);
+  ASSERT_TRUE(h);
+  EXPECT_TRUE(local.Near("u", 0.5));  // 0.4 spent + 0.2 held
+  local.Settle(*h, 0.05);
+  EXPECT_FALSE(local.Near("u", 0.5));  // 0.45
+  SharedLedger shared;
+  shared.reserve = [](const std::string&, const std::string&, double, double) -> StatusOr<bool> {
+    return true;
+  };
+  shared.settle = [](const std::string&, double) { return absl::OkStatus(); };
+  double total = 0.2;
+  shared.spent = [&total](const std::string&) -> StatusOr<double> { return total; };
+  BudgetLedger ledger(1.0, nullptr, shared);
+  EXPECT_FALSE(ledger.Near("u", 0.8));
+  total = 0.85;
+  EXPECT_TRUE(ledger.Near("u", 0.8));
+  shared.spent = [](const std::string&) -> StatusOr<double> { return absl::UnavailableError("x"); };
+  BudgetLedger down(1.0, nullptr, shared);
+  EXPECT_TRUE(down.Near("u", 0.8));  // unreadable: assume the worst
+}
+
 int64_t ledger_ms = 0;
 int64_t LedgerNow() { return ledger_ms; }
 

@@ -239,6 +239,14 @@ const char* const kMigrations[] = {
     // to another node.
     "CREATE TABLE persona_mqtt_sessions (client_key text PRIMARY KEY, node_id text NOT NULL, "
     "  record text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());",
+    // 6: usage by tier, and the calls the gate and the cache avoided (the
+    // cost router's KPIs, SPEC §12).
+    "ALTER TABLE persona_usage ADD COLUMN cheap_calls bigint NOT NULL DEFAULT 0, "
+    "  ADD COLUMN cheap_tokens_in bigint NOT NULL DEFAULT 0, "
+    "  ADD COLUMN cheap_tokens_out bigint NOT NULL DEFAULT 0, "
+    "  ADD COLUMN cheap_cost_usd double precision NOT NULL DEFAULT 0, "
+    "  ADD COLUMN avoided_gate bigint NOT NULL DEFAULT 0, "
+    "  ADD COLUMN avoided_cache bigint NOT NULL DEFAULT 0;",
 };
 static_assert(std::size(kMigrations) == PostgresEventStore::kSchemaVersion);
 
@@ -334,7 +342,7 @@ void AddRows(const PostgresEventStore::Pending& p, size_t index, Rows* r) {
       r->snapshots[p.session_id] = {static_cast<int64_t>(p.snapshot->first), p.snapshot->second};
   }
   if (p.idempotency) r->idem[{p.idempotency->scope, p.idempotency->key}] = p.idempotency->response;
-  if (p.usage && p.usage->delta.calls > 0) r->usage[p.usage->user_id].Add(p.usage->delta);
+  if (p.usage && !p.usage->delta.empty()) r->usage[p.usage->user_id].Add(p.usage->delta);
   if (p.intake_add) {
     r->intake_sid.push_back(p.intake_add->session_id);
     r->intake_rid.push_back(p.intake_add->request_id);
@@ -772,25 +780,43 @@ Status PostgresEventStore::CommitBatch(std::vector<Pending>& batch, std::vector<
       }
       if (!rows.usage.empty()) {
         std::vector<std::string> user;
-        std::vector<int64_t> calls, tin, tout;
-        std::vector<double> cost;
+        std::vector<int64_t> calls, tin, tout, ccalls, ctin, ctout, agate, acache;
+        std::vector<double> cost, ccost;
         for (const auto& [k, u] : rows.usage) {
           user.push_back(k);
           calls.push_back(static_cast<int64_t>(u.calls));
           tin.push_back(static_cast<int64_t>(u.tokens_in));
           tout.push_back(static_cast<int64_t>(u.tokens_out));
           cost.push_back(u.cost_usd);
+          ccalls.push_back(static_cast<int64_t>(u.cheap_calls));
+          ctin.push_back(static_cast<int64_t>(u.cheap_tokens_in));
+          ctout.push_back(static_cast<int64_t>(u.cheap_tokens_out));
+          ccost.push_back(u.cheap_cost_usd);
+          agate.push_back(static_cast<int64_t>(u.avoided_gate));
+          acache.push_back(static_cast<int64_t>(u.avoided_cache));
         }
         // An upsert that adds: concurrent writers never lose an addition.
         auto r = c.Exec(
-            "INSERT INTO persona_usage (user_id, calls, tokens_in, tokens_out, cost_usd) "
+            "INSERT INTO persona_usage (user_id, calls, tokens_in, tokens_out, cost_usd, "
+            "cheap_calls, cheap_tokens_in, cheap_tokens_out, cheap_cost_usd, avoided_gate, "
+            "avoided_cache) "
             "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], "
-            "$5::double precision[]) ON CONFLICT (user_id) DO UPDATE SET "
+            "$5::double precision[], $6::bigint[], $7::bigint[], $8::bigint[], "
+            "$9::double precision[], $10::bigint[], $11::bigint[]) "
+            "ON CONFLICT (user_id) DO UPDATE SET "
             "calls = persona_usage.calls + excluded.calls, "
             "tokens_in = persona_usage.tokens_in + excluded.tokens_in, "
             "tokens_out = persona_usage.tokens_out + excluded.tokens_out, "
-            "cost_usd = persona_usage.cost_usd + excluded.cost_usd",
-            {TextArray(user), IntArray(calls), IntArray(tin), IntArray(tout), DoubleArray(cost)});
+            "cost_usd = persona_usage.cost_usd + excluded.cost_usd, "
+            "cheap_calls = persona_usage.cheap_calls + excluded.cheap_calls, "
+            "cheap_tokens_in = persona_usage.cheap_tokens_in + excluded.cheap_tokens_in, "
+            "cheap_tokens_out = persona_usage.cheap_tokens_out + excluded.cheap_tokens_out, "
+            "cheap_cost_usd = persona_usage.cheap_cost_usd + excluded.cheap_cost_usd, "
+            "avoided_gate = persona_usage.avoided_gate + excluded.avoided_gate, "
+            "avoided_cache = persona_usage.avoided_cache + excluded.avoided_cache",
+            {TextArray(user), IntArray(calls), IntArray(tin), IntArray(tout), DoubleArray(cost),
+             IntArray(ccalls), IntArray(ctin), IntArray(ctout), DoubleArray(ccost), IntArray(agate),
+             IntArray(acache)});
         if (!r.ok()) return r.status();
       }
       if (!rows.intake_sid.empty()) {
@@ -1139,16 +1165,26 @@ StatusOr<std::optional<std::string>> PostgresEventStore::GetRequestStatus(
 }
 
 StatusOr<Usage> PostgresEventStore::UserUsage(std::string_view user_id) {
-  auto r =
-      Query("SELECT calls, tokens_in, tokens_out, cost_usd FROM persona_usage WHERE user_id = $1",
-            {std::string(user_id)});
+  auto r = Query(
+      "SELECT calls, tokens_in, tokens_out, cost_usd, cheap_calls, cheap_tokens_in, "
+      "cheap_tokens_out, cheap_cost_usd, avoided_gate, avoided_cache FROM persona_usage "
+      "WHERE user_id = $1",
+      {std::string(user_id)});
   if (!r.ok()) return r.status();
   Usage u;
   if (PQntuples(r->get()) == 0) return u;
-  u.calls = std::strtoull(PQgetvalue(r->get(), 0, 0), nullptr, 10);
-  u.tokens_in = std::strtoull(PQgetvalue(r->get(), 0, 1), nullptr, 10);
-  u.tokens_out = std::strtoull(PQgetvalue(r->get(), 0, 2), nullptr, 10);
-  u.cost_usd = std::strtod(PQgetvalue(r->get(), 0, 3), nullptr);
+  auto count = [&](int col) { return std::strtoull(PQgetvalue(r->get(), 0, col), nullptr, 10); };
+  auto money = [&](int col) { return std::strtod(PQgetvalue(r->get(), 0, col), nullptr); };
+  u.calls = count(0);
+  u.tokens_in = count(1);
+  u.tokens_out = count(2);
+  u.cost_usd = money(3);
+  u.cheap_calls = count(4);
+  u.cheap_tokens_in = count(5);
+  u.cheap_tokens_out = count(6);
+  u.cheap_cost_usd = money(7);
+  u.avoided_gate = count(8);
+  u.avoided_cache = count(9);
   return u;
 }
 

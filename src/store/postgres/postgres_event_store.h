@@ -86,7 +86,7 @@ struct PostgresOptions {
 class PostgresEventStore final : public EventStore {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Connects, applies missing migrations (serialized across processes by an
   // advisory lock), and starts the commit thread. Unavailable names what

@@ -222,7 +222,7 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
   // One process owns this store: its entries are never taken over, and its
   // actors apply each session's entries in order.
   if (req.intake_done) p->deletes.push_back(IntakeKey(req.intake_done->seq));
-  if (req.user_usage && req.user_usage->delta.calls > 0) {
+  if (req.user_usage && !req.user_usage->delta.empty()) {
     p->merges.emplace_back(UsageKey(req.user_usage->user_id),
                            json::serialize(UsageToJson(req.user_usage->delta)));
   }
