@@ -296,6 +296,7 @@ class Engine {
   int64_t inflight_ ABSL_GUARDED_BY(inflight_mu_) = 0;
 
   metrics::Histogram* step_seconds_;
+  metrics::Histogram* own_seconds_;
   metrics::Counter* steps_;
   metrics::Counter* field_changes_;
   metrics::Gauge* inflight_gauge_;

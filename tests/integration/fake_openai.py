@@ -23,6 +23,8 @@ class FakeOpenAI:
         self.script = []       # behaviours for the next calls, in order
         self.default = None    # behaviour when the script is empty (None: echo)
         self.requests = []     # (headers dict, body dict) per call
+        self.count_tokens = False  # usage from the text (about 4 bytes a token), not fixed
+        self.delay_ms = 0      # of the echo answer
         class Server(ThreadingHTTPServer):
             request_queue_size = 1024  # listen backlog: no SYN drops under load
 
@@ -60,7 +62,8 @@ class FakeOpenAI:
             if self.default is not None:
                 return dict(self.default)
         text = body["messages"][-1]["content"]
-        return {"content": json.dumps({"reply": "echo: " + text, "changes": [], "asks": ""})}
+        return {"content": json.dumps({"reply": "echo: " + text, "changes": [], "asks": ""}),
+                "delay_ms": self.delay_ms}
 
     def _handler(self):
         fake = self
@@ -97,6 +100,11 @@ class FakeOpenAI:
                 content = b.get("content", "")
                 usage = b.get("usage", {"prompt_tokens": 100, "completion_tokens": 20,
                                         "total_tokens": 120})
+                if fake.count_tokens and "usage" not in b:
+                    n_in = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+                    n_in, n_out = (n_in + 3) // 4, (len(content) + 3) // 4
+                    usage = {"prompt_tokens": n_in, "completion_tokens": n_out,
+                             "total_tokens": n_in + n_out}
                 if body.get("stream"):
                     return self._stream(body, content, usage, b)
                 self._json(200, {
@@ -157,11 +165,19 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--delay-ms", type=int, default=300)
+    ap.add_argument("--echo", action="store_true",
+                    help="answer with the user's message (the default behaviour), not a fixed reply")
+    ap.add_argument("--count-tokens", action="store_true",
+                    help="report usage from the text (about 4 bytes a token)")
     args = ap.parse_args()
     fake = FakeOpenAI()
-    fake.default = {"content": json.dumps({"reply": "Thanks! Where do you live?", "changes": [],
-                                           "asks": "city"}),
-                    "delay_ms": args.delay_ms}
+    fake.count_tokens = args.count_tokens
+    if args.echo:
+        fake.delay_ms = args.delay_ms
+    else:
+        fake.default = {"content": json.dumps({"reply": "Thanks! Where do you live?",
+                                               "changes": [], "asks": "city"}),
+                        "delay_ms": args.delay_ms}
     print(json.dumps({"port": fake.port}), flush=True)
     try:
         fake.server.serve_forever()
