@@ -84,7 +84,8 @@ struct Ctx {
     size_t from = std::string::npos;  // the position the answer was found from
     size_t at = std::string::npos;    // the answer; npos: none at or after `from`
   };
-  mutable FindCache clause_end[2];  // [comma]
+  mutable FindCache clause_end[2];                                // [comma]
+  mutable std::optional<std::vector<std::string_view>> segments;  // Segments(text), once
   mutable std::vector<std::pair<std::string_view, FindCache>> stops;
 
   // find_from(pos), or the remembered answer when it is still the answer:
@@ -251,6 +252,63 @@ bool IsRefusal(const std::string& lower) {
   return (en && boost::regex_search(lower, kEn)) || (ko && boost::regex_search(lower, kKo));
 }
 
+// The items of a compact introduction: the text split at , . ; / ! ? and
+// dashes ("Sam here, 29, barista from Austin", "Lena. 30. Munich.
+// Architect.", "name: Peter / age: 47"). Trimmed; empty items dropped.
+std::vector<std::string_view> Segments(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  auto cut = [&](size_t end, size_t skip) {
+    std::string_view seg = text.substr(start, end - start);
+    while (!seg.empty() && (seg.front() == ' ' || seg.front() == '\t')) seg.remove_prefix(1);
+    while (!seg.empty() && (seg.back() == ' ' || seg.back() == '\t')) seg.remove_suffix(1);
+    if (!seg.empty()) out.push_back(seg);
+    start = end + skip;
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch == ',' || ch == ';' || ch == '/' || ch == '!' || ch == '?' || ch == '\n' || ch == '|' ||
+        (ch == '.' && (i + 1 == text.size() || text[i + 1] == ' '))) {
+      cut(i, 1);
+    } else if (text.substr(i, 3) == " - ") {
+      cut(i, 3);
+    } else if (text.substr(i, 3) == "\xe2\x80\x94") {  // an em dash
+      cut(i, 3);
+    }
+  }
+  cut(text.size(), 0);
+  return out;
+}
+
+const std::vector<std::string_view>& SegmentsOf(const Ctx& c) {
+  if (!c.segments) c.segments = Segments(c.text);
+  return *c.segments;
+}
+
+// The Hangul syllables of `w` (UTF-8), or 0 if it holds anything else.
+size_t HangulSyllables(std::string_view w) {
+  if (w.empty() || w.size() % 3 != 0) return 0;
+  for (size_t i = 0; i < w.size(); i += 3)
+    if (!IsHangulAt(w, i)) return 0;
+  return w.size() / 3;
+}
+
+// Korean surnames: the common single-syllable ones and the two-syllable
+// ones (남궁, 황보, 제갈, 선우, 독고).
+size_t KoreanSurnameBytes(std::string_view w) {
+  for (std::string_view two : {"남궁", "황보", "제갈", "선우", "독고"})
+    if (w.starts_with(two)) return two.size();
+  static const std::set<std::string_view> kOne = {
+      "김", "이", "박", "최", "정", "강", "조", "윤", "장", "임", "한", "오", "서", "신", "권",
+      "황", "안", "송", "류", "유", "전", "홍", "고", "문", "양", "손", "배", "백", "허", "남",
+      "심", "노", "하", "곽", "성", "차", "주", "우", "구", "민", "진", "나", "지", "엄", "채",
+      "원", "천", "방", "공", "현", "함", "변", "염", "여", "추", "도", "소", "석", "선", "설",
+      "마", "길", "연", "위", "표", "명", "기", "반", "왕", "금", "옥", "육", "인", "맹", "제",
+      "모", "탁", "국", "어", "은", "편", "용", "예", "경", "봉", "사", "태", "좌", "시"};
+  if (w.size() >= 3 && kOne.count(w.substr(0, 3))) return 3;
+  return 0;
+}
+
 // ---------------------------------------------------------------- names
 
 const std::initializer_list<std::string_view> kNotNames = {
@@ -362,6 +420,8 @@ bool IsKoreanOccupation(std::string_view w) {
   // Common job suffixes: -사 (간호사), -생 (학생), -가 (작가), -관 (경찰관).
   for (std::string_view suffix : {"사", "생", "가", "관"})
     if (w.size() >= 6 && w.ends_with(suffix)) return true;
+  // 용접공, 정비공 (three syllables: not 성공). Not -원: names end with it (채원).
+  if (w.size() >= 9 && w.ends_with("공")) return true;
   return false;
 }
 
@@ -370,9 +430,9 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
   auto add = [&](const std::optional<std::string>& n) {
     if (n && !n->empty()) out.push_back({json::value(*n), *n});
   };
-  static const boost::regex kStrong =
-      Re(R"((?:\bmy name(?:'s| is)|^name(?:'s| is|:)|\bi go by|\bi'm called|\bi am called|)"
-         R"(\bpeople call me|\byou can call me|\bjust call me) +)");
+  static const boost::regex kStrong = Re(
+      R"((?:\bmy name(?:'s| is)|(?:^|[.!?] +|\bthe )name(?:'s| is|:)|\bi go by|\bi'm called|\bi am called|)"
+      R"(\bpeople call me|\byou can call me|\bjust call me) +)");
   if (ContainsAny(c.lower, {"name", "go by", "called", "call me"})) {
     ForEach(kStrong, c.lower,
             [&](const boost::smatch& m) { add(NameAt(c, m.position() + m.length(), true)); });
@@ -404,15 +464,18 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
   }
   if (!c.hangul) return out;  // the Korean rules below all need Hangul
   // Korean: 제 이름은 김민수예요 / 저는 김민수입니다 / 민수라고 불러 주세요.
-  static const boost::regex kKoName = Re(R"((?:이름은|이름이) *([^ ,.!?]+))");
+  static const boost::regex kKoName = Re(R"((?:이름은|이름이|이름 *:) *([^ ,.!?/]+))");
   if (Contains(c.lower, "이름")) {
     ForEach(kKoName, c.lower, [&](const boost::smatch& m) {
       const std::string n = StripKoreanEnding(m.str(1));
+      // "이름은 비밀이에요", "이름은 말하기 싫어요": a refusal, not a name.
+      for (std::string_view no : {"비밀", "말하기", "말 안", "알려", "싫", "모르", "없", "안 "})
+        if (n.starts_with(no)) return;
       if (!n.empty() && !HasDigit(n)) add(TitleCaseIfLower(n));
     });
   }
   static const boost::regex kKoIam = Re(
-      R"((?:^|[ ,])(?:저는|전|나는|난) *([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이야|야|이고|라고 합니다|이라고 합니다|라고 해요|이라고 해요)(?:[ ,.!?]|$))");
+      R"((?:^|[ ,])(?:저는|전|나는|난) *([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이야|야|이고요|이고|고요|라고 합니다|이라고 합니다|라고 해요|이라고 해요)(?:[ ,.!?]|$))");
   if (ContainsAny(c.lower, {"저는", "전", "나는", "난"})) {
     ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
       const std::string n = m.str(1);
@@ -421,6 +484,66 @@ std::vector<Candidate> NameCandidates(const Ctx& c) {
       if (HasHangul(n) && (n.size() < 6 || n.size() > 15)) return;  // 2..5 syllables
       add(TitleCaseIfLower(n));
     });
+  }
+  // A full name introduced with a copula, where an introduction starts: at
+  // the start of a sentence, after a greeting, or after the user's job or
+  // age ("강민재입니다", "안녕하세요, 최유리예요", "간호사 김소희입니다", "32살
+  // 회사원 이동욱입니다"). Three syllables with a surname first (three or four
+  // with a two-syllable one), so everyday words ("정말이에요") are not names.
+  {
+    static const std::initializer_list<std::string_view> kEndings = {
+        "이라고 합니다", "라고 합니다", "이라고 해요", "라고 해요", "입니다", "이에요",
+        "이예요",        "예요",        "이고요",      "이고",      "고요",   "인데요"};
+    static const std::set<std::string_view> kNotNameWords = {
+        "정말",   "진짜", "오늘", "내일",   "이거", "저거",   "그거", "여기", "거기", "저기",
+        "처음",   "이번", "지금", "조금",   "최고", "최악",   "안녕", "한국", "서울", "이상",
+        "주말",   "사실", "고민", "문제",   "정도", "이름",   "나이", "직업", "취미", "전화",
+        "이메일", "연락", "비밀", "반가워", "감사", "고마워", "다음", "지난", "요즘"};
+    std::string prev;  // the word before
+    const std::vector<std::string> words =
+        ContainsAny(c.lower, {"입니다", "에요", "예요", "이고", "고요", "인데요", "라고"})
+            ? SplitWords(c.text)
+            : std::vector<std::string>{};
+    for (size_t i = 0; i < words.size(); ++i) {
+      std::string w = TrimPunct(words[i]);
+      const bool greeted = prev == "안녕하세요" || prev == "안녕하세요!" || prev == "안녕하세요," ||
+                           prev == "안녕하세요.";
+      // After a relative clause ("제주에 사는 고은비예요"), not a topic ("나이는").
+      const bool relative = prev.ends_with("사는") || prev.ends_with("하는") ||
+                            prev.ends_with("있는") || prev.ends_with("다니는") ||
+                            prev.ends_with("키우는");
+      const bool starts = i == 0 || IsSentenceEnd(words[i - 1].back()) ||
+                          words[i - 1].back() == ',' || greeted || relative || prev == "저는" ||
+                          prev == "전" || prev == "난" || prev == "나는" ||
+                          IsKoreanOccupation(StripKoreanEnding(prev)) || prev.ends_with("살") ||
+                          prev.ends_with("세");
+      prev = TrimPunct(words[i]);
+      if (!starts || !HasHangul(w)) continue;
+      // "박준호라고 합니다": the ending is two words.
+      if (i + 1 < words.size() && (w.ends_with("라고") || w.ends_with("이라고")) &&
+          (words[i + 1].starts_with("합니다") || words[i + 1].starts_with("해요") ||
+           words[i + 1].starts_with("불러"))) {
+        const std::string stem = w.substr(0, w.size() - (w.ends_with("이라고") ? 9 : 6));
+        const size_t n = HangulSyllables(stem);
+        if (n >= 2 && n <= 4 && !kNotNameWords.count(stem) && !IsKoreanOccupation(stem)) add(stem);
+        continue;
+      }
+      for (std::string_view e : kEndings) {
+        if (!w.ends_with(e) || w.size() <= e.size()) continue;
+        const std::string stem = w.substr(0, w.size() - e.size());
+        const size_t sur = KoreanSurnameBytes(stem);
+        const size_t n = HangulSyllables(stem);
+        // Right after a greeting a two-syllable given name is enough ("안녕하세요!
+        // 민지예요").
+        const bool given = greeted && n == 2;
+        if (!given && (sur == 0 || n < 3 || n > 4 || (sur == 3 && n == 4))) break;
+        if (kNotNameWords.count(stem) || IsKoreanOccupation(stem) ||
+            FindCuratedCity(stem) != nullptr || ParseKoreanNativeNumber(stem))
+          break;
+        add(stem);
+        break;
+      }
+    }
   }
   static const boost::regex kKoCall = Re(R"(([^ ,.!?]+?)(?:이)?라고 불러)");
   if (Contains(c.lower, "라고 불러"))
@@ -530,13 +653,27 @@ Candidate IntCandidate(int64_t n, std::string raw) { return {json::value(n), std
 std::vector<Candidate> AgeCandidates(const Ctx& c) {
   std::vector<Candidate> out;
   const std::string& l = c.lower;
+  // Someone else's age ("my daughter just turned 18", "she's 5 years old"):
+  // a possessive or a third person among the three words before.
+  auto someone_else = [&](size_t at) {
+    size_t begin = at;
+    for (int words = 0; begin > 0 && words < 4; --begin) {
+      if (IsSentenceEnd(l[begin - 1]) || l[begin - 1] == ',') break;
+      if (l[begin - 1] == ' ') ++words;
+    }
+    for (const auto& w : SplitWords(l.substr(begin, at - begin)))
+      if (InList(TrimPunct(w), {"my", "she", "he", "she's", "he's", "they", "her", "his", "our",
+                                "their", "your", "son", "daughter", "kid", "kids"}))
+        return true;
+    return false;
+  };
   auto add_digits = [&](const std::string& d) {
     if (d.size() <= 6) out.push_back(IntCandidate(std::stoll(d), d));
   };
   static const boost::regex kDigits = Re(
       R"((\d{1,6}) *(?:years?|yrs?|y/o|yo)(?: old| of age)?\b|\bage(?:d|s)?(?: is| of|:| =)? *(\d{1,6})\b|)"
-      R"(\bi(?:'m| am|m) (?:now |only |just |actually |already |turning )?(\d{1,6})(?!\d|[.,:]\d|[%'"]| ?(?:kg|cm|lbs?|km|m\b|pounds|feet|ft|min|hours?|am\b|pm\b|o'clock|percent|st\b|nd\b|rd\b|th\b))|)"
-      R"(\bturn(?:ed|ing|s)? (\d{1,6})\b)");
+      R"(\bi(?:'m| am|m) (?:now |only |just |actually |already )?(\d{1,6})(?!\d|[.,:]\d|[%'"]| ?(?:kg|cm|lbs?|km|m\b|pounds|feet|ft|min|hours?|am\b|pm\b|o'clock|percent|st\b|nd\b|rd\b|th\b))|)"
+      R"(\bturn(?:ed|s)? (\d{1,6})\b)");
   // Every rule up to the native-number one needs a digit.
   if (c.digits > 0) {
     ForEach(kDigits, l, [&](const boost::smatch& m) {
@@ -546,6 +683,10 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
           if (g == 1 && !Contains(m.str(0), "old") && !Contains(m.str(0), "age") &&
               !Contains(m.str(0), "y/o") && !Contains(m.str(0), "yo") && c.asked != "age")
             return;
+          // "my age is 41" is the user's; "my son is 5 years old" is not.
+          const bool my_age =
+              g == 2 && m.position() >= 3 && l.compare(m.position() - 3, 3, "my ") == 0;
+          if (!my_age && someone_else(m.position())) return;
           add_digits(m.str(g));
         }
       }
@@ -568,10 +709,29 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
       });
     }
     // Korean: 34살, 34 살, 34세, 나이는 34.
-    static const boost::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *(\d{1,6}))");
+    static const boost::regex kKo = Re(R"((\d{1,6}) *(?:살|세)|나이(?:는|가)? *:? *(\d{1,6}))");
     if (ContainsAny(l, {"살", "세", "나이"})) {
       ForEach(kKo, l,
               [&](const boost::smatch& m) { add_digits(m[1].matched ? m.str(1) : m.str(2)); });
+    }
+  }
+  if (c.digits > 0) {
+    // A birthday to come: "turning 35 next month", "I'll be 30 in June" → 34, 29.
+    static const boost::regex kSoon = Re(
+        R"(\b(?:i'm |i am |im )?turning (\d{1,3})\b|\bi(?:'ll| will) be (\d{1,3})(?! ?(?:am|pm|min|minutes|hours|o'clock|%))\b)");
+    if (ContainsAny(l, {"turning", "'ll be", "will be"})) {
+      ForEach(kSoon, l, [&](const boost::smatch& m) {
+        const std::string d = m[1].matched ? m.str(1) : m.str(2);
+        if (someone_else(m.position())) return;
+        out.push_back(IntCandidate(std::stoll(d) - 1, m.str(0)));
+      });
+    }
+    // "a 33-year-old engineer", "33-year-old here".
+    static const boost::regex kAdj = Re(R"((?:^|\ba |\ban |[ ,])(\d{1,3})[- ]years?[- ]old\b)");
+    if (Contains(l, "old")) {
+      ForEach(kAdj, l, [&](const boost::smatch& m) {
+        if (!someone_else(m.position(1))) add_digits(m.str(1));
+      });
     }
   }
   // A number that is a whole item of a list of facts: "Sarah, 34, nurse",
@@ -584,6 +744,14 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
       const size_t seps = std::count(l.begin(), l.end(), ',') +
                           std::count(l.begin(), l.end(), ';') + (Contains(l, ". ") ? 1 : 0);
       if (seps >= 1 && l.size() > static_cast<size_t>(m.length(0)) + 2) add_digits(m.str(1));
+    });
+  }
+  // Korean: 나이는 마흔하나예요.
+  static const boost::regex kKoAgeWord = Re(R"(나이(?:는|가) *([^ ,.!?]+))");
+  if (c.hangul && Contains(l, "나이")) {
+    ForEach(kKoAgeWord, l, [&](const boost::smatch& m) {
+      if (auto n = ParseKoreanNativeNumber(StripKoreanEnding(m.str(1))))
+        out.push_back(IntCandidate(*n, m.str(1)));
     });
   }
   // Korean native numbers: 서른네 살, 스무살.
@@ -619,6 +787,18 @@ std::vector<Candidate> AgeCandidates(const Ctx& c) {
         }
       }
     });
+  }
+  // A correction in the same message wins: "I'm 31 — wait, no, 32".
+  static const boost::regex kFix = Re(
+      R"((?:\bwait|\bno|\bsorry|\bactually|\bi mean|\boops)[,.!]* +(?:no[,.]* +)?(?:i'm |i am |im )?(\d{2,3})\b(?! ?(?:am|pm|min|minutes|hours|o'clock|%|kg|cm))(?! *(?:years?|yrs?) (?:ago|later)))");
+  if (out.size() >= 1 && c.digits >= 4 &&
+      ContainsAny(l, {"wait", "no", "sorry", "actually", "i mean", "oops"})) {
+    std::vector<Candidate> fixes;
+    ForEach(kFix, l, [&](const boost::smatch& m) {
+      fixes.push_back(IntCandidate(std::stoll(m.str(1)), m.str(1)));
+    });
+    // The last correction first.
+    out.insert(out.begin(), fixes.rbegin(), fixes.rend());
   }
   return out;
 }
@@ -746,6 +926,22 @@ std::vector<Candidate> CityAt(const Ctx& c, size_t pos, bool accept_lower) {
   return {{json::value(TitleCaseIfLower(place)), place}};
 }
 
+// True if the clause from `pos` on says the place is not the user's home:
+// "… for a work trip this week", "… at a hostel, just backpacking".
+bool NotHomeAfter(const Ctx& c, size_t pos) {
+  size_t end = pos;
+  while (end < c.lower.size() && !IsSentenceEnd(c.lower[end])) ++end;
+  for (const auto& w : SplitWords(c.lower.substr(pos, end - pos))) {
+    if (InList(TrimPunct(w),
+               {"trip",      "visiting",   "visit",       "vacation",   "holiday", "holidays",
+                "hostel",    "hotel",      "backpacking", "conference", "layover", "business",
+                "week",      "weekend",    "weeks",       "days",       "tour",    "touring",
+                "traveling", "travelling", "staying"}))
+      return true;
+  }
+  return false;
+}
+
 std::vector<Candidate> CityCandidates(const Ctx& c) {
   std::vector<Candidate> out, from;
   auto append = [](std::vector<Candidate>* to, std::vector<Candidate> more) {
@@ -754,11 +950,12 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
   static const boost::regex kLive = Re(
       R"((?:\b(?:i|we) (?:currently |now |still |actually |also )?(?:live|reside|stay) in|)"
       R"(\b(?:i'm|i am|im|we're|we are) (?:currently |now |still |actually )?(?:living|staying|based|residing) (?:in|out of)|)"
-      R"(\bliving in|\bbased (?:in|out of)|\b(?:just |recently |)moved to|\brelocated to|)"
+      R"(\bliving in|\bbased (?:in|out of)|\b(?:just |recently |)moved to|\brelocated to|\bhere in|\bnow (?:live|living) in|)"
       R"(\bmy (?:city|hometown|home town|location) is|\bcity:) +)");
   if (ContainsAny(c.lower, {"live", "liv", "resid", "stay", "based", "moved to", "relocated to",
-                            "city", "hometown", "home town", "location"})) {
+                            "city", "hometown", "home town", "location", "here in"})) {
     ForEach(kLive, c.lower, [&](const boost::smatch& m) {
+      if (Contains(m.str(0), "here in") && NotHomeAfter(c, m.position() + m.length())) return;
       append(&out, CityAt(c, m.position() + m.length(),
                           Contains(m.str(0), "is") || Contains(m.str(0), "city:")));
     });
@@ -768,27 +965,69 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
   if (ContainsAny(c.lower, {"from", "i'm in", "i am in"})) {
     ForEach(kFrom, c.lower, [&](const boost::smatch& m) {
       auto found = CityAt(c, m.position() + m.length(), false);
-      // "I'm in love" is not a place: "I'm in X" needs a known city.
+      // "I'm in love" is not a place: "I'm in X" needs a known city, and
+      // "I'm in Bangkok for a work trip" is not home.
       if (Contains(m.str(0), " in") && !found.empty() &&
-          FindCity(found[0].value.get_string().c_str()) == nullptr)
+          (FindCity(found[0].value.get_string().c_str()) == nullptr ||
+           NotHomeAfter(c, m.position() + m.length())))
         return;
       append(&from, std::move(found));
     });
   }
   // Korean: 서울에 살아요, 부산에서 살고 있어요, 대구 출신이에요, 인천으로 이사했어요.
   static const boost::regex kKo = Re(
-      R"((?:^|[ ,])([^ ,.!?]+?)(?:에서|에) *(?:살아|살고|삽니다|살아요|거주|지내|살며|살 )|)"
-      R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *이사|(?:사는 곳은|도시는|사는 도시는) *([^ ,.!?]+))");
-  if (c.hangul && ContainsAny(c.lower, {"에", "로", "도시는", "사는 곳은"})) {
+      R"((?:^|[ ,])([^ ,.!?]+?)(?:에서|에) *(?:살아|살고|삽니다|살아요|거주|지내|살며|살 |사는|산 지)|)"
+      R"((?:^|[ ,])([^ ,.!?]+?)(?:으로|로) *이사|(?:사는 곳은|도시는|사는 도시는|사는 곳 *:) *([^ ,.!?/]+))");
+  if (c.hangul && ContainsAny(c.lower, {"에", "로", "도시는", "사는 곳"})) {
     ForEach(kKo, c.lower, [&](const boost::smatch& m) {
       std::string raw = m[1].matched ? m.str(1) : m[2].matched ? m.str(2) : m.str(3);
       raw = StripKoreanEnding(raw);
       if (raw.empty() || HasDigit(raw)) return;
-      if (const City* city = FindCity(raw))
+      if (const City* city = FindCity(raw)) {
         out.push_back({json::value(std::string(city->en)), raw});
-      else
-        out.push_back({json::value(TitleCaseIfLower(raw)), raw});
+        return;
+      }
+      // A district after its city ("서울 강남에 살아요"): the city.
+      const size_t at = m.position(m[1].matched ? 1 : m[2].matched ? 2 : 3);
+      size_t end = at;
+      while (end > 0 && c.lower[end - 1] == ' ') --end;
+      size_t begin = end;
+      while (begin > 0 && c.lower[begin - 1] != ' ' && c.lower[begin - 1] != ',') --begin;
+      if (begin < end) {
+        if (const City* city = FindCity(StripKoreanEnding(c.lower.substr(begin, end - begin)))) {
+          out.push_back({json::value(std::string(city->en)), c.lower.substr(begin, end - begin)});
+          return;
+        }
+      }
+      out.push_back({json::value(TitleCaseIfLower(raw)), raw});
     });
+  }
+  // A known city with no particle before 사는 / 살아요 ("부산 사는 간호사",
+  // "대전 살아요", "춘천 살아"), and, weaker, where the user works ("서울에서
+  // 개발자로 일해요", "청주에서 약사로 일하고 있어요"; a known city only).
+  std::vector<Candidate> works_in;
+  if (c.hangul && ContainsAny(c.lower, {"사는", "살아", "살고", "삽니다", "거주", "에서"})) {
+    const std::vector<std::string> words = SplitWords(c.lower);
+    for (size_t i = 0; i < words.size(); ++i) {
+      const std::string w = TrimPunct(words[i]);
+      if (i > 0 && (w == "사는" || w.starts_with("살아") || w.starts_with("살고") ||
+                    w.starts_with("삽니다") || w.starts_with("거주"))) {
+        const std::string place = TrimPunct(words[i - 1]);
+        if (const City* city = FindCity(place))
+          out.push_back({json::value(std::string(city->en)), place});
+      }
+      if (w.size() > 6 && w.ends_with("에서")) {
+        const City* city = FindCity(w.substr(0, w.size() - 6));
+        for (size_t k = i + 1; city != nullptr && k < words.size() && k <= i + 4; ++k) {
+          if (words[k].starts_with("일하") || words[k].starts_with("일해") ||
+              words[k].starts_with("근무") || words[k].starts_with("일합") ||
+              Contains(words[k], "로 일")) {
+            works_in.push_back({json::value(std::string(city->en)), w});
+            break;
+          }
+        }
+      }
+    }
   }
   static const boost::regex kKoFrom =
       Re(R"((?:^|[ ,])([^ ,.!?]+?) *(?:출신|에서 왔|사람이에요|사람입니다))");
@@ -798,6 +1037,8 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
         from.push_back({json::value(std::string(city->en)), m.str(1)});
     });
   }
+  // Where the user works, after where they are from.
+  append(&from, std::move(works_in));
   // Where the user lives now beats where they are from.
   append(&out, std::move(from));
   // Weakest: a known city after "in" or "from" anywhere ("a nurse in
@@ -814,7 +1055,8 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
         "son",    "daughter", "boss",       "partner",  "girlfriend", "boyfriend", "flight",
         "was",    "were",     "used",       "ago",      "last",       "next",      "someday",
         "once",   "moving",   "cousin",     "aunt",     "uncle",      "grandma",   "grandpa",
-        "kids",   "children", "team",       "company"};
+        "kids",   "children", "team",       "company",  "she",        "he",        "she's",
+        "he's",   "they",     "they're",    "her",      "his"};
     ForEach(kPlaceCue, c.lower, [&](const boost::smatch& m) {
       const size_t pos = m.position() + m.length();
       // The clause before the cue, back to its start: no word that says "not home".
@@ -825,9 +1067,23 @@ std::vector<Candidate> CityCandidates(const Ctx& c) {
       auto found = MatchCityPrefix(c.text.substr(pos));
       if (!found || found->pos != 0) return;
       if (!found->city->curated && !IsUpperStart(c.text.substr(pos))) return;
+      if (NotHomeAfter(c, pos + found->len)) return;
       out.push_back(
           {json::value(std::string(found->city->en)), std::string(c.text.substr(pos, found->len))});
     });
+  }
+  // Weakest: a known city that is a whole item of a compact introduction
+  // with other facts in it ("Lena. 30. Munich. Architect.", "Dr. Kim, 45,
+  // cardiologist, Minneapolis."): capitalised, and a curated city or one
+  // of 100,000 people or more (GeoNames names include everyday words).
+  const std::vector<std::string_view>& segs = SegmentsOf(c);
+  if (segs.size() >= 3) {
+    for (std::string_view seg : segs) {
+      if (!IsUpperStart(seg)) continue;
+      const City* city = FindCity(seg);
+      if (city == nullptr || (!city->curated && city->population < 100000)) continue;
+      out.push_back({json::value(std::string(city->en)), std::string(seg)});
+    }
   }
   return out;
 }
@@ -848,24 +1104,36 @@ std::vector<Candidate> BareCity(const Ctx& c, std::string_view clause) {
 // ---------------------------------------------------------------- occupation
 
 const std::initializer_list<std::string_view> kJobWords = {
-    "engineer",     "developer",     "programmer",  "teacher",     "nurse",       "doctor",
-    "student",      "designer",      "manager",     "lawyer",      "accountant",  "chef",
-    "cook",         "writer",        "artist",      "scientist",   "researcher",  "professor",
-    "consultant",   "analyst",       "architect",   "pilot",       "driver",      "farmer",
-    "pharmacist",   "dentist",       "surgeon",     "physician",   "therapist",   "journalist",
-    "editor",       "photographer",  "musician",    "actor",       "actress",     "singer",
-    "dancer",       "mechanic",      "electrician", "plumber",     "carpenter",   "firefighter",
-    "officer",      "soldier",       "cashier",     "clerk",       "salesperson", "marketer",
-    "entrepreneur", "founder",       "ceo",         "cto",         "owner",       "freelancer",
-    "barista",      "waiter",        "waitress",    "bartender",   "librarian",   "veterinarian",
-    "vet",          "paramedic",     "translator",  "interpreter", "secretary",   "assistant",
-    "intern",       "tutor",         "coach",       "trainer",     "banker",      "economist",
-    "scientist",    "technician",    "cleaner",     "housewife",   "homemaker",   "retiree",
-    "specialist",   "administrator", "director",    "lead",        "president",   "executive",
-    "producer",     "director",      "police",      "detective",   "judge",       "miner",
-    "fisherman",    "builder",       "baker",       "butcher",     "tailor",      "hairdresser",
-    "stylist",      "model",         "streamer",    "youtuber",    "blogger",     "investor",
-    "trader",       "agent",         "broker",      "coordinator"};
+    "engineer",     "developer",     "programmer",   "teacher",      "nurse",        "doctor",
+    "student",      "designer",      "manager",      "lawyer",       "accountant",   "chef",
+    "cook",         "writer",        "artist",       "scientist",    "researcher",   "professor",
+    "consultant",   "analyst",       "architect",    "pilot",        "driver",       "farmer",
+    "pharmacist",   "dentist",       "surgeon",      "physician",    "therapist",    "journalist",
+    "editor",       "photographer",  "musician",     "actor",        "actress",      "singer",
+    "dancer",       "mechanic",      "electrician",  "plumber",      "carpenter",    "firefighter",
+    "officer",      "soldier",       "cashier",      "clerk",        "salesperson",  "marketer",
+    "entrepreneur", "founder",       "ceo",          "cto",          "owner",        "freelancer",
+    "barista",      "waiter",        "waitress",     "bartender",    "librarian",    "veterinarian",
+    "vet",          "paramedic",     "translator",   "interpreter",  "secretary",    "assistant",
+    "intern",       "tutor",         "coach",        "trainer",      "banker",       "economist",
+    "scientist",    "technician",    "cleaner",      "housewife",    "homemaker",    "retiree",
+    "specialist",   "administrator", "director",     "lead",         "president",    "executive",
+    "producer",     "director",      "police",       "detective",    "judge",        "miner",
+    "fisherman",    "builder",       "baker",        "butcher",      "tailor",       "hairdresser",
+    "stylist",      "model",         "streamer",     "youtuber",     "blogger",      "investor",
+    "trader",       "agent",         "broker",       "coordinator",  "midwife",      "nanny",
+    "caregiver",    "receptionist",  "instructor",   "welder",       "janitor",      "courier",
+    "guard",        "lecturer",      "optician",     "surveyor",     "machinist",    "painter",
+    "sculptor",     "poet",          "novelist",     "composer",     "dj",           "chemist",
+    "physicist",    "biologist",     "geologist",    "nutritionist", "dietitian",    "accountant",
+    "auditor",      "bookkeeper",    "paralegal",    "attorney",     "counselor",    "counsellor",
+    "psychologist", "psychiatrist",  "pediatrician", "optometrist",  "radiologist",  "sailor",
+    "seaman",       "captain",       "steward",      "stewardess",   "attendant",    "housekeeper",
+    "gardener",     "landscaper",    "rancher",      "beekeeper",    "jeweler",      "florist",
+    "barber",       "chauffeur",     "dispatcher",   "recruiter",    "planner",      "strategist",
+    "webdesigner",  "animator",      "illustrator",  "copywriter",   "screenwriter", "filmmaker",
+    "vlogger",      "influencer",    "pastor",       "priest",       "monk",         "nun",
+    "athlete",      "footballer",    "cyclist",      "swimmer",      "nurse's aide", "medic"};
 
 // The people-words that end in job-like suffixes but are not jobs.
 const std::initializer_list<std::string_view> kNotJobs = {
@@ -919,8 +1187,9 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
   static const boost::regex kStrong = Re(
       R"((?:\bi (?:currently |now |still |actually )?work(?:ed)? as|\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) as|)"
       R"(\bmy (?:job|occupation|profession|role|position|job title) is(?: as)?|\boccupation:|\bi work in|)"
-      R"(\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) in|\bwork(?:ing)? (?:at|for) [^,.;!?]{1,40}? as) +)");
-  if (ContainsAny(c.lower, {"work", "employ", "my ", "occupation"})) {
+      R"(\bi(?:'m| am|m) (?:currently |now )?(?:working|employed) in|\bwork(?:ing)? (?:at|for) [^,.;!?]{1,40}? as|)"
+      R"(\b(?:and |, *|^)work(?:ing)? as|\bi(?:'ve| have) been(?: working as)?(?= an? )|\bjob:|\bwork:) +)");
+  if (ContainsAny(c.lower, {"work", "employ", "my ", "occupation", "been", "job:"})) {
     ForEach(kStrong, c.lower,
             [&](const boost::smatch& m) { add(JobPhrase(c, m.position() + m.length(), false)); });
   }
@@ -952,9 +1221,54 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
     ForEach(kLiving, c.lower,
             [&](const boost::smatch& m) { add(Trim(c.text.substr(m.position(1), m.length(1)))); });
   }
+  // A job that is a whole item of a compact introduction: "Sam here, 29,
+  // barista from Austin", "I'm Ruth, 67, a librarian in Halifax", "Felix,
+  // 34yo dentist in Vienna", "a 33-year-old software engineer from …". Only
+  // words of the job list count (a guess from suffixes would take
+  // "Italian" or "Christian"), and only an item of that shape: nothing but
+  // an article, an age, up to two more words and the job, then a place.
+  for (std::string_view seg :
+       SegmentsOf(c).size() >= 2 ? SegmentsOf(c) : std::vector<std::string_view>{}) {
+    if (seg.size() > 80) continue;
+    std::vector<std::string> words = SplitWords(Lower(seg));
+    size_t i = 0;
+    auto skip = [&](std::initializer_list<std::string_view> list) {
+      while (i < words.size() && InList(TrimPunct(words[i]), list)) ++i;
+    };
+    skip({"and", "also", "i'm", "im", "i", "am", "currently", "now", "a", "an"});
+    // An age: "34yo", "34", "34-year-old", "34 years old", "aged 34".
+    if (i < words.size() && (words[i] == "aged" || words[i] == "age")) ++i;
+    if (i < words.size() && HasDigit(words[i])) {
+      ++i;
+      skip({"years", "year", "old", "yo", "y/o"});
+    }
+    skip({"a", "an", "and"});
+    std::vector<std::string> job;
+    for (; i < words.size() && job.size() < 4; ++i) {
+      const std::string w = TrimPunct(words[i]);
+      if (InList(w, {"in",   "from",     "at",      "based",     "living", "who", "for",
+                     "with", "and",      "but",     "here",      "since",  "on",  "of",
+                     "to",   "residing", "working", "currently", "now",    "by"}))
+        break;
+      job.push_back(w);
+    }
+    if (job.empty() || job.size() > 3) continue;
+    bool ok = InList(job.back(), kJobWords) || job.back().ends_with("ologist");
+    for (const auto& w : job)
+      if (InList(w, kNotJobs) || HasDigit(w) ||
+          InList(w, {"is",  "was",  "are",  "my",   "his",  "her",  "their",   "our",    "your",
+                     "she", "he",   "they", "be",   "been", "has",  "have",    "had",    "not",
+                     "no",  "want", "like", "love", "need", "hate", "married", "dating", "with"}))
+        ok = false;
+    if (!ok) continue;
+    // Keep the words as written.
+    std::string out_job;
+    for (const auto& w : job) out_job += (out_job.empty() ? "" : " ") + w;
+    add(out_job);
+  }
   if (!c.hangul) return out;  // the Korean rules below all need Hangul
   // Korean: 직업은 교사입니다, 개발자로 일해요, 마케팅 일을 해요, 저는 개발자예요.
-  static const boost::regex kKoJob = Re(R"(직업(?:은|이) *([^,.!?]+))");
+  static const boost::regex kKoJob = Re(R"(직업(?:은|이| *:) *([^,.!?/]+))");
   if (Contains(c.lower, "직업")) {
     ForEach(kKoJob, c.lower, [&](const boost::smatch& m) {
       std::string s = StripKoreanEnding(Trim(m.str(1)));
@@ -972,12 +1286,44 @@ std::vector<Candidate> OccupationCandidates(const Ctx& c) {
   if (Contains(c.lower, "일을")) {
     ForEach(kKoDo, c.lower, [&](const boost::smatch& m) { add(m.str(1)); });
   }
-  static const boost::regex kKoIam =
-      Re(R"((?:^|[ ,])([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이고|이야|야)(?:[ ,.!?]|$))");
-  if (ContainsAny(c.lower, {"입니다", "에요", "예요", "이고", "야"})) {
+  static const boost::regex kKoIam = Re(
+      R"((?:^|[ ,])([^ ,.!?]+?)(?:입니다|이에요|예요|이예요|이고요|이고|이야|야|인데요|인데|이라서)(?:[ ,.!?]|$))");
+  // Someone else's job ("언니가 의사예요") is not the user's.
+  auto someone_else = [&](size_t at) {
+    size_t end = at;
+    while (end > 0 && c.lower[end - 1] == ' ') --end;
+    size_t begin = end;
+    while (begin > 0 && c.lower[begin - 1] != ' ' && c.lower[begin - 1] != ',') --begin;
+    const std::string prev = c.lower.substr(begin, end - begin);
+    for (std::string_view who :
+         {"언니",   "오빠",   "형",       "누나",     "동생", "엄마",   "아빠",
+          "남편",   "아내",   "친구",     "딸",       "아들", "어머니", "아버지",
+          "부모님", "와이프", "남자친구", "여자친구", "남친", "여친"})
+      if (prev.starts_with(who)) return true;
+    return false;
+  };
+  if (ContainsAny(c.lower, {"입니다", "에요", "예요", "이고", "야", "인데", "이라서"})) {
     ForEach(kKoIam, c.lower, [&](const boost::smatch& m) {
-      if (IsKoreanOccupation(m.str(1))) add(m.str(1));
+      if (someone_else(m.position(1) + m.length(1) + 1)) return;  // "언니가" itself
+      if (IsKoreanOccupation(m.str(1)) && !someone_else(m.position(1))) add(m.str(1));
     });
+  }
+  // A job just before the user's name ("간호사 김소희입니다", "프리랜서 번역가
+  // 정유진입니다", "서른다섯 살 회사원 이동욱입니다").
+  if (ContainsAny(c.lower, {"입니다", "에요", "예요", "이고"})) {
+    const std::vector<std::string> words = SplitWords(c.lower);
+    for (size_t i = 1; i < words.size(); ++i) {
+      const std::string w = TrimPunct(words[i]);
+      if (!(w.ends_with("입니다") || w.ends_with("예요") || w.ends_with("이에요") ||
+            w.ends_with("이고요") || w.ends_with("이고")))
+        continue;
+      const std::string job = TrimPunct(words[i - 1]);
+      if (!IsKoreanOccupation(job) || IsKoreanOccupation(StripKoreanEnding(w))) continue;
+      if (i >= 2 && InList(TrimPunct(words[i - 2]), {"프리랜서", "전업", "전직", "현직", "신입"}))
+        add(TrimPunct(words[i - 2]) + " " + job);
+      else
+        add(job);
+    }
   }
   return out;
 }

@@ -459,5 +459,59 @@ fields:
   EXPECT_EQ(get("he's pretty big", "size")["size"], "\"large\"");
 }
 
+TEST_F(ExtractTest, CompactIntroductionsListTheirFacts) {
+  EXPECT_EQ(Get("Ravi here, 41, plumber from Leeds", "occupation"), "\"plumber\"");
+  EXPECT_EQ(Get("I'm Ines, 52, a pharmacist in Porto.", "occupation"), "\"pharmacist\"");
+  EXPECT_EQ(Get("Hugo, 38yo electrician in Lyon", "occupation"), "\"electrician\"");
+  EXPECT_EQ(Get("Mara. 27. Hamburg. Nurse.", "city"), "\"Hamburg\"");
+  EXPECT_EQ(Get("Mara. 27. Hamburg. Nurse.", "occupation"), "\"nurse\"");
+  EXPECT_EQ(Get("I'm a 45-year-old cardiologist from Toronto", "age"), "45");
+  EXPECT_EQ(Get("I live in Lima and work as a translator.", "occupation"), "\"translator\"");
+  EXPECT_EQ(Get("I've been a midwife for 9 years.", "occupation"), "\"midwife\"");
+  EXPECT_EQ(Get("name: Ada Park / age: 33 / job: welder", "occupation"), "\"welder\"");
+  // Not a job: someone else's, a nationality, a feeling.
+  EXPECT_EQ(Get("Marco, 30, my sister is a doctor", "occupation"), "<none>");
+  EXPECT_EQ(Get("Luca, 30, Italian, Rome", "occupation"), "<none>");
+  EXPECT_EQ(Get("Sam, 25, tired, hungry", "occupation"), "<none>");
+}
+
+TEST_F(ExtractTest, BirthdaysToComeAndCorrections) {
+  EXPECT_EQ(Get("turning 40 next week!", "age"), "39");
+  EXPECT_EQ(Get("I'll be 25 in May", "age"), "24");
+  EXPECT_EQ(Get("I'm 36 — wait, no, 37.", "age"), "37");
+  EXPECT_EQ(Get("I'll be 5 minutes late", "age"), "<none>");
+  EXPECT_EQ(Get("My son just turned 12", "age"), "<none>");
+  EXPECT_EQ(Get("she's 8 years old", "age"), "<none>");
+  EXPECT_EQ(Get("my age is 41", "age"), "41");
+}
+
+TEST_F(ExtractTest, ATripIsNotHome) {
+  EXPECT_EQ(Get("I'm in Lisbon for a conference this week", "city"), "<none>");
+  EXPECT_EQ(Get("Kai here, staying at a hostel in Berlin, just backpacking", "city"), "<none>");
+  EXPECT_EQ(Get("I've lived here in Boston for ten years", "city"), "\"Boston\"");
+  EXPECT_EQ(Get("My daughter studies in Madrid, she's at university in Madrid", "city"), "<none>");
+}
+
+TEST_F(ExtractTest, KoreanIntroductions) {
+  EXPECT_EQ(Get("윤서준입니다. 29살이에요.", "name"), "\"윤서준\"");
+  EXPECT_EQ(Get("안녕하세요, 한지민이에요", "name"), "\"한지민\"");
+  EXPECT_EQ(Get("안녕하세요! 소라예요", "name"), "\"소라\"");
+  EXPECT_EQ(Get("간호사 문채원입니다.", "name"), "\"문채원\"");
+  EXPECT_EQ(Get("간호사 문채원입니다.", "occupation"), "\"간호사\"");
+  EXPECT_EQ(Get("오정우라고 합니다", "name"), "\"오정우\"");
+  EXPECT_EQ(Get("광주 사는 대학생이에요", "city"), "\"Gwangju\"");
+  EXPECT_EQ(Get("대구 살아요", "city"), "\"Daegu\"");
+  EXPECT_EQ(Get("인천에서 요리사로 일해요", "city"), "\"Incheon\"");
+  EXPECT_EQ(Get("서울 마포에 살아요", "city"), "\"Seoul\"");
+  EXPECT_EQ(Get("나이는 마흔둘이에요", "age"), "42");
+  EXPECT_EQ(Get("이름: 김하늘 / 나이: 31 / 직업: 교사", "age"), "31");
+  EXPECT_EQ(Get("이름: 김하늘 / 나이: 31 / 직업: 교사", "occupation"), "\"교사\"");
+  // Not names, not the user's job.
+  EXPECT_EQ(Get("정말이에요", "name"), "<none>");
+  EXPECT_EQ(Get("나이는 서른넷이에요", "name"), "<none>");
+  EXPECT_EQ(Get("이름은 비밀이에요", "name"), "<none>");
+  EXPECT_EQ(Get("오빠가 변호사예요", "occupation"), "<none>");
+}
+
 }  // namespace
 }  // namespace persona::ai::builtin
