@@ -4,6 +4,11 @@
 # scenarios against each, in the same run. `make bench-realtime`.
 #
 # Peers (Debian packages): apt-get install -y mosquitto mosquitto-clients nats-server
+# Every broker gets the same in-flight window as persona's mqtt.max_inflight (64): Mosquitto's
+# max_inflight_messages, NATS's mqtt.max_ack_pending. NATS is a durable-log broker: its MQTT
+# QoS 1 goes through JetStream (a stream and a consumer per subscription); it runs with the
+# consumers in memory (mqtt.consumer_memory_storage, as its documentation suggests when the
+# consumers' state need not survive a restart: Mosquitto runs without persistence too).
 #
 # Scenarios, each against a freshly started broker (bench/mqtt_loadgen.cc documents the
 # load generator):
@@ -141,6 +146,7 @@ start_broker() {
 listener $BROKER_PORT 127.0.0.1
 allow_anonymous true
 max_queued_messages 1000
+max_inflight_messages 64
 persistence false
 set_tcp_nodelay true
 log_dest stderr
@@ -158,7 +164,11 @@ EOF
 server_name: persona_bench
 listen: 127.0.0.1:$(free_port)
 jetstream { store_dir: "$dir/js" }
-mqtt { listen: 127.0.0.1:$BROKER_PORT }
+mqtt {
+  listen: 127.0.0.1:$BROKER_PORT
+  max_ack_pending: 64
+  consumer_memory_storage: true
+}
 EOF
       nice -n "$NICE" "$NATS" -c "$dir/nats.conf" >"$BROKER_LOG" 2>&1 &
       BROKER_PID=$!
