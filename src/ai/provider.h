@@ -60,6 +60,13 @@ struct AiRequest {
   std::string session_id;            // for usage accounting and logs
   std::string user_id;               // for usage accounting and budgets
   Priority priority = Priority::kNormal;
+  // Per-user switches from feature flags (SPEC §13; SwitchingProvider sets
+  // them): the intent gate and the response cache may be off for this user,
+  // and `prefer_provider` names a provider the chain tries first (a model
+  // canary).
+  bool use_gate = true;
+  bool use_cache = true;
+  std::string prefer_provider;
   // The whole step's AI budget: no provider call outlives it.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   // Streaming: called with each piece of the reply text as the model produces

@@ -47,6 +47,7 @@ const char* kRouteNames[] = {"/",
                              "/v1/requests/{id}",
                              "/v1/users/{id}/usage",
                              "/v1/sessions/{id}/links",
+                             "/v1/flags/{key}",
                              "other"};
 
 }  // namespace
@@ -73,6 +74,7 @@ HttpApi::Access HttpApi::AccessOf(Route route) {
     case kRequests:
     case kUsers:
     case kLinks:
+    case kFlags:     // the caller's own user, or any with an admin token (GetFlag)
     case kNotFound:  // unknown paths need a token too
     case kRouteCount:
       return Access::kUser;
@@ -291,6 +293,12 @@ void HttpApi::Classify(Call& call) const {
     call.user_id = std::move(user);
     return;
   }
+  constexpr std::string_view kFlagsPrefix = "/v1/flags/";
+  if (path.starts_with(kFlagsPrefix) && path.size() > kFlagsPrefix.size()) {
+    call.route = kFlags;
+    call.session_id = path.substr(kFlagsPrefix.size());  // the flag key
+    return;
+  }
   constexpr std::string_view kRequestsPrefix = "/v1/requests/";
   if (path.starts_with(kRequestsPrefix)) {
     call.route = kRequests;
@@ -459,6 +467,9 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
     case kRequests:
       if (method != http::verb::get) return method_not_allowed("GET");
       return GetRequest(call);
+    case kFlags:
+      if (method != http::verb::get) return method_not_allowed("GET");
+      return GetFlag(call);
     case kSessions:
       if (method != http::verb::post) return method_not_allowed("POST");
       return CreateSession(call);
@@ -728,10 +739,59 @@ void HttpApi::GetUserUsage(std::shared_ptr<Call> call, std::string user_id) {
 
 bool HttpApi::WantsAsync(const Call& call) const {
   const auto prefer = call.req["Prefer"];
-  if (prefer.empty()) return options_.async_default;
-  if (HasPreference(prefer, "respond-async")) return true;
-  if (HasPreference(prefer, "respond-sync")) return false;
+  if (!prefer.empty() && HasPreference(prefer, "respond-async")) return true;
+  if (!prefer.empty() && HasPreference(prefer, "respond-sync")) return false;
+  // The write mode may be a flag, per user (persona.write_mode: "sync" |
+  // "async"): the session's user, or the caller's.
+  if (options_.flags) {
+    if (auto set = options_.flags(); set && set->Has("persona.write_mode")) {
+      std::string user = call.caller.user_id();
+      if (user.empty()) {
+        auto owner = engine_->Owner(call.caller, call.session_id);
+        if (owner.ok()) user = *owner;
+      }
+      if (!user.empty()) {
+        const flags::Resolution r = set->Evaluate("persona.write_mode", user);
+        if (r.error_code.empty() && r.value.is_string()) return r.value.get_string() == "async";
+      }
+    }
+  }
   return options_.async_default;
+}
+
+// GET /v1/flags/{key}?targeting_key=U: OpenFeature resolution details (SPEC
+// §13) for the caller's own user (the default targeting key), or any user's
+// with an admin token; auth off: any.
+void HttpApi::GetFlag(std::shared_ptr<Call> call) {
+  const unsigned ver = call->req.version();
+  std::shared_ptr<const flags::FlagSet> set = options_.flags ? options_.flags() : nullptr;
+  if (!set)
+    return Finish(call, Problem(http::status::not_found, "Not Found",
+                                "no feature flags (flags.file is not set)", ver));
+  std::string user = call->caller.user_id();
+  if (auto q = QueryParam(call->query, "targeting_key")) user = *q;
+  if (user.empty())
+    return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                "'targeting_key' is required", ver));
+  if (user.size() > kMaxUserIdBytes)
+    return Finish(call, Problem(http::status::unprocessable_entity, "Unprocessable Entity",
+                                "'targeting_key' is longer than 256 bytes", ver));
+  if (!call->caller.MayReadUser(user))
+    return Finish(call, Problem(http::status::forbidden, "Forbidden",
+                                "a token may read only its own user's flags", ver));
+  const flags::Resolution r = set->Evaluate(call->session_id, user);
+  if (r.error_code == "FLAG_NOT_FOUND")
+    return Finish(call, Problem(http::status::not_found, "Not Found", r.error_message, ver));
+  json::object o;
+  o["key"] = r.key;
+  o["value"] = r.value;
+  o["variant"] = r.variant;
+  o["reason"] = r.reason;
+  if (!r.error_code.empty()) {
+    o["errorCode"] = r.error_code;
+    o["errorMessage"] = r.error_message;
+  }
+  return Finish(call, Json(http::status::ok, o, ver));
 }
 
 void HttpApi::GetRequest(std::shared_ptr<Call> call) {

@@ -10,10 +10,13 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "auth/authenticator.h"
 #include "engine/engine.h"
+#include "flags/flags.h"
 #include "limits/rate_limiter.h"
 #include "metrics/metrics.h"
 #include "net/http_server.h"
@@ -30,6 +33,8 @@ struct HttpApiOptions {
   // Token buckets per authenticated user and per client address; null = none.
   limits::RateLimiter* per_user = nullptr;
   limits::RateLimiter* per_address = nullptr;
+  // Feature flags (flags.file): the current set, or null without a file.
+  std::function<std::shared_ptr<const flags::FlagSet>()> flags;
 };
 
 class HttpApi final : public net::Handler {
@@ -56,6 +61,7 @@ class HttpApi final : public net::Handler {
     kRequests,
     kUsers,
     kLinks,
+    kFlags,
     kNotFound,
     kRouteCount
   };
@@ -86,6 +92,7 @@ class HttpApi final : public net::Handler {
   void StreamMessage(std::shared_ptr<Call> call, engine::MessageRequest r);
   // Whether this write goes through the async intake (Prefer, write_mode).
   bool WantsAsync(const Call& call) const;
+  void GetFlag(std::shared_ptr<Call> call);
   void Finish(const std::shared_ptr<Call>& call, net::Response res);
   engine::ReplyCallback ReplyTo(std::shared_ptr<Call> call);
 

@@ -18,6 +18,7 @@
 #include "ai/llm/budget.h"
 #include "ai/llm/chain.h"
 #include "ai/llm/openai_provider.h"
+#include "ai/switch/switching_provider.h"
 #include "api/http_api.h"
 #include "app/commands.h"
 #include "auth/authenticator.h"
@@ -29,6 +30,7 @@
 #include "core/scheduler.h"
 #include "engine/applier.h"
 #include "engine/engine.h"
+#include "flags/flags.h"
 #include "limits/concurrency_limiter.h"
 #include "limits/rate_limiter.h"
 #include "model/schema.h"
@@ -320,32 +322,49 @@ int Serve(const ServeFlags& flags) {
   const bool rules_only = chain_entries.empty();
   ai::llm::ProviderChain chain(std::move(chain_entries), rules, chain_opt, &scheduler, &budget);
   ai::Provider* provider = rules_only ? static_cast<ai::Provider*>(rules.get()) : &chain;
+  // Feature flags (flags.file) may switch the gate, the cache and the model
+  // per user: then the gate and the cache are built even when their config
+  // default is off, and each step's switches come from the flags.
+  std::unique_ptr<flags::FlagFile> flag_file;
+  if (!cfg->flags.file.empty()) {
+    auto opened = flags::FlagFile::Open(cfg->flags.file);
+    if (!opened.ok()) {
+      std::cerr << "persona: invalid configuration: " << opened.status().message() << "\n";
+      return 2;
+    }
+    flag_file = std::move(*opened);
+    LogInfo("feature flags on", {{"file", cfg->flags.file},
+                                 {"flags", static_cast<int64_t>(flag_file->Current()->size())}});
+  }
+  const bool build_gate = cfg->ai.gate.enabled || flag_file;
+  const bool build_cache = cfg->ai.cache.enabled || flag_file;
   // The intent gate's model: for the gate, and for the semantic cache's
   // sentence vectors.
   std::unique_ptr<ai::IntentGate> gate;
-  const bool semantic_cache = cfg->ai.cache.enabled && cfg->ai.cache.semantic;
-  if (cfg->ai.gate.enabled || semantic_cache) {
+  const bool semantic_cache = build_cache && cfg->ai.cache.semantic;
+  if (build_gate || semantic_cache) {
     const std::string model = cfg->ai.gate.model.empty() ? DefaultGateModel() : cfg->ai.gate.model;
     auto loaded = ai::IntentGate::Load(model, cfg->ai.gate.threshold);
     if (!loaded.ok()) {
       std::cerr << "persona: invalid configuration: " << loaded.status().message()
-                << (cfg->ai.gate.enabled ? "" : " (needed by ai.cache.semantic)") << "\n";
+                << (cfg->ai.gate.enabled ? "" : " (needed by ai.cache.semantic or flags.file)")
+                << "\n";
       return 2;
     }
     gate = std::move(*loaded);
   }
   // The intent gate answers what persona can answer alone, before any model.
   std::unique_ptr<ai::GateProvider> gated;
-  if (cfg->ai.gate.enabled) {
+  if (build_gate) {
     gated = std::make_unique<ai::GateProvider>(gate.get(), provider, rules.get());
     provider = gated.get();
-    LogInfo("intent gate on", {{"threshold", gate->threshold()}});
+    if (cfg->ai.gate.enabled) LogInfo("intent gate on", {{"threshold", gate->threshold()}});
   }
   // The response cache comes first (SPEC §12: the cache, the gate, then the chain).
   std::unique_ptr<ai::ResponseCache> response_cache;
   std::unique_ptr<ai::SemanticCache> semantic;
   std::unique_ptr<ai::CachingProvider> cached;
-  if (cfg->ai.cache.enabled) {
+  if (build_cache) {
     response_cache = std::make_unique<ai::ResponseCache>(
         ai::ResponseCacheOptions{.ttl_s = cfg->ai.cache.ttl_s,
                                  .max_entries = static_cast<size_t>(cfg->ai.cache.max_entries)});
@@ -358,6 +377,38 @@ int Serve(const ServeFlags& flags) {
     }
     cached = std::make_unique<ai::CachingProvider>(response_cache.get(), semantic.get(), provider);
     provider = cached.get();
+  }
+  // Each step's switches: the flags for its user, else the configuration.
+  std::unique_ptr<ai::SwitchingProvider> switched;
+  if (flag_file) {
+    auto decide = [ff = flag_file.get(), gate_on = cfg->ai.gate.enabled,
+                   cache_on = cfg->ai.cache.enabled](ai::AiRequest& r) {
+      const std::shared_ptr<const flags::FlagSet> set = ff->Current();
+      auto count = [](const flags::Resolution& res) {
+        metrics::Default()
+            .GetCounter("persona_flag_evaluations_total",
+                        "Flag resolutions for persona's own features, by flag and variant",
+                        "flag=\"" + res.key + "\",variant=\"" +
+                            (res.variant.empty() ? std::string("error") : res.variant) + "\"")
+            ->Inc();
+      };
+      r.use_gate = gate_on;
+      r.use_cache = cache_on;
+      for (const char* key : {"persona.gate", "persona.cache", "persona.model"}) {
+        if (!set->Has(key)) continue;
+        const flags::Resolution res = set->Evaluate(key, r.user_id);
+        count(res);
+        if (!res.error_code.empty()) continue;
+        if (std::string_view(key) == "persona.model") {
+          if (res.value.is_string()) r.prefer_provider = std::string(res.value.get_string());
+        } else if (res.value.is_bool()) {
+          (std::string_view(key) == "persona.gate" ? r.use_gate : r.use_cache) =
+              res.value.get_bool();
+        }
+      }
+    };
+    switched = std::make_unique<ai::SwitchingProvider>(std::move(decide), provider);
+    provider = switched.get();
   }
   engine::EngineOptions eopt;
   eopt.snapshot_every = static_cast<size_t>(cfg->store.snapshot_every);
@@ -415,6 +466,7 @@ int Serve(const ServeFlags& flags) {
   api::HttpApiOptions api_opt;
   api_opt.async_default = cfg->write_mode == "async";
   api_opt.auth = authenticator.get();
+  if (flag_file) api_opt.flags = [ff = flag_file.get()] { return ff->Current(); };
   if (http_per_user->enabled()) api_opt.per_user = http_per_user.get();
   if (http_per_address->enabled()) api_opt.per_address = http_per_address.get();
   api::HttpApi api(&engine, api_opt);

@@ -291,6 +291,7 @@ const std::vector<Key>& Keys() {
              {"trace", "debug", "info", "warn", "error", "off"})},
       {"idempotency_ttl_s", "172800", Int(&Config::idempotency_ttl_s, 86400, 365 * 86400)},
       {"shutdown_grace_ms", "10000", Int(&Config::shutdown_grace_ms, 0, 600000)},
+      {"flags.file", "", StrAt([](Config& c) { return &c.flags.file; })},
   };
   return keys;
 }

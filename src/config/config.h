@@ -167,6 +167,10 @@ struct Config {
   std::string log_level = "info";
   int idempotency_ttl_s = 48 * 3600;
   int shutdown_grace_ms = 10000;
+  // Feature flags (SPEC §13): a file in flagd's flag-definition format, "" = none.
+  struct Flags {
+    std::string file;
+  } flags;
 
   // PERSONA_* environment variables that name no key (ignored, not fatal:
   // the environment is shared with other tools). Serve logs them.

@@ -133,6 +133,7 @@ void AsHit(AiReply* hit, const char* match, double similarity) {
 }  // namespace
 
 std::shared_ptr<Call> CachingProvider::Respond(AiRequest req, Callback done) {
+  if (!req.use_cache) return next_->Respond(std::move(req), std::move(done));  // a flag
   const std::string key = ResponseCache::Key(req);
   std::optional<SemanticCache::Query> query;
   // High priority goes straight to the primary tier (its answer is still kept).

@@ -40,7 +40,8 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
 
   std::mutex mu;
   bool finished = false;
-  size_t index = 0;
+  size_t index = 0;           // position in `order`
+  std::vector<size_t> order;  // entry indexes, in the order they are tried
   int retries = 0;
   uint64_t attempt = 0;  // increments per call; stale answers are ignored
   std::shared_ptr<Call> call;
@@ -62,7 +63,7 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
         l.unlock();
         return Fallback();
       }
-      const size_t i = index;
+      const size_t i = order[index];
       const ChainEntry& e = chain->entries_[i];
       const std::string& pname = e.provider->name();
       if (!(e.tier == Tier::kCheap ? allow_cheap : allow_primary)) {
@@ -126,7 +127,7 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
     ++attempt;  // later answers to this call are stale
     chain->scheduler_->Cancel(timer);
     std::shared_ptr<Call> c = std::move(call);
-    const size_t i = index;
+    const size_t i = order[index];
     const ChainEntry& e = chain->entries_[i];
     const double secs = std::chrono::duration<double>(Clock::now() - started).count();
     chain->call_seconds_[i]->Observe(secs);
@@ -300,6 +301,12 @@ std::shared_ptr<Call> ProviderChain::Respond(AiRequest req, Callback done) {
     run->downgraded = true;
     downgrades_->Inc();
   }
+  // A canary (a flag's prefer_provider): that entry first, the rest in order.
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (!req.prefer_provider.empty() && entries_[i].provider->name() == req.prefer_provider)
+      run->order.push_back(i);
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (run->order.empty() || run->order[0] != i) run->order.push_back(i);
   run->req = std::move(req);
   run->done = std::move(done);
   auto handle = std::make_shared<RunHandle>(run);
