@@ -8,7 +8,7 @@ PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   librocksdb-dev libjemalloc-dev libhiredis-dev libabsl-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libssl-dev openssl libgtest-dev libgmock-dev libbenchmark-dev
-  libpq-dev postgresql haproxy faketime libgeonames-dev libfasttext-dev fasttext libhnswlib-dev
+  libpq-dev postgresql haproxy faketime libgeonames-dev libfasttext-dev fasttext libhnswlib-dev prometheus
   curl python3 python3-yaml wrk redis-server redis-tools mosquitto mosquitto-clients nats-server libpaho-mqttpp-dev libpaho-mqtt-dev
 )
 if [[ "${PERSONA_BROWSER_TESTS:-1}" == 1 ]]; then

@@ -1,11 +1,20 @@
 """deploy/: the container image definition and the Kubernetes manifests are
 well-formed, consistent with each other, and point at real routes; on
-PostgreSQL the ConfigMap's configuration boots a real node."""
+PostgreSQL the ConfigMap's configuration boots a real node. The Prometheus
+alert rules pass `promtool check rules` and their unit tests, a real
+Prometheus (Debian's) scrapes persona and loads them, and the Grafana
+dashboard asks only for metrics persona exports."""
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 import unittest
+import urllib.parse
+import urllib.request
 
 try:
     import yaml
@@ -13,7 +22,7 @@ except ImportError:  # a Python without PyYAML: Debian's python3-yaml (install-d
     sys.path.append("/usr/lib/python3/dist-packages")
     import yaml
 
-from persona_server import ROOT, Redis, Server, postgres_only
+from persona_server import ROOT, Redis, Server, free_port, postgres_only
 
 DEPLOY = os.path.join(ROOT, "deploy")
 
@@ -117,6 +126,103 @@ class DeployTest(unittest.TestCase):
             s.cleanup()
             redis.cleanup()
             os.remove(path)
+
+
+PROM = os.path.join(DEPLOY, "prometheus")
+
+
+class PrometheusTest(unittest.TestCase):
+    def test_the_alert_rules_check_and_pass_their_unit_tests(self):
+        for cmd in (["promtool", "check", "rules", "alerts.yml"],
+                    ["promtool", "test", "rules", "alerts_test.yml"]):
+            r = subprocess.run(cmd, cwd=PROM, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=PROM,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_a_real_prometheus_scrapes_persona_and_loads_the_rules(self):
+        work = tempfile.mkdtemp(prefix="persona-prom-")
+        flags = os.path.join(work, "flags.json")
+        with open(flags, "w") as f:
+            json.dump({"flags": {"persona.gate": {
+                "state": "ENABLED", "variants": {"on": True, "off": False},
+                "defaultVariant": "on"}}}, f)
+        s = Server(extra_args=["--set", "ai.cache.enabled=true", "--set", "flags.file=" + flags])
+        prom = None
+        try:
+            s.start()
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "p"})
+            s.request("POST", "/v1/sessions/%s/messages" % b["session_id"], {"text": "hello"})
+            shutil.copy(os.path.join(PROM, "alerts.yml"), work)
+            port = free_port()
+            with open(os.path.join(work, "prometheus.yml"), "w") as f:
+                f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                        "rule_files: [alerts.yml]\n"
+                        "scrape_configs:\n"
+                        "  - job_name: persona\n"
+                        "    static_configs: [{targets: ['127.0.0.1:%d']}]\n" % s.port)
+            prom = subprocess.Popen(
+                ["prometheus", "--config.file=" + os.path.join(work, "prometheus.yml"),
+                 "--storage.tsdb.path=" + os.path.join(work, "data"),
+                 "--web.listen-address=127.0.0.1:%d" % port],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def api(path):
+                with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                            timeout=5) as r:
+                    return json.loads(r.read())
+
+            def until(fn, what, timeout=60):
+                deadline = time.time() + timeout
+                while time.time() < deadline:
+                    try:
+                        v = fn()
+                        if v:
+                            return v
+                    except (OSError, IndexError, KeyError):
+                        pass  # not up yet
+                    time.sleep(0.5)
+                self.fail("timed out waiting for " + what)
+
+            until(lambda: api("/api/v1/targets")["data"]["activeTargets"][0]["health"] == "up",
+                  "the persona target to be up")
+            steps = until(lambda: api("/api/v1/query?query=persona_steps_total")["data"]["result"],
+                          "persona_steps_total in Prometheus")
+            self.assertGreaterEqual(float(steps[0]["value"][1]), 1)
+            groups = until(lambda: api("/api/v1/rules")["data"]["groups"], "the rules")
+            rules = groups[0]["rules"]
+            self.assertEqual(len(rules), 7)
+            until(lambda: all(r["health"] == "ok" for r in
+                              api("/api/v1/rules")["data"]["groups"][0]["rules"]),
+                  "every rule evaluated")
+            # Every metric the Grafana dashboard asks for is one persona exports.
+            _, _, text = s.request("GET", "/metrics")
+            exported = set(re.findall(r"^# TYPE (persona_[a-z0-9_]+)", text, re.M))
+            dash = json.load(open(os.path.join(DEPLOY, "grafana", "persona.json")))
+            asked = set()
+            for p in dash["panels"]:
+                for t in p["targets"]:
+                    asked |= {re.sub(r"_(bucket|sum|count)$", "", m)
+                              for m in re.findall(r"persona_[a-z0-9_]+", t["expr"])}
+            self.assertTrue(asked, "the dashboard asks for nothing")
+            self.assertEqual(asked - exported, set())
+            # And every dashboard query is one Prometheus accepts.
+            for p in dash["panels"]:
+                for t in p["targets"]:
+                    r = api("/api/v1/query?query=" + urllib.parse.quote(t["expr"]))
+                    self.assertEqual(r["status"], "success", t["expr"])
+            # persona stops: PersonaDown goes pending.
+            s.stop()
+            until(lambda: any(a["labels"]["alertname"] == "PersonaDown"
+                              for a in api("/api/v1/alerts")["data"]["alerts"]),
+                  "PersonaDown")
+        finally:
+            if prom:
+                prom.terminate()
+                prom.wait(timeout=20)
+            s.cleanup()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
