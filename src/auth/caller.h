@@ -38,6 +38,8 @@ class Caller {
   bool unrestricted() const {
     return kind_ == Kind::kOpen || kind_ == Kind::kSystem || (admin_ && !limited_);
   }
+  // The server itself (Caller::System()).
+  bool system() const { return kind_ == Kind::kSystem; }
   // Authentication is on and this is a real principal (admin or not).
   bool authenticated() const { return kind_ == Kind::kUser; }
   bool admin() const { return admin_; }

@@ -109,9 +109,9 @@ Engine::Engine(EngineOptions options, store::EventStore* store, bus::Bus* bus,
   steps_ = reg.GetCounter("persona_steps_total", "Chat steps completed");
   field_changes_ = reg.GetCounter("persona_profile_changes_total", "Profile fields set or cleared");
   inflight_gauge_ =
-      reg.GetGauge("persona_concurrent_users", "Sessions with an operation in flight now");
+      reg.GetGauge("persona_operations_in_flight", "Session operations in flight now");
   inflight_peak_ =
-      reg.GetGauge("persona_concurrent_users_peak", "Peak of persona_concurrent_users");
+      reg.GetGauge("persona_operations_in_flight_peak", "Peak of persona_operations_in_flight");
   cached_gauge_ = reg.GetGauge("persona_sessions_cached", "Sessions held in memory");
   ai_calls_ = reg.GetCounter("persona_ai_calls_total", "AI provider calls", "provider=\"all\"");
   for (int t = 0; t < 2; ++t) {
@@ -221,7 +221,11 @@ std::shared_ptr<Engine::Actor> Engine::GetActor(const std::string& session_id, b
 
 Status Engine::Authorize(const auth::Caller& caller, std::string_view session_id,
                          std::string_view owner) {
-  if (caller.MayAccessSession(session_id, owner)) return absl::OkStatus();
+  if (caller.MayAccessSession(session_id, owner)) {
+    if (!caller.system() && (!caller.authenticated() || caller.user_id() == owner))
+      active_users_.Touch(std::string(owner));
+    return absl::OkStatus();
+  }
   return absl::NotFoundError("no such session");  // the same answer as a missing session
 }
 
@@ -532,6 +536,7 @@ void Engine::CreateSession(CreateSessionRequest req, ReplyCallback done) {
     return done(absl::PermissionDeniedError("this token may not create sessions"));
   if (!req.caller.unrestricted() && req.user_id != req.caller.user_id())
     return done(absl::PermissionDeniedError("a session belongs to the token's user"));
+  if (!req.caller.system()) active_users_.Touch(req.user_id);
   auto schema = SchemaFor(req.schema);
   if (!schema.ok()) return done(absl::InvalidArgumentError(schema.status().message()));
   std::string idem;

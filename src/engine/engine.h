@@ -40,6 +40,7 @@
 #include "core/scheduler.h"
 #include "engine/session_state.h"
 #include "limits/concurrency_limiter.h"
+#include "metrics/active_users.h"
 #include "metrics/metrics.h"
 #include "model/schema.h"
 #include "store/event_store.h"
@@ -204,8 +205,9 @@ class Engine {
   void Submit(const std::string& session_id, bool create, Op op, ReplyCallback reject,
               bool bounded = true, bool background = false);
   // NotFound ("no such session") unless `caller` may act on a session of `owner`.
-  static Status Authorize(const auth::Caller& caller, std::string_view session_id,
-                          std::string_view owner);
+  // Checks the caller may use the session, and counts its user as active
+  // (the concurrent-users KPI) when the caller is that user's own client.
+  Status Authorize(const auth::Caller& caller, std::string_view session_id, std::string_view owner);
   // Where an operation's continuations run: the applier's own thread for
   // requests from the intake, the I/O pool otherwise.
   const Executor& ExecutorFor(bool background) const {
@@ -296,6 +298,7 @@ class Engine {
   int64_t inflight_ ABSL_GUARDED_BY(inflight_mu_) = 0;
 
   metrics::Histogram* step_seconds_;
+  metrics::ActiveUsers active_users_{metrics::ActiveUsers::Options{}};
   metrics::Histogram* own_seconds_;
   metrics::Counter* steps_;
   metrics::Counter* field_changes_;

@@ -7,7 +7,7 @@ import time
 import unittest
 import uuid
 
-from persona_server import Server
+from persona_server import Server, metric
 
 
 class ApiTest(unittest.TestCase):
@@ -327,6 +327,27 @@ class ApiTest(unittest.TestCase):
         seqs = [e["seq"] for e in b["events"]]
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
         self.assertEqual(sum(e["type"] == "message.user" for e in b["events"]), 80)
+
+
+class ConcurrentUsersTest(unittest.TestCase):
+    """persona_concurrent_users: users active in the last 60 s (README)."""
+
+    def test_counts_distinct_active_users(self):
+        s = Server().start()
+        try:
+            for user in ("ann", "ben", "ann"):
+                st, _, b = s.request("POST", "/v1/sessions", {"user_id": user})
+                self.assertEqual(st, 201, b)
+                st, _, _ = s.request("POST", "/v1/sessions/%s/messages" % b["session_id"],
+                                     {"text": "hi"})
+                self.assertEqual(st, 200)
+            deadline = time.time() + 5
+            while time.time() < deadline and metric(s, "persona_concurrent_users") != 2:
+                time.sleep(0.2)
+            self.assertEqual(metric(s, "persona_concurrent_users"), 2)
+            self.assertEqual(metric(s, "persona_concurrent_users_peak"), 2)
+        finally:
+            s.cleanup()
 
 
 if __name__ == "__main__":
