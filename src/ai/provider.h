@@ -67,6 +67,8 @@ struct AiRequest {
   bool use_gate = true;
   bool use_cache = true;
   std::string prefer_provider;
+  // W3C traceparent for the model call (tracing on), "" otherwise.
+  std::string traceparent;
   // The whole step's AI budget: no provider call outlives it.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   // Streaming: called with each piece of the reply text as the model produces

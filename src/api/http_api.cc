@@ -25,6 +25,9 @@ struct HttpApi::Call {
   std::string user_id;  // kUsers: the user in the path
   std::string path;
   std::string query;
+  // Tracing (when on): this request's server span and its parent.
+  tracing::SpanContext trace, parent;
+  uint64_t start_unix_ns = 0;
   std::chrono::steady_clock::time_point start;
   auth::Caller caller;  // set by Admit
 };
@@ -187,6 +190,8 @@ HttpApi::HttpApi(engine::Engine* engine, HttpApiOptions options)
     : engine_(engine), options_(options) {
   if (options_.auth == nullptr) options_.auth = &off_;
   auto& reg = metrics::Default();
+  bad_traceparent_ = reg.GetCounter("persona_tracing_bad_traceparent_total",
+                                    "Requests whose traceparent header was malformed (ignored)");
   static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   for (int r = 0; r < kRouteCount; ++r) {
     const std::string label = std::string("route=\"") + kRouteNames[r] + "\"";
@@ -207,6 +212,22 @@ net::Response HttpApi::Refusal(http::status status, std::string_view detail) {
 
 void HttpApi::Finish(const std::shared_ptr<Call>& call, net::Response res) {
   res.set("X-Request-Id", call->request_id);
+  if (tracing::Tracer* tracer = tracing::Global(); tracer && call->trace.valid()) {
+    res.set("traceparent", tracing::FormatTraceparent(call->trace));
+    tracing::Span span;
+    span.ctx = call->trace;
+    span.parent_span_id = call->parent.span_id;
+    span.name = std::string(call->req.method_string()) + " " + kRouteNames[call->route];
+    span.kind = 2;  // server
+    span.start_unix_ns = call->start_unix_ns;
+    span.end_unix_ns = tracing::NowUnixNs();
+    span.attributes = {{"http.request.method", json::value(std::string(call->req.method_string()))},
+                       {"http.route", json::value(kRouteNames[call->route])},
+                       {"http.response.status_code", json::value(res.result_int())},
+                       {"persona.request_id", json::value(call->request_id)}};
+    span.error = res.result_int() >= 500;
+    tracer->Record(std::move(span));
+  }
   res.keep_alive(call->req.keep_alive());
   const int cls = res.result_int() / 100;
   responses_[call->route][cls >= 1 && cls <= 5 ? cls - 1 : 5]->Inc();
@@ -256,6 +277,22 @@ void HttpApi::Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) 
   const size_t q = target.find('?');
   call->path = target.substr(0, q);
   call->query = q == std::string::npos ? "" : target.substr(q + 1);
+  if (tracing::Global() != nullptr) {
+    // W3C Trace Context: the caller's span is the parent; a malformed header
+    // starts a new trace.
+    const auto header = call->req["traceparent"];
+    if (!header.empty()) {
+      if (auto p = tracing::ParseTraceparent(std::string_view(header.data(), header.size()))) {
+        call->parent = *p;
+      } else {
+        bad_traceparent_->Inc();
+        Log(spdlog::level::debug, "ignoring a malformed traceparent",
+            {{"request_id", call->request_id}});
+      }
+    }
+    call->trace = tracing::ChildOf(call->parent);
+    call->start_unix_ns = tracing::NowUnixNs();
+  }
   Dispatch(std::move(call));
 }
 
@@ -630,6 +667,7 @@ void HttpApi::PostMessage(std::shared_ptr<Call> call) {
   r.session_id = call->session_id;
   r.text = std::string(*text);
   r.priority = priority;
+  r.trace = call->trace;
   r.idempotency_key = *key;
   if (WantsAsync(*call)) return engine_->AcceptMessage(std::move(r), ReplyTo(call));
   if (call->req[http::field::accept].find("text/event-stream") != std::string_view::npos)

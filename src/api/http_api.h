@@ -20,6 +20,7 @@
 #include "limits/rate_limiter.h"
 #include "metrics/metrics.h"
 #include "net/http_server.h"
+#include "tracing/tracer.h"
 
 namespace persona::api {
 
@@ -101,6 +102,7 @@ class HttpApi final : public net::Handler {
   auth::Authenticator off_;  // options_.auth when none was given: auth off
   std::atomic<bool> draining_{false};
   std::array<metrics::Histogram*, kRouteCount> latency_;
+  metrics::Counter* bad_traceparent_ = nullptr;
   std::array<std::array<metrics::Counter*, 6>, kRouteCount> responses_;  // by status class
 };
 

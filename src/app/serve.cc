@@ -44,6 +44,7 @@
 #include "realtime/session_mirror.h"
 #include "store/postgres/postgres_event_store.h"
 #include "store/rocksdb/rocksdb_event_store.h"
+#include "tracing/tracer.h"
 
 namespace persona::app {
 
@@ -322,6 +323,17 @@ int Serve(const ServeFlags& flags) {
   const bool rules_only = chain_entries.empty();
   ai::llm::ProviderChain chain(std::move(chain_entries), rules, chain_opt, &scheduler, &budget);
   ai::Provider* provider = rules_only ? static_cast<ai::Provider*>(rules.get()) : &chain;
+  // Tracing: spans go to the OTLP endpoint from a background thread.
+  std::unique_ptr<tracing::Tracer> tracer;
+  struct TracerGuard {
+    ~TracerGuard() { tracing::SetGlobal(nullptr); }
+  } tracer_guard;
+  if (!cfg->tracing.otlp_endpoint.empty()) {
+    tracer = std::make_unique<tracing::Tracer>(tracing::TracerOptions{
+        .endpoint = cfg->tracing.otlp_endpoint, .service_name = cfg->tracing.service_name});
+    tracing::SetGlobal(tracer.get());
+    LogInfo("tracing on", {{"otlp_endpoint", cfg->tracing.otlp_endpoint}});
+  }
   // Feature flags (flags.file) may switch the gate, the cache and the model
   // per user: then the gate and the cache are built even when their config
   // default is off, and each step's switches come from the flags.

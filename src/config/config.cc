@@ -292,6 +292,17 @@ const std::vector<Key>& Keys() {
       {"idempotency_ttl_s", "172800", Int(&Config::idempotency_ttl_s, 86400, 365 * 86400)},
       {"shutdown_grace_ms", "10000", Int(&Config::shutdown_grace_ms, 0, 600000)},
       {"flags.file", "", StrAt([](Config& c) { return &c.flags.file; })},
+      {"tracing.otlp_endpoint", "",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.tracing.otlp_endpoint, "a URL");
+         if (err.empty() && !c.tracing.otlp_endpoint.empty() &&
+             !c.tracing.otlp_endpoint.starts_with("http://") &&
+             !c.tracing.otlp_endpoint.starts_with("https://"))
+           err = "must be an http:// or https:// URL (e.g. http://collector:4318/v1/traces)";
+         return err;
+       }},
+      {"tracing.service_name", "persona",
+       StrAt([](Config& c) { return &c.tracing.service_name; })},
   };
   return keys;
 }

@@ -171,6 +171,11 @@ struct Config {
   struct Flags {
     std::string file;
   } flags;
+  // Tracing (SPEC §13): spans as OTLP/HTTP JSON to this URL (…/v1/traces); "" = off.
+  struct Tracing {
+    std::string otlp_endpoint;
+    std::string service_name = "persona";
+  } tracing;
 
   // PERSONA_* environment variables that name no key (ignored, not fatal:
   // the environment is shared with other tools). Serve logs them.

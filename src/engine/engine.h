@@ -44,6 +44,7 @@
 #include "metrics/metrics.h"
 #include "model/schema.h"
 #include "store/event_store.h"
+#include "tracing/tracer.h"
 
 namespace persona::engine {
 
@@ -106,6 +107,7 @@ struct MessageRequest {
   std::string idempotency_key;
   std::string origin = "user";
   ai::Priority priority = ai::Priority::kNormal;  // the cost router's (SPEC §12)
+  tracing::SpanContext trace;                     // the HTTP request's span, when tracing is on
   std::optional<Applying> applying;
   // Streaming: the reply's text as the model produces it (any thread, in
   // order); the final reply still comes through the ReplyCallback.
@@ -227,7 +229,8 @@ class Engine {
   void Commit(std::shared_ptr<Actor> a, std::function<void()> release, SessionState next,
               std::vector<model::Event> events, Reply reply, std::string idempotency_key,
               ReplyCallback done, const std::optional<Applying>& applying = std::nullopt,
-              std::optional<store::Usage> user_usage = std::nullopt);
+              std::optional<store::Usage> user_usage = std::nullopt,
+              tracing::SpanContext trace = {});
   // Writes a request into the intake and answers 202.
   void Accept(const auth::Caller& caller, std::string session_id, std::string route,
               std::string idempotency_key, json::object payload, ReplyCallback done);

@@ -101,6 +101,7 @@ std::shared_ptr<Call> BedrockProvider::Respond(AiRequest req, Callback done) {
   http.headers.emplace_back("Accept",
                             stream ? "application/vnd.amazon.eventstream" : "application/json");
   for (auto& h : bedrock::SignV4(sr, options_.credentials)) http.headers.push_back(std::move(h));
+  if (!req.traceparent.empty()) http.headers.emplace_back("traceparent", req.traceparent);
   const auto left =
       std::chrono::duration_cast<std::chrono::milliseconds>(req.deadline - Clock::now());
   http.timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 1, 600000));

@@ -152,6 +152,7 @@ std::shared_ptr<Call> OpenAiProvider::Respond(AiRequest req, Callback done) {
   http.body = RequestBody(req, stream);
   http.headers.emplace_back("Content-Type", "application/json");
   http.headers.emplace_back("Accept", stream ? "text/event-stream" : "application/json");
+  if (!req.traceparent.empty()) http.headers.emplace_back("traceparent", req.traceparent);
   if (!options_.api_key.empty())
     http.headers.emplace_back("Authorization", "Bearer " + options_.api_key);
   const auto left =

@@ -1,0 +1,242 @@
+#include "tracing/tracer.h"
+
+#include <chrono>
+#include <future>
+#include <random>
+
+#include "core/logging.h"
+#include "net/http_client.h"
+
+namespace persona::tracing {
+namespace {
+
+std::atomic<Tracer*> g_tracer{nullptr};
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;  // upper case is not allowed by W3C Trace Context
+}
+
+template <size_t N>
+bool ParseHex(std::string_view s, std::array<uint8_t, N>* out) {
+  if (s.size() != 2 * N) return false;
+  bool nonzero = false;
+  for (size_t i = 0; i < N; ++i) {
+    const int hi = HexValue(s[2 * i]), lo = HexValue(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    (*out)[i] = static_cast<uint8_t>(hi * 16 + lo);
+    nonzero = nonzero || (*out)[i] != 0;
+  }
+  return nonzero;
+}
+
+template <size_t N>
+void Random(std::array<uint8_t, N>* out) {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(NowUnixNs()));
+  for (size_t i = 0; i < N; i += 8) {
+    const uint64_t r = rng() | 1;  // never all zero
+    for (size_t j = 0; j < 8 && i + j < N; ++j) (*out)[i + j] = static_cast<uint8_t>(r >> (8 * j));
+  }
+}
+
+json::value Attr(const std::string& key, const json::value& v) {
+  json::object value;
+  if (v.is_string()) {
+    value["stringValue"] = v.get_string();
+  } else if (v.is_bool()) {
+    value["boolValue"] = v.get_bool();
+  } else if (v.is_int64() || v.is_uint64()) {
+    value["intValue"] = std::to_string(v.to_number<int64_t>());  // OTLP JSON: int64 as a string
+  } else if (v.is_double()) {
+    value["doubleValue"] = v.get_double();
+  } else {
+    value["stringValue"] = json::serialize(v);
+  }
+  json::object a;
+  a["key"] = key;
+  a["value"] = std::move(value);
+  return a;
+}
+
+}  // namespace
+
+bool SpanContext::valid() const {
+  for (uint8_t b : trace_id)
+    if (b != 0) return true;
+  return false;
+}
+
+std::string Hex(const uint8_t* p, size_t n) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    out += kDigits[p[i] >> 4];
+    out += kDigits[p[i] & 15];
+  }
+  return out;
+}
+
+std::optional<SpanContext> ParseTraceparent(std::string_view h) {
+  // version "-" trace-id "-" parent-id "-" flags
+  if (h.size() != 55 || h[2] != '-' || h[35] != '-' || h[52] != '-') return std::nullopt;
+  if (h.substr(0, 2) != "00") return std::nullopt;
+  SpanContext ctx;
+  if (!ParseHex(h.substr(3, 32), &ctx.trace_id) || !ParseHex(h.substr(36, 16), &ctx.span_id))
+    return std::nullopt;
+  std::array<uint8_t, 1> flags{};
+  if (HexValue(h[53]) < 0 || HexValue(h[54]) < 0) return std::nullopt;
+  flags[0] = static_cast<uint8_t>(HexValue(h[53]) * 16 + HexValue(h[54]));
+  ctx.sampled = (flags[0] & 1) != 0;
+  return ctx;
+}
+
+std::string FormatTraceparent(const SpanContext& ctx) {
+  return "00-" + Hex(ctx.trace_id.data(), 16) + "-" + Hex(ctx.span_id.data(), 8) +
+         (ctx.sampled ? "-01" : "-00");
+}
+
+SpanContext ChildOf(const SpanContext& parent) {
+  SpanContext c;
+  if (parent.valid()) {
+    c.trace_id = parent.trace_id;
+    c.sampled = parent.sampled;
+  } else {
+    Random(&c.trace_id);
+  }
+  Random(&c.span_id);
+  return c;
+}
+
+uint64_t NowUnixNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Tracer::Tracer(TracerOptions options)
+    : options_(std::move(options)), http_(std::make_unique<net::HttpClient>()) {
+  auto& reg = metrics::Default();
+  exported_ =
+      reg.GetCounter("persona_tracing_spans_total", "Spans by outcome", "outcome=\"exported\"");
+  dropped_ =
+      reg.GetCounter("persona_tracing_spans_total", "Spans by outcome", "outcome=\"dropped\"");
+  failed_ = reg.GetCounter("persona_tracing_spans_total", "Spans by outcome",
+                           "outcome=\"export_failed\"");
+  thread_ = std::thread([this] { Run(); });
+}
+
+Tracer::~Tracer() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Tracer::Record(Span span) {
+  if (!span.ctx.sampled) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (queue_.size() >= options_.max_queue) {
+      dropped_->Inc();
+      return;
+    }
+    queue_.push_back(std::move(span));
+    if (queue_.size() < options_.max_batch) return;
+  }
+  cv_.notify_one();
+}
+
+void Tracer::Run() {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    cv_.wait_for(l, std::chrono::milliseconds(options_.flush_ms),
+                 [this] { return stop_ || queue_.size() >= options_.max_batch; });
+    const bool stopping = stop_;
+    while (!queue_.empty()) {
+      std::vector<Span> batch;
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      l.unlock();
+      if (Export(batch)) {
+        exported_->Inc(batch.size());
+      } else {
+        failed_->Inc(batch.size());
+      }
+      l.lock();
+      if (!stopping) break;  // one batch per wake-up while serving
+    }
+    if (stopping) return;
+  }
+}
+
+bool Tracer::Export(const std::vector<Span>& batch) {
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = options_.endpoint;
+  req.headers = {{"Content-Type", "application/json"}};
+  req.body = Encode(batch);
+  req.timeout_ms = options_.timeout_ms;
+  std::promise<StatusOr<net::ClientResponse>> done;
+  auto f = done.get_future();
+  http_->Send(std::move(req),
+              [&done](StatusOr<net::ClientResponse> r) { done.set_value(std::move(r)); });
+  auto r = f.get();
+  const bool ok = r.ok() && r->status >= 200 && r->status < 300;
+  if (!ok) {
+    static std::atomic<int64_t> last_log{0};
+    const int64_t now = static_cast<int64_t>(NowUnixNs() / 1000000000);
+    if (now - last_log.exchange(now) >= 60)
+      LogWarn("tracing: the collector did not take a batch of spans; they are dropped",
+              {{"endpoint", options_.endpoint},
+               {"error",
+                r.ok() ? "HTTP " + std::to_string(r->status) : std::string(r.status().message())}});
+  }
+  return ok;
+}
+
+std::string Tracer::Encode(const std::vector<Span>& spans) const {
+  json::array out;
+  for (const Span& s : spans) {
+    json::object o;
+    o["traceId"] = Hex(s.ctx.trace_id.data(), 16);
+    o["spanId"] = Hex(s.ctx.span_id.data(), 8);
+    bool has_parent = false;
+    for (uint8_t b : s.parent_span_id) has_parent = has_parent || b != 0;
+    if (has_parent) o["parentSpanId"] = Hex(s.parent_span_id.data(), 8);
+    o["name"] = s.name;
+    o["kind"] = s.kind;
+    o["startTimeUnixNano"] = std::to_string(s.start_unix_ns);
+    o["endTimeUnixNano"] = std::to_string(s.end_unix_ns);
+    json::array attrs;
+    for (const auto& [k, v] : s.attributes) attrs.push_back(Attr(k, v));
+    o["attributes"] = std::move(attrs);
+    json::object status;
+    status["code"] = s.error ? 2 : 1;  // STATUS_CODE_ERROR : STATUS_CODE_OK
+    o["status"] = std::move(status);
+    out.push_back(std::move(o));
+  }
+  json::object scope;
+  scope["name"] = "persona";
+  json::object scope_spans;
+  scope_spans["scope"] = std::move(scope);
+  scope_spans["spans"] = std::move(out);
+  json::object resource;
+  resource["attributes"] = json::array{Attr("service.name", json::value(options_.service_name))};
+  json::object rs;
+  rs["resource"] = std::move(resource);
+  rs["scopeSpans"] = json::array{std::move(scope_spans)};
+  json::object root;
+  root["resourceSpans"] = json::array{std::move(rs)};
+  return json::serialize(root);
+}
+
+Tracer* Global() { return g_tracer.load(std::memory_order_acquire); }
+void SetGlobal(Tracer* tracer) { g_tracer.store(tracer, std::memory_order_release); }
+
+}  // namespace persona::tracing

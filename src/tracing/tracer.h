@@ -1,0 +1,111 @@
+// Tracing (SPEC §13, issue 13): W3C Trace Context in and out, spans exported
+// as OTLP/HTTP JSON.
+//
+// A request's `traceparent` header (version 00) is its parent; a malformed
+// one is ignored (counted in persona_tracing_bad_traceparent_total) and the
+// request starts a new trace. persona records a span for the HTTP route, the
+// AI call (whose traceparent goes to the model API), the store commit and the
+// publish to subscribers.
+//
+// The Tracer queues finished spans (at most `max_queue`; past it they are
+// dropped and counted, so a collector that is down or slow never slows a
+// step) and a background thread POSTs them in batches of up to `max_batch`,
+// at least once a second, to `endpoint` (e.g. http://collector:4318/v1/traces,
+// as Jaeger's and the OpenTelemetry Collector's OTLP/HTTP receivers take
+// them). A batch the collector refuses or cannot take in time is dropped and
+// counted. Written here rather than with opentelemetry-cpp, which Debian 12
+// does not package.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/json.h"
+#include "metrics/metrics.h"
+
+namespace persona::net {
+class HttpClient;
+}
+
+namespace persona::tracing {
+
+struct SpanContext {
+  std::array<uint8_t, 16> trace_id{};
+  std::array<uint8_t, 8> span_id{};
+  bool sampled = true;
+  bool valid() const;
+};
+
+// "00-<32 hex>-<16 hex>-<2 hex>"; nullopt unless well-formed (version 00,
+// lower-case hex, not all-zero ids).
+std::optional<SpanContext> ParseTraceparent(std::string_view header);
+std::string FormatTraceparent(const SpanContext& ctx);
+// A child of `parent` (a new trace when `parent` is invalid).
+SpanContext ChildOf(const SpanContext& parent);
+std::string Hex(const uint8_t* p, size_t n);
+
+struct Span {
+  SpanContext ctx;
+  std::array<uint8_t, 8> parent_span_id{};  // all zero: a root span
+  std::string name;
+  int kind = 1;  // OTLP SpanKind: 1 internal, 2 server, 3 client
+  uint64_t start_unix_ns = 0;
+  uint64_t end_unix_ns = 0;
+  std::vector<std::pair<std::string, json::value>> attributes;
+  bool error = false;
+};
+
+uint64_t NowUnixNs();
+
+struct TracerOptions {
+  std::string endpoint;  // full URL of the OTLP/HTTP traces endpoint
+  std::string service_name = "persona";
+  size_t max_queue = 4096;
+  size_t max_batch = 512;
+  int flush_ms = 1000;
+  int timeout_ms = 2000;  // per export
+};
+
+class Tracer {
+ public:
+  explicit Tracer(TracerOptions options);
+  ~Tracer();  // exports what is queued (within timeout_ms), then stops
+
+  // Never blocks: a full queue drops the span.
+  void Record(Span span);
+  // OTLP/HTTP JSON for `spans` (an ExportTraceServiceRequest).
+  std::string Encode(const std::vector<Span>& spans) const;
+
+ private:
+  void Run();
+  bool Export(const std::vector<Span>& batch);
+
+  const TracerOptions options_;
+  std::unique_ptr<net::HttpClient> http_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Span> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+  metrics::Counter* exported_;
+  metrics::Counter* dropped_;
+  metrics::Counter* failed_;
+};
+
+// The process's tracer, or null when tracing is off (the default). Set once
+// at start, before requests are served.
+Tracer* Global();
+void SetGlobal(Tracer* tracer);
+
+}  // namespace persona::tracing
