@@ -51,6 +51,7 @@ bench: build
 	./bench/run_postgres.sh
 	./bench/run_cluster.sh
 	./bench/run_ai.sh
+	./bench/run_tracing.sh
 	python3 bench/run_extraction.py
 
 # The crash test's long mode (not in CI): kill -9 after 100,000 acknowledged
