@@ -277,7 +277,7 @@ void HttpApi::Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) 
   const size_t q = target.find('?');
   call->path = target.substr(0, q);
   call->query = q == std::string::npos ? "" : target.substr(q + 1);
-  if (tracing::Global() != nullptr) {
+  if (tracing::Tracer* tracer = tracing::Global()) {
     // W3C Trace Context: the caller's span is the parent; a malformed header
     // starts a new trace.
     const auto header = call->req["traceparent"];
@@ -290,7 +290,7 @@ void HttpApi::Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) 
             {{"request_id", call->request_id}});
       }
     }
-    call->trace = tracing::ChildOf(call->parent);
+    call->trace = call->parent.valid() ? tracing::ChildOf(call->parent) : tracer->NewRoot();
     call->start_unix_ns = tracing::NowUnixNs();
   }
   Dispatch(std::move(call));

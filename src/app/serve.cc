@@ -329,8 +329,10 @@ int Serve(const ServeFlags& flags) {
     ~TracerGuard() { tracing::SetGlobal(nullptr); }
   } tracer_guard;
   if (!cfg->tracing.otlp_endpoint.empty()) {
-    tracer = std::make_unique<tracing::Tracer>(tracing::TracerOptions{
-        .endpoint = cfg->tracing.otlp_endpoint, .service_name = cfg->tracing.service_name});
+    tracer = std::make_unique<tracing::Tracer>(
+        tracing::TracerOptions{.endpoint = cfg->tracing.otlp_endpoint,
+                               .service_name = cfg->tracing.service_name,
+                               .sample_ratio = cfg->tracing.sample_ratio});
     tracing::SetGlobal(tracer.get());
     LogInfo("tracing on", {{"otlp_endpoint", cfg->tracing.otlp_endpoint}});
   }

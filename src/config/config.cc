@@ -301,6 +301,13 @@ const std::vector<Key>& Keys() {
            err = "must be an http:// or https:// URL (e.g. http://collector:4318/v1/traces)";
          return err;
        }},
+      {"tracing.sample_ratio", "1",
+       [](Config& c, const YAML::Node& n) {
+         std::string err = Decode(n, &c.tracing.sample_ratio, "a number");
+         if (err.empty() && (c.tracing.sample_ratio < 0 || c.tracing.sample_ratio > 1))
+           err = "must be between 0 and 1";
+         return err;
+       }},
       {"tracing.service_name", "persona",
        StrAt([](Config& c) { return &c.tracing.service_name; })},
   };

@@ -175,6 +175,9 @@ struct Config {
   struct Tracing {
     std::string otlp_endpoint;
     std::string service_name = "persona";
+    // The share of new traces recorded (a caller's traceparent decides for
+    // its own: its sampled flag).
+    double sample_ratio = 1.0;
   } tracing;
 
   // PERSONA_* environment variables that name no key (ignored, not fatal:

@@ -498,7 +498,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
       std::move(next), std::move(events), std::move(reply));
   const bool applying_op = applying.has_value();
   // Tracing: the durable commit and the publish are children of the request.
-  tracing::Tracer* tracer = trace.valid() ? tracing::Global() : nullptr;
+  tracing::Tracer* tracer = trace.valid() && trace.sampled ? tracing::Global() : nullptr;
   const uint64_t commit_start = tracer ? tracing::NowUnixNs() : 0;
   const size_t appended = std::get<1>(*shared).size();
   store_->Append(std::move(req), [this, a, release = std::move(release), shared, applying_op,

@@ -136,6 +136,15 @@ Tracer::~Tracer() {
   thread_.join();
 }
 
+SpanContext Tracer::NewRoot() const {
+  SpanContext c = ChildOf(SpanContext{});
+  if (options_.sample_ratio < 1) {
+    thread_local std::mt19937_64 rng(std::random_device{}());
+    c.sampled = std::uniform_real_distribution<double>(0, 1)(rng) < options_.sample_ratio;
+  }
+  return c;
+}
+
 void Tracer::Record(Span span) {
   if (!span.ctx.sampled) return;
   {

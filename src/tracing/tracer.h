@@ -74,7 +74,8 @@ struct TracerOptions {
   size_t max_queue = 4096;
   size_t max_batch = 512;
   int flush_ms = 1000;
-  int timeout_ms = 2000;  // per export
+  int timeout_ms = 2000;      // per export
+  double sample_ratio = 1.0;  // of new traces (a parent's flag decides for its trace)
 };
 
 class Tracer {
@@ -82,8 +83,10 @@ class Tracer {
   explicit Tracer(TracerOptions options);
   ~Tracer();  // exports what is queued (within timeout_ms), then stops
 
-  // Never blocks: a full queue drops the span.
+  // Never blocks: a full queue drops the span. Unsampled spans are ignored.
   void Record(Span span);
+  // A new trace's context, sampled with probability sample_ratio.
+  SpanContext NewRoot() const;
   // OTLP/HTTP JSON for `spans` (an ExportTraceServiceRequest).
   std::string Encode(const std::vector<Span>& spans) const;
 

@@ -122,6 +122,25 @@ class TracingTest(unittest.TestCase):
         self.assertEqual(headers.get("traceparent"),
                          "00-%s-%s-01" % (TRACE, mine["ai.respond"]["spanId"]))
 
+    def test_an_unsampled_parent_records_nothing_but_is_propagated(self):
+        sid = self.start(self.rx.url)
+        other = "5" * 32
+        st, h, r = self.s.request("POST", "/v1/sessions/%s/messages" % sid, {"text": "hello"},
+                                  headers={"traceparent": "00-%s-%s-00" % (other, PARENT)})
+        self.assertEqual(st, 200, r)
+        self.assertTrue(h["traceparent"].startswith("00-%s-" % other))
+        self.assertTrue(h["traceparent"].endswith("-00"))
+        headers, _ = self.fake.requests[-1]
+        self.assertTrue(headers.get("traceparent", "").startswith("00-%s-" % other))
+        self.assertTrue(headers["traceparent"].endswith("-00"))
+        # A sampled request after it is exported, the unsampled one never.
+        st, _, _ = self.s.request("POST", "/v1/sessions/%s/messages" % sid, {"text": "again"},
+                                  headers={"traceparent": "00-%s-%s-01" % (TRACE, PARENT)})
+        self.assertTrue(self.rx.wait_for(lambda s: s["traceId"] == TRACE))
+        time.sleep(1.2)
+        with self.rx.lock:
+            self.assertFalse([s for s in self.rx.spans if s["traceId"] == other])
+
     def test_a_malformed_traceparent_starts_a_new_trace(self):
         sid = self.start(self.rx.url)
         for bad in ("garbage", "00-%s-%s-01" % (TRACE.upper(), PARENT), "ff-" + TRACE + "-x"):
