@@ -212,8 +212,10 @@ net::Response HttpApi::Refusal(http::status status, std::string_view detail) {
 
 void HttpApi::Finish(const std::shared_ptr<Call>& call, net::Response res) {
   res.set("X-Request-Id", call->request_id);
-  if (tracing::Tracer* tracer = tracing::Global(); tracer && call->trace.valid()) {
+  if (call->trace.valid() && tracing::Global() != nullptr)
     res.set("traceparent", tracing::FormatTraceparent(call->trace));
+  if (tracing::Tracer* tracer = tracing::Global();
+      tracer && call->trace.sampled && call->trace.valid()) {
     tracing::Span span;
     span.ctx = call->trace;
     span.parent_span_id = call->parent.span_id;

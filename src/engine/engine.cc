@@ -699,11 +699,12 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
         ai_req.user_id = s.meta.user_id;
         ai_req.priority = req.priority;
         tracing::SpanContext ai_trace;
-        const uint64_t ai_start_ns =
-            req.trace.valid() && tracing::Global() ? tracing::NowUnixNs() : 0;
-        if (ai_start_ns) {
+        uint64_t ai_start_ns = 0;  // set when this step's spans are recorded
+        if (req.trace.valid() && tracing::Global()) {
+          // The model call carries the context, sampled or not.
           ai_trace = tracing::ChildOf(req.trace);
           ai_req.traceparent = tracing::FormatTraceparent(ai_trace);
+          if (ai_trace.sampled) ai_start_ns = tracing::NowUnixNs();
         }
         ai_req.on_token = std::move(req.on_token);
         ai_calls_->Inc();
