@@ -7,6 +7,10 @@
 #   (b) open loop: 10,000 users × one step per 2 s (5,000 steps/s offered),
 #       p50/p99 from the scheduled time, errors
 #   (c) profile read: closed loop, 64 connections, GET …/profile
+#   (e) the references (persona_ref_server): a bare Boost.Beast server on the
+#       same threads and load answering a small fixed JSON, and the same with
+#       one synced RocksDB WriteBatch per batch of pending requests → persona's
+#       steps/s as a ratio to each (the limit this machine allows)
 #   (d) redis-benchmark -t set,get -d SIZE -r 10000 -c 64 (no pipelining), SIZE
 #       the size of the profile body persona returned in the same run, so each
 #       GET reads a value of that size (with -t get alone every key is missing
@@ -26,6 +30,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PERSONA_BIN=${PERSONA_BIN:-$ROOT/build/src/persona}
 LOADGEN_BIN=${LOADGEN_BIN:-$ROOT/build/bench/persona_loadgen}
+REF_BIN=${REF_BIN:-$ROOT/build/bench/persona_ref_server}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
@@ -174,6 +179,23 @@ run_redis() {  # run_redis NAME SIZE → $WORK/NAME/redis.csv
   wait "$pid" 2>/dev/null || true
 }
 
+run_ref() {  # run_ref NAME MODE → $WORK/NAME/ref_MODE.json
+  local name=$1 mode=$2 port pid
+  [[ -x $REF_BIN ]] || { log "no $REF_BIN: skipping the reference servers"; return; }
+  port=$(free_port)
+  mkdir -p "$WORK/$name/ref_$mode"
+  "$REF_BIN" --port "$port" --mode "$mode" --data "$WORK/$name/ref_$mode/data" \
+    >"$WORK/$name/ref_$mode/log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 100); do grep -q listening "$WORK/$name/ref_$mode/log" 2>/dev/null && break; sleep 0.05; done
+  loadgen "$WORK/$name/ref_$mode.json" closed --url "http://127.0.0.1:$port" \
+    --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" \
+    --sessions-per-conn "$SESSIONS_PER_CONN" --threads "$LOADGEN_THREADS" --mode step
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- runs
 
 START_TS=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -207,6 +229,10 @@ for i in $(seq "$RUNS"); do
   stop_persona "$name"
   log "run $i/$RUNS: (d) redis-benchmark -t set,get -d $PROFILE_BYTES -r 10000 -c $CONNECTIONS -n $REDIS_REQUESTS"
   run_redis "$name" "$PROFILE_BYTES"
+  log "run $i/$RUNS: (e) reference servers: bare Beast, then with a durable write"
+  run_ref "$name" plain
+  run_ref "$name" durable
+  log "run $i/$RUNS: refs $(head -c 120 "$WORK/$name/ref_plain.json" 2>/dev/null) / $(head -c 120 "$WORK/$name/ref_durable.json" 2>/dev/null)"
   log "run $i/$RUNS: redis $(tr '\n' ' ' <"$WORK/$name/redis.csv" 2>/dev/null | head -c 200)"
 done
 
@@ -268,6 +294,7 @@ for i in range(1, runs + 1):
     except Exception:
         pass
     rr = redis_rps(f"{d}/redis.csv")
+    ref_plain, ref_durable = load(f"{d}/ref_plain.json"), load(f"{d}/ref_durable.json")
     try:
         size = int(open(f"{d}/profile_bytes").read().strip())
     except Exception:
@@ -275,6 +302,9 @@ for i in range(1, runs + 1):
     pr = prof.get("rps")
     per_run.append({
         "step": step, "profile": prof, "redis_get_rps": rr, "redis_value_bytes": size,
+        "ref_plain_steps_per_s": ref_plain.get("rps"), "ref_durable_steps_per_s": ref_durable.get("rps"),
+        "vs_ref_plain": (step.get("rps") / ref_plain["rps"]) if step.get("rps") and ref_plain.get("rps") else None,
+        "vs_ref_durable": (step.get("rps") / ref_durable["rps"]) if step.get("rps") and ref_durable.get("rps") else None,
         "metrics_before": mb, "metrics_after": ma,
         "steps_per_fsync_window": step.get("appends_per_fsync"),
         "steps_per_fsync_whole_phase": whole,
@@ -305,6 +335,10 @@ m = {
                                for r in per_run] or [0]),
     "redis_get_per_s": med([r["redis_get_rps"] for r in per_run]),
     "redis_value_bytes": med([r["redis_value_bytes"] for r in per_run]),
+    "ref_plain_steps_per_s": med([r["ref_plain_steps_per_s"] for r in per_run]),
+    "ref_durable_steps_per_s": med([r["ref_durable_steps_per_s"] for r in per_run]),
+    "vs_ref_plain_ratio": med([r["vs_ref_plain"] for r in per_run]),
+    "vs_ref_durable_ratio": med([r["vs_ref_durable"] for r in per_run]),
     "profile_vs_redis_ratio": med([r["profile_vs_redis"] for r in per_run]),
     "open_p50_ms": openr.get("p50_ms"),
     "open_p99_ms": openr.get("p99_ms"),
@@ -329,6 +363,7 @@ targets = [
     ("open_errors", "open loop: errors", "<=", 0),
     ("steps_per_fsync", "steps per fsync at saturation", ">=", 20),
     ("profile_vs_redis_ratio", "profile GET / redis GET of the same size (64 conns)", ">=", 0.8),
+    ("vs_ref_plain_ratio", "steps/s / the bare Beast server's (same load, same run)", ">=", 0.35),
 ]
 target_rows = [{"figure": label, "key": k, "value": m.get(k), "target": f"{op} {t}", "pass": check(m.get(k), op, t)}
                for k, label, op, t in targets]
@@ -416,6 +451,10 @@ print(f"| **median** | **{f(m['saturation_steps_per_s'])}** | {f(m['saturation_e
       f"**{f(m['redis_get_per_s'])}** | **{f(m['profile_vs_redis_ratio'], 3)}** |")
 print()
 o = openr
+print(f"References (same load): bare Beast {f(m['ref_plain_steps_per_s'])} steps/s, with a durable "
+      f"write {f(m['ref_durable_steps_per_s'])}; persona / bare = {f(m['vs_ref_plain_ratio'], 3)}, "
+      f"persona / durable = {f(m['vs_ref_durable_ratio'], 3)}")
+print()
 print(f"Open loop: {os.environ['OPEN_USERS']} users × {os.environ['OPEN_RATE']} steps/s "
       f"({f(o.get('offered_rps'))} offered, {o.get('arrival', '?')}), pool {o.get('connections', '?')}: "
       f"answered {f(o.get('throughput_rps'))}/s in the window, p50 {f(o.get('p50_ms'), 2)} ms, p90 {f(o.get('p90_ms'), 2)} ms, "

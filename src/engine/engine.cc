@@ -505,12 +505,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
                                   tracer, trace, commit_start, appended,
                                   done = std::move(done)](Status st) mutable {
     if (tracer) {
-      tracing::Span span;
-      span.ctx = tracing::ChildOf(trace);
-      span.parent_span_id = trace.span_id;
-      span.name = "store.commit";
-      span.start_unix_ns = commit_start;
-      span.end_unix_ns = tracing::NowUnixNs();
+      tracing::Span span = tracing::ChildSpan(trace, "store.commit", commit_start);
       span.attributes = {{"persona.session_id", json::value(a->id)},
                          {"persona.events", json::value(static_cast<int64_t>(appended))}};
       span.error = !st.ok();
@@ -543,12 +538,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
       const uint64_t publish_start = tracer ? tracing::NowUnixNs() : 0;
       Publish(*a->state, events);
       if (tracer) {
-        tracing::Span span;
-        span.ctx = tracing::ChildOf(trace);
-        span.parent_span_id = trace.span_id;
-        span.name = "bus.publish";
-        span.start_unix_ns = publish_start;
-        span.end_unix_ns = tracing::NowUnixNs();
+        tracing::Span span = tracing::ChildSpan(trace, "bus.publish", publish_start);
         span.attributes = {{"persona.session_id", json::value(a->id)}};
         tracer->Record(std::move(span));
       }

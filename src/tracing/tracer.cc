@@ -115,6 +115,16 @@ uint64_t NowUnixNs() {
                                    .count());
 }
 
+Span ChildSpan(const SpanContext& parent, std::string name, uint64_t start_unix_ns) {
+  Span span;
+  span.ctx = ChildOf(parent);
+  span.parent_span_id = parent.span_id;
+  span.name = std::move(name);
+  span.start_unix_ns = start_unix_ns;
+  span.end_unix_ns = NowUnixNs();
+  return span;
+}
+
 Tracer::Tracer(TracerOptions options)
     : options_(std::move(options)), http_(std::make_unique<net::HttpClient>()) {
   auto& reg = metrics::Default();

@@ -68,6 +68,9 @@ struct Span {
 
 uint64_t NowUnixNs();
 
+// A finished span, child of `parent`, from `start_unix_ns` until now.
+Span ChildSpan(const SpanContext& parent, std::string name, uint64_t start_unix_ns);
+
 struct TracerOptions {
   std::string endpoint;  // full URL of the OTLP/HTTP traces endpoint
   std::string service_name = "persona";
