@@ -14,13 +14,20 @@ namespace persona::flags {
 namespace {
 
 // Replaces every {"$ref": "name"} in `rule` by $evaluators' rule.
+// At most this many nodes in a flag's targeting once $refs are expanded: a
+// chain of evaluators that each use the next several times grows
+// exponentially from a small file.
+constexpr size_t kMaxRuleNodes = 100000;
+
 StatusOr<json::value> ResolveRefs(const json::value& rule, const json::object& evaluators,
-                                  int depth) {
+                                  int depth, size_t* nodes) {
   if (depth > kMaxDepth) return absl::InvalidArgumentError("targeting nested too deep");
+  if (++*nodes > kMaxRuleNodes)
+    return absl::InvalidArgumentError("targeting grows past 100,000 nodes once $refs are expanded");
   if (rule.is_array()) {
     json::array out;
     for (const auto& r : rule.get_array()) {
-      auto v = ResolveRefs(r, evaluators, depth + 1);
+      auto v = ResolveRefs(r, evaluators, depth + 1, nodes);
       if (!v.ok()) return v.status();
       out.push_back(std::move(*v));
     }
@@ -35,11 +42,11 @@ StatusOr<json::value> ResolveRefs(const json::value& rule, const json::object& e
     if (it == evaluators.end())
       return absl::InvalidArgumentError("$ref '" + std::string(name.get_string()) +
                                         "' is not in $evaluators");
-    return ResolveRefs(it->value(), evaluators, depth + 1);
+    return ResolveRefs(it->value(), evaluators, depth + 1, nodes);
   }
   json::object out;
   for (const auto& [k, v] : o) {
-    auto r = ResolveRefs(v, evaluators, depth + 1);
+    auto r = ResolveRefs(v, evaluators, depth + 1, nodes);
     if (!r.ok()) return r.status();
     out[k] = std::move(*r);
   }
@@ -116,7 +123,8 @@ StatusOr<std::shared_ptr<const FlagSet>> FlagSet::Parse(std::string_view text) {
     if (const json::value* t = d.if_contains("targeting")) {
       if (!t->is_object()) return bad("'targeting' must be a JsonLogic object");
       if (!t->get_object().empty()) {
-        auto resolved = ResolveRefs(*t, evaluators, 0);
+        size_t nodes = 0;
+        auto resolved = ResolveRefs(*t, evaluators, 0, &nodes);
         if (!resolved.ok()) return bad(std::string(resolved.status().message()));
         f.targeting = std::move(*resolved);
       }

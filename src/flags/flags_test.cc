@@ -276,6 +276,23 @@ TEST(FlagSetTest, BadFilesAreRefusedWithTheFlagNamed) {
   }
 }
 
+TEST(FlagSetTest, EvaluatorsThatExpandExponentiallyAreRefused) {
+  // e0 uses e1 ten times, e1 uses e2 ten times, …: 10^12 nodes from a small file.
+  std::string evaluators;
+  for (int i = 0; i < 12; ++i) {
+    std::string uses;
+    for (int k = 0; k < 10; ++k)
+      uses += std::string(k ? "," : "") + R"({"$ref": "e)" + std::to_string(i + 1) + "\"}";
+    evaluators += R"(")" + ("e" + std::to_string(i)) + R"(": {"or": [)" + uses + "]},";
+  }
+  evaluators += R"("e12": true)";
+  auto s =
+      FlagSet::Parse(R"({"$evaluators": {)" + evaluators + R"(}, "flags": {"f": {"state": "ENABLED",
+      "variants": {"a": 1}, "defaultVariant": "a", "targeting": {"$ref": "e0"}}}})");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("100,000 nodes"), std::string::npos) << s.status();
+}
+
 TEST(FlagFileTest, ReloadsAGoodFileAndKeepsTheLastOnABadOne) {
   char dir[] = "/tmp/persona-flags-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);

@@ -117,6 +117,12 @@ std::string ToText(const json::value& v) {
   return json::serialize(v);
 }
 
+// A double as an int64, for indexes: NaN and out-of-range values clamped.
+int64_t ToIndex(double d) {
+  if (!std::isfinite(d)) return 0;
+  return static_cast<int64_t>(std::clamp(d, -9e15, 9e15));
+}
+
 json::value Number(double d) {
   if (d == std::floor(d) && std::abs(d) < 9e15) return json::value(static_cast<int64_t>(d));
   return json::value(d);
@@ -270,12 +276,12 @@ class Evaluator {
     }
     if (op == "substr") {
       const std::string s = ToText(arg(0));
-      int64_t from = static_cast<int64_t>(ToNumber(arg(1)));
+      int64_t from = ToIndex(ToNumber(arg(1)));
       if (from < 0) from = std::max<int64_t>(0, static_cast<int64_t>(s.size()) + from);
       if (from > static_cast<int64_t>(s.size())) return json::value("");
       std::string out = s.substr(static_cast<size_t>(from));
       if (v.size() > 2) {
-        int64_t len = static_cast<int64_t>(ToNumber(arg(2)));
+        int64_t len = ToIndex(ToNumber(arg(2)));
         if (len < 0) len = std::max<int64_t>(0, static_cast<int64_t>(out.size()) + len);
         out = out.substr(0, static_cast<size_t>(len));
       }
@@ -388,9 +394,9 @@ class Evaluator {
       if (d.size() > 1 && !d[1].is_null()) {
         if (!d[1].is_number()) return json::value(nullptr);
         const double w = d[1].to_number<double>();
-        if (w != std::floor(w) || w > static_cast<double>(kMaxWeightSum))
+        if (!std::isfinite(w) || w != std::floor(w) || w > static_cast<double>(kMaxWeightSum))
           return json::value(nullptr);
-        weight = std::max<int64_t>(0, static_cast<int64_t>(w));
+        weight = w < 0 ? 0 : static_cast<int64_t>(w);
       }
       total += weight;
       if (total > kMaxWeightSum) return json::value(nullptr);

@@ -210,7 +210,8 @@ bool Tracer::Export(const std::vector<Span>& batch) {
   if (!ok) {
     static std::atomic<int64_t> last_log{0};
     const int64_t now = static_cast<int64_t>(NowUnixNs() / 1000000000);
-    if (now - last_log.exchange(now) >= 60)
+    int64_t prev = last_log.load();
+    if (now - prev >= 60 && last_log.compare_exchange_strong(prev, now))
       LogWarn("tracing: the collector did not take a batch of spans; they are dropped",
               {{"endpoint", options_.endpoint},
                {"error",

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <queue>
 #include <unordered_set>
 
 #include "absl/strings/str_split.h"
 #include "ai/builtin/cities.h"
 #include "ai/cache/response_cache.h"
+#include "core/logging.h"
 
 namespace persona::ai {
 namespace {
@@ -223,7 +225,13 @@ std::optional<SemanticCache::Hit> SemanticCache::Get(const Query& q) {
   Partition& p = *pit->second;
   const size_t live = p.entries.size();
   if (live == 0) return std::nullopt;
-  auto found = p.index->searchKnn(q.vec.data(), std::min(kCandidates, live));
+  std::priority_queue<std::pair<float, size_t>> found;
+  try {
+    found = p.index->searchKnn(q.vec.data(), std::min(kCandidates, live));
+  } catch (const std::exception& e) {
+    LogWarn("semantic cache: a lookup failed", {{"error", e.what()}});
+    return std::nullopt;
+  }
   // searchKnn gives the farthest first.
   std::vector<std::pair<float, size_t>> near;
   while (!found.empty()) {
@@ -231,19 +239,25 @@ std::optional<SemanticCache::Hit> SemanticCache::Get(const Query& q) {
     found.pop();
   }
   const int64_t now = Now();
-  for (auto it = near.rbegin(); it != near.rend(); ++it) {
+  std::vector<List::iterator> expired;
+  std::optional<Hit> hit;
+  for (auto it = near.rbegin(); it != near.rend() && !hit; ++it) {
     const double similarity = 1.0 - it->first;  // InnerProductSpace: 1 - dot
     if (similarity < options_.threshold) break;
     auto e = p.entries.find(it->second);
     if (e == p.entries.end()) continue;
     List::iterator entry = e->second;
     if (entry->user_id != q.user_id) continue;  // the partition names the user; belt and braces
-    if (entry->expires_ms <= now) continue;
+    if (entry->expires_ms <= now) {
+      expired.push_back(entry);  // removed below: it would keep taking a candidate's place
+      continue;
+    }
     if (!SameMeaning(q.markers, entry->markers)) continue;
     lru_.splice(lru_.begin(), lru_, entry);
-    return Hit{entry->reply, similarity};
+    hit = Hit{entry->reply, similarity};
   }
-  return std::nullopt;
+  for (List::iterator e : expired) Remove(e);  // may drop the partition: `p` is not used after
+  return hit;
 }
 
 void SemanticCache::Put(const Query& q, const AiReply& reply) {
@@ -261,26 +275,39 @@ void SemanticCache::Put(const Query& q, const AiReply& reply) {
   auto& again = partitions_[q.partition];
   if (!again) again = std::make_unique<Partition>();
   Partition& part = *again;
-  if (!part.index || part.entries.size() + part.deleted >= part.capacity) {
-    if (part.index && part.deleted > part.entries.size()) {
-      Rebuild(part);
-    }
+  try {  // hnswlib throws when it cannot allocate: then this answer is not kept
     if (!part.index || part.entries.size() + part.deleted >= part.capacity) {
-      const size_t cap = std::max<size_t>(8, part.capacity * 2);
-      if (!part.index) {
-        part.index = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), cap, kM,
-                                                                       kEfConstruction);
-        part.index->setEf(kEf);
-      } else {
-        part.index->resizeIndex(cap);
+      if (part.index && part.deleted > part.entries.size()) {
+        Rebuild(part);
       }
-      part.capacity = cap;
+      if (!part.index || part.entries.size() + part.deleted >= part.capacity) {
+        const size_t cap = std::max<size_t>(8, part.capacity * 2);
+        if (!part.index) {
+          part.index = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), cap, kM,
+                                                                         kEfConstruction);
+          part.index->setEf(kEf);
+        } else {
+          part.index->resizeIndex(cap);
+        }
+        part.capacity = cap;
+      }
     }
+  } catch (const std::exception& e) {
+    LogWarn("semantic cache: an index could not grow", {{"error", e.what()}});
+    if (part.entries.empty()) partitions_.erase(q.partition);
+    return;
   }
   const size_t label = next_label_++;
+  // hnswlib throws on failure (out of memory): then the entry is not kept,
+  // and nothing refers to it.
+  try {
+    part.index->addPoint(q.vec.data(), label);
+  } catch (const std::exception& e) {
+    LogWarn("semantic cache: an answer could not be indexed", {{"error", e.what()}});
+    return;
+  }
   lru_.push_front(
       Entry{q.partition, q.user_id, label, q.vec, q.markers, reply, Now() + options_.ttl_s * 1000});
-  part.index->addPoint(q.vec.data(), label);
   part.entries.emplace(label, lru_.begin());
   by_user_[q.user_id].insert(q.partition);
 }
@@ -308,8 +335,12 @@ void SemanticCache::Remove(List::iterator it) {
         if (u->second.empty()) by_user_.erase(u);
       }
     } else {
-      p.index->markDelete(it->label);
-      ++p.deleted;
+      try {
+        p.index->markDelete(it->label);
+        ++p.deleted;
+      } catch (const std::exception&) {
+        // Not in the index: nothing to mark.
+      }
     }
   }
   lru_.erase(it);

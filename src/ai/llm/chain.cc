@@ -1,5 +1,6 @@
 #include "ai/llm/chain.h"
 
+#include <algorithm>
 #include <random>
 
 #include "core/logging.h"
@@ -91,7 +92,7 @@ struct ProviderChain::Run : std::enable_shared_from_this<Run> {
         if (max_cost > 0) {
           hold = chain->budget_->Reserve(req.user_id, max_cost);
           if (!hold) {
-            chain->Record(i, true);  // not the provider's fault: release a half-open trial
+            chain->Release(i);  // not the provider's fault, nor a success: no call was made
             chain->calls_skipped_[i]->Inc();
             fallbacks.push_back(pname + ": budget exhausted");
             ++index;
@@ -279,6 +280,12 @@ void ProviderChain::Record(size_t i, bool ok) {
   }
 }
 
+void ProviderChain::Release(size_t i) {
+  Breaker& b = *breakers_[i];
+  std::lock_guard<std::mutex> l(b.mu);
+  b.trial = false;
+}
+
 bool ProviderChain::BreakerOpen(size_t i) const {
   Breaker& b = *breakers_[i];
   std::lock_guard<std::mutex> l(b.mu);
@@ -302,11 +309,15 @@ std::shared_ptr<Call> ProviderChain::Respond(AiRequest req, Callback done) {
     downgrades_->Inc();
   }
   // A canary (a flag's prefer_provider): that entry first, the rest in order.
-  for (size_t i = 0; i < entries_.size(); ++i)
-    if (!req.prefer_provider.empty() && entries_[i].provider->name() == req.prefer_provider)
+  for (size_t i = 0; i < entries_.size() && !req.prefer_provider.empty(); ++i) {
+    if (entries_[i].provider->name() == req.prefer_provider) {
       run->order.push_back(i);
+      break;  // the first of that name (names need not be unique)
+    }
+  }
   for (size_t i = 0; i < entries_.size(); ++i)
-    if (run->order.empty() || run->order[0] != i) run->order.push_back(i);
+    if (std::find(run->order.begin(), run->order.end(), i) == run->order.end())
+      run->order.push_back(i);
   run->req = std::move(req);
   run->done = std::move(done);
   auto handle = std::make_shared<RunHandle>(run);

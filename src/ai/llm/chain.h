@@ -81,6 +81,9 @@ class ProviderChain final : public Provider {
 
   // Whether a call to entry `i` may start now (breaker closed or half-open).
   bool Admit(size_t i);
+  // Ends a half-open trial that made no call (a budget refusal): neither a
+  // success nor a failure of the provider.
+  void Release(size_t i);
   void Record(size_t i, bool ok);
 
   std::string name_ = "chain";

@@ -339,6 +339,47 @@ TEST(BudgetLedgerTest, NearCountsReservationsAndReadsTheSharedTotal) {
   EXPECT_TRUE(down.Near("u", 0.8));  // unreadable: assume the worst
 }
 
+TEST(LlmChainTest, ABudgetRefusalNeitherResetsNorClosesTheBreaker) {
+  Scheduler sched;
+  auto a = std::make_shared<ScriptedProvider>("a");
+  a->fallback_step.status = absl::InvalidArgumentError("down");
+  a->max_cost = 0.01;
+  BudgetLedger budget(1.0, [](const std::string& u) -> StatusOr<double> {
+    return u == "broke" ? 1.0 : 0.0;  // "broke" has spent the whole budget
+  });
+  ChainOptions o;
+  o.breaker_failures = 3;
+  o.breaker_cooldown_ms = 60000;
+  ProviderChain chain({{a, 500, 0}}, std::make_shared<BuiltinProvider>("rules"), o, &sched,
+                      &budget);
+  AiRequest req = Req(), broke = Req();
+  broke.user_id = "broke";
+  for (const AiRequest* r : {&req, &req, &broke, &req}) {
+    // broke's step is refused by the budget: no call, no verdict on the provider.
+    EXPECT_TRUE(Ask(chain, *r).ok());
+  }
+  EXPECT_EQ(a->calls.load(), 3);
+  EXPECT_TRUE(chain.BreakerOpen(0));  // three failures in a row, not two
+}
+
+TEST(LlmChainTest, APreferredProviderIsTriedFirstOnceEvenWithARepeatedName) {
+  Scheduler sched;
+  auto first = std::make_shared<ScriptedProvider>("openai");
+  auto second = std::make_shared<ScriptedProvider>("openai");
+  auto last = std::make_shared<ScriptedProvider>("bedrock");
+  first->fallback_step.status = absl::InvalidArgumentError("x");
+  second->fallback_step.status = absl::InvalidArgumentError("y");
+  ProviderChain chain({{first, 500, 0}, {second, 500, 0}, {last, 500, 0}},
+                      std::make_shared<BuiltinProvider>("rules"), {}, &sched, nullptr);
+  AiRequest req = Req();
+  req.prefer_provider = "openai";
+  auto r = Ask(chain, req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->text, "from bedrock");  // every entry tried once, the last one too
+  EXPECT_EQ(first->calls.load(), 1);
+  EXPECT_EQ(second->calls.load(), 1);
+}
+
 int64_t ledger_ms = 0;
 int64_t LedgerNow() { return ledger_ms; }
 
