@@ -67,6 +67,10 @@ struct AiRequest {
   bool use_gate = true;
   bool use_cache = true;
   std::string prefer_provider;
+  // The intent gate model's top label for `text` and its confidence, when a
+  // layer above already classified it (the semantic cache); "" if not.
+  std::string top_intent;
+  double top_intent_confidence = 0;
   // W3C traceparent for the model call (tracing on), "" otherwise.
   std::string traceparent;
   // The whole step's AI budget: no provider call outlives it.

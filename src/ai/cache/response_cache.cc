@@ -156,6 +156,10 @@ std::shared_ptr<Call> CachingProvider::Respond(AiRequest req, Callback done) {
     misses_->Inc();
   }
   if (semantic_ && !query && !key.empty()) query = semantic_->Prepare(req);
+  if (query && !query->partition.empty()) {  // the gate below need not classify it again
+    req.top_intent = query->top.name;
+    req.top_intent_confidence = query->top.confidence;
+  }
   const std::string user = req.user_id;
   return next_->Respond(std::move(req), [this, key, user, query = std::move(query),
                                          done = std::move(done)](StatusOr<AiReply> r) {

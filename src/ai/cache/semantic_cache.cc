@@ -174,6 +174,10 @@ int64_t SemanticCache::Now() const {
 }
 
 MeaningMarkers SemanticCache::Mark(std::string_view text) const {
+  return Mark(text, gate_->Top(text));
+}
+
+MeaningMarkers SemanticCache::Mark(std::string_view text, const Intent& top) const {
   MeaningMarkers m;
   const std::string norm = IntentGate::Normalise(text.substr(0, 2000));
   for (absl::string_view piece : absl::StrSplit(norm, ' ', absl::SkipEmpty())) {
@@ -196,7 +200,6 @@ MeaningMarkers SemanticCache::Mark(std::string_view text) const {
       m.rare.insert(tok);
     }
   }
-  const Intent top = gate_->Top(text);
   m.intent = top.confidence >= options_.min_intent_confidence ? top.name : "oos";
   return m;
 }
@@ -207,7 +210,8 @@ SemanticCache::Query SemanticCache::Prepare(std::string partition, std::string u
   q.partition = std::move(partition);
   q.user_id = std::move(user_id);
   q.vec = gate_->Embed(text);
-  q.markers = Mark(text);
+  q.top = gate_->Top(text);
+  q.markers = Mark(text, q.top);
   return q;
 }
 

@@ -86,10 +86,12 @@ class SemanticCache {
     std::string user_id;
     std::vector<float> vec;
     MeaningMarkers markers;
+    Intent top;  // the gate model's top label (markers.intent is it, or "oos")
   };
   Query Prepare(const AiRequest& req) const;
   Query Prepare(std::string partition, std::string user_id, std::string_view text) const;
   MeaningMarkers Mark(std::string_view text) const;
+  MeaningMarkers Mark(std::string_view text, const Intent& top) const;
 
   struct Hit {
     AiReply reply;

@@ -108,10 +108,11 @@ int64_t IntentGate::Count(const std::string& word) const {
   return counts_[static_cast<size_t>(id)];
 }
 
-Intent IntentGate::Classify(std::string_view text) const {
-  Intent out = Top(text);
-  if (out.confidence < threshold_) out.name = "oos";
-  return out;
+Intent IntentGate::Classify(std::string_view text) const { return Classify(Top(text)); }
+
+Intent IntentGate::Classify(Intent top) const {
+  if (top.confidence < threshold_) top.name = "oos";
+  return top;
 }
 
 bool AnsweredLocally(std::string_view intent) {
@@ -200,7 +201,10 @@ GateProvider::GateProvider(const IntentGate* gate, Provider* next, BuiltinProvid
 std::shared_ptr<Call> GateProvider::Respond(AiRequest req, Callback done) {
   if (!req.use_gate) return next_->Respond(std::move(req), std::move(done));  // a flag
   const auto t0 = std::chrono::steady_clock::now();
-  const Intent intent = gate_->Classify(req.text);
+  // The semantic cache above may have classified the message already.
+  const Intent intent = req.top_intent.empty()
+                            ? gate_->Classify(req.text)
+                            : gate_->Classify(Intent{req.top_intent, req.top_intent_confidence});
   seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   // Only normal priority is answered here (SPEC §12: low tries the cache and
   // cheap models, high the primary); every priority gets the intent.

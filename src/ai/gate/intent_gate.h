@@ -49,6 +49,8 @@ class IntentGate {
   // The most likely intent; "oos" (with the top label's confidence) when
   // that is below the threshold.
   Intent Classify(std::string_view text) const;
+  // The same for a top label already computed (Top()).
+  Intent Classify(Intent top) const;
   // The most likely label and its confidence, whatever the threshold.
   Intent Top(std::string_view text) const;
   double threshold() const { return threshold_; }
