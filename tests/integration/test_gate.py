@@ -32,7 +32,10 @@ class GateTest(unittest.TestCase):
         sid = self.session()
         st, body = step(self.s, sid, "My name is Alice and I live in Seoul")
         self.assertEqual(st, 200, body)
-        self.assertNotEqual(body["source"], "gate")  # a fact: not small talk
+        # Facts the rules read, no question: the built-in engine's answer.
+        self.assertEqual((body["source"], body["intent"]["name"]), ("gate", "persona.tell_fact"))
+        st, body = step(self.s, sid, "My name is Alice, can you tell me a joke?")
+        self.assertNotEqual(body["source"], "gate")  # it also asks something
         self.assertIn("intent", body)
         for text, intent, says in [
                 ("thank you so much", "thank_you", "welcome"),

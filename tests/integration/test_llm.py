@@ -495,6 +495,26 @@ class CostRouterTest(unittest.TestCase):
         _, _, u2 = s.request("GET", "/v1/users/carol/usage")
         self.assertEqual(u2, u)
 
+    def test_an_introduction_the_rules_can_read_is_answered_without_a_model(self):
+        s = self.persona(["--set", "ai.gate.enabled=true"])
+        sid = new_session(s, "fiona")
+        # Facts the built-in rules read, and no question: the gate answers.
+        for text in ["I'm Maya and I'm 34", "I work as a nurse in Lisbon",
+                     "저는 김민수이고 서울에 살아요"]:
+            b = self.send(s, sid, text)
+            self.assertEqual(b["source"], "gate", (text, b))
+            self.assertIn(b["intent"]["name"], ("persona.tell_fact", "oos"), (text, b))
+            self.assertEqual(self.who((self.big.calls(), self.small.calls())), "none")
+        _, _, prof = s.request("GET", "/v1/sessions/%s/profile" % sid)
+        self.assertEqual((prof["profile"]["age"], prof["profile"]["city"]), (34, "Seoul"), prof)
+        # A fact with a question, or one the rules cannot read: a model answers.
+        self.assertEqual(self.ask(s, sid, "I'm Maya, what should I cook tonight?"),
+                         ("llm", "big"))
+        self.assertEqual(self.ask(s, sid, "I have two cats and a dog"),
+                         ("llm", "big"))
+        _, _, u = s.request("GET", "/v1/users/fiona/usage")
+        self.assertEqual(u["calls_avoided"]["gate"], 3)
+
     def test_a_user_near_the_budget_is_routed_to_the_cheap_model(self):
         # The fake bills 100 tokens in: at $1000/Mtok, $0.1 a primary call.
         big = openai("big", self.big, price_in_per_mtok=1000.0, price_out_per_mtok=0.0,

@@ -186,6 +186,19 @@ std::string LocalText(const std::string& intent, const AiRequest& req, bool kore
   return "";
 }
 
+// A question mark (ASCII or full-width) or a Korean question ending.
+bool AsksSomething(std::string_view text) {
+  if (text.find('?') != std::string_view::npos) return true;
+  if (text.find("\xEF\xBC\x9F") != std::string_view::npos) return true;  // ？
+  for (std::string_view q : {"까", "나요", "니"}) {
+    std::string_view t = text;
+    while (!t.empty() && (t.back() == ' ' || t.back() == '.' || t.back() == '!'))
+      t.remove_suffix(1);
+    if (t.size() >= q.size() && t.substr(t.size() - q.size()) == q) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 GateProvider::GateProvider(const IntentGate* gate, Provider* next, BuiltinProvider* local)
@@ -202,9 +215,9 @@ std::shared_ptr<Call> GateProvider::Respond(AiRequest req, Callback done) {
   if (!req.use_gate) return next_->Respond(std::move(req), std::move(done));  // a flag
   const auto t0 = std::chrono::steady_clock::now();
   // The semantic cache above may have classified the message already.
-  const Intent intent = req.top_intent.empty()
-                            ? gate_->Classify(req.text)
-                            : gate_->Classify(Intent{req.top_intent, req.top_intent_confidence});
+  const Intent top = req.top_intent.empty() ? gate_->Top(req.text)
+                                            : Intent{req.top_intent, req.top_intent_confidence};
+  const Intent intent = gate_->Classify(top);
   seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   // Only normal priority is answered here (SPEC §12: low tries the cache and
   // cheap models, high the primary); every priority gets the intent.
@@ -223,6 +236,27 @@ std::shared_ptr<Call> GateProvider::Respond(AiRequest req, Callback done) {
     }
     done(std::move(r));
     return nullptr;
+  }
+  // A statement of facts about oneself ("I'm Maya and I'm 34", "actually I
+  // moved to Busan") is answered by the built-in engine when it is more like
+  // persona's fact intents than any other (the top label, at any
+  // confidence: the classifier has seen few of the ways people introduce
+  // themselves), the rules learned at least one field from it, and it asks
+  // nothing. The reply is the engine's acknowledgement and its next
+  // question. A message that also asks something ("I'm Maya, what should I
+  // cook?"), or whose facts the rules cannot read, still goes to a model.
+  if (req.priority == Priority::kNormal &&
+      (top.name == "persona.tell_fact" || top.name == "persona.correct") &&
+      !AsksSomething(req.text)) {
+    auto r = local_->Reply(req);
+    if (r.ok() && !r->changes.empty()) {
+      answered_->Inc();
+      r->source = "gate";
+      r->intent = intent.name;
+      r->intent_confidence = intent.confidence;
+      done(std::move(r));
+      return nullptr;
+    }
   }
   passed_->Inc();
   return next_->Respond(std::move(req), [intent, done = std::move(done)](StatusOr<AiReply> r) {
