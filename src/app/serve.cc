@@ -123,6 +123,7 @@ StatusOr<std::unique_ptr<store::EventStore>> OpenStore(const config::Config& cfg
   opt.queue_limit = static_cast<size_t>(cfg.store.queue_limit);
   opt.min_free_bytes = static_cast<uint64_t>(cfg.store.min_free_bytes);
   opt.idempotency_ttl_ms = static_cast<int64_t>(cfg.idempotency_ttl_s) * 1000;
+  opt.mqtt_session_ttl_ms = static_cast<int64_t>(cfg.mqtt.session_expiry_s) * 1000;
   auto s = store::RocksDbEventStore::Open(opt);
   if (!s.ok()) return s.status();
   return std::unique_ptr<store::EventStore>(std::move(*s));
@@ -519,10 +520,11 @@ int Serve(const ServeFlags& flags) {
   bopt.max_retained = static_cast<size_t>(cfg->mqtt.max_retained);
   bopt.session_expiry_ms = static_cast<int64_t>(cfg->mqtt.session_expiry_s) * 1000;
   realtime::Broker broker(bopt);
-  // Several nodes on one store: persistent MQTT sessions are written to it,
-  // so they follow a device to whichever node it reconnects to.
+  // Persistent MQTT sessions are written to the store, so they follow a
+  // device to whichever node it reconnects to (several nodes on PostgreSQL)
+  // and survive a restart or an upgrade (RocksDB too).
   std::unique_ptr<realtime::SessionMirror> session_mirror;
-  if ((*store)->Shared()) {
+  {
     session_mirror = std::make_unique<realtime::SessionMirror>(&broker, store->get());
     broker.SetMirror(session_mirror.get());
   }

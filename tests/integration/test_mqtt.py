@@ -136,6 +136,39 @@ class MqttTest(unittest.TestCase):
         self.assertFalse(dev.session_present)
         dev.disconnect()
 
+    def test_a_persistent_session_survives_a_restart(self):
+        # The session (subscriptions and the seq the device acknowledged) is
+        # written to the store, so a restarted server (RocksDB here, and
+        # PostgreSQL in the postgres run) gives it back: the events written
+        # while the device was away come from the log, in order.
+        s = Server().start()
+        try:
+            st, _, b = s.request("POST", "/v1/sessions", {"user_id": "mqtt"})
+            sid = b["session_id"]
+            topic = "session/%s/events" % sid
+            dev = Client(s.mqtt_port, "watch-1", clean=False)
+            dev.subscribe(topic)
+            s.request("PATCH", "/v1/sessions/%s/profile" % sid, {"fields": {"goals": "a"}})
+            (_, p, *_), = dev.messages(1)
+            seen = json.loads(p)["seq"]
+            dev.disconnect()
+            for g in ("b", "c"):
+                s.request("PATCH", "/v1/sessions/%s/profile" % sid, {"fields": {"goals": g}})
+            s.stop()
+            s.start()
+            dev = Client(s.mqtt_port, "watch-1", clean=False)
+            self.assertTrue(dev.session_present)
+            msgs = [json.loads(p) for _, p, *_ in dev.messages(2)]
+            self.assertEqual([(m["seq"], m["data"]["value"]) for m in msgs],
+                             [(seen + 1, "b"), (seen + 2, "c")])
+            # And it is still subscribed: live events follow.
+            s.request("PATCH", "/v1/sessions/%s/profile" % sid, {"fields": {"goals": "d"}})
+            (_, p, *_), = dev.messages(1)
+            self.assertEqual(json.loads(p)["data"]["value"], "d")
+            dev.disconnect()
+        finally:
+            s.cleanup()
+
     def test_plain_broker_wildcards_retained_will_and_takeover(self):
         sub = Client(self.port, "sub")
         self.assertEqual(sub.subscribe("home/+/temp", "office/#", qos=1), [1, 1])

@@ -2,10 +2,12 @@
 
 #include <sys/statvfs.h>
 
+#include <charconv>
 #include <chrono>
 #include <unordered_map>
 
 #include "core/clock.h"
+#include "core/ids.h"
 #include "core/logging.h"
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/filter_policy.h"
@@ -75,6 +77,8 @@ Status DecodeIntake(std::string_view key, std::string_view v, IntakeEntry* e) {
   return absl::OkStatus();
 }
 std::string UsageKey(std::string_view user) { return "u:" + std::string(user); }
+// An MQTT persistent session: "<run id>\n<written, unix ms>\n<record>".
+std::string MqttSessionKey(std::string_view key) { return "c:" + std::string(key); }
 std::string RequestPrefix(std::string_view sid) { return "r:" + std::string(sid) + ":"; }
 std::string RequestKey(std::string_view sid, std::string_view id) {
   return RequestPrefix(sid) + std::string(id);
@@ -139,7 +143,8 @@ class UsageAddOperator final : public rocksdb::AssociativeMergeOperator {
 
 }  // namespace
 
-RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options) : options_(options) {}
+RocksDbEventStore::RocksDbEventStore(const RocksDbOptions& options)
+    : options_(options), run_id_(NewId()) {}
 
 StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
     const RocksDbOptions& options) {
@@ -613,6 +618,53 @@ Status RocksDbEventStore::ForEachSession(const std::function<bool(const SessionM
     if (!fn(*meta)) break;
   }
   return FromRocks(it->status(), "scan sessions");
+}
+
+Status RocksDbEventStore::SaveMqttSessions(
+    const std::vector<std::pair<std::string, std::optional<std::string>>>& records) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, record] : records) {
+    // Only this run's records, or new ones (the same rule as PostgreSQL's).
+    std::string v;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MqttSessionKey(key), &v);
+    if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "read mqtt session");
+    if (s.ok() && !v.starts_with(run_id_ + "\n")) continue;
+    if (record) {
+      batch.Put(MqttSessionKey(key), run_id_ + "\n" + std::to_string(now) + "\n" + *record);
+    } else if (s.ok()) {
+      batch.Delete(MqttSessionKey(key));
+    }
+  }
+  // Not synced: a crash loses at most the last writes' cursor progress, and
+  // those events come again (QoS 1 is at-least-once); Close() flushes.
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write mqtt sessions");
+}
+
+StatusOr<std::optional<std::string>> RocksDbEventStore::TakeMqttSession(std::string_view key) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MqttSessionKey(key), &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "read mqtt session");
+  const size_t a = v.find('\n');
+  const size_t b = a == std::string::npos ? a : v.find('\n', a + 1);
+  if (b == std::string::npos) return absl::DataLossError("corrupt mqtt session record");
+  // This run's own record describes a session its broker ended.
+  if (std::string_view(v).substr(0, a) == run_id_) return std::optional<std::string>();
+  int64_t written = 0;
+  const std::string_view ts = std::string_view(v).substr(a + 1, b - a - 1);
+  std::from_chars(ts.data(), ts.data() + ts.size(), written);
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  if (now - written > options_.mqtt_session_ttl_ms) return std::optional<std::string>();
+  std::string record = v.substr(b + 1);
+  s = db_->Put(rocksdb::WriteOptions(), MqttSessionKey(key),
+               run_id_ + "\n" + std::to_string(now) + "\n" + record);
+  if (!s.ok()) return FromRocks(s, "take mqtt session");
+  return std::optional<std::string>(std::move(record));
 }
 
 }  // namespace persona::store

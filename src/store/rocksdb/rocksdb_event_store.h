@@ -39,7 +39,8 @@ struct RocksDbOptions {
   size_t max_batch = 1024;    // appends per group commit
   size_t queue_limit = 8192;  // queued appends before ResourceExhausted
   int64_t idempotency_ttl_ms = 48LL * 3600 * 1000;
-  bool sync = true;  // fsync every commit (tests of crash safety need true)
+  bool sync = true;                        // fsync every commit (tests of crash safety need true)
+  int64_t mqtt_session_ttl_ms = 86400000;  // MQTT session records older than this are not restored
   // Commits are refused (Unavailable) while the data directory's file system
   // has less free space than this, so RocksDB never runs out mid-write.
   uint64_t min_free_bytes = uint64_t{64} << 20;
@@ -70,6 +71,12 @@ class RocksDbEventStore final : public EventStore {
                                                         std::string_view request_id) override;
   StatusOr<Usage> UserUsage(std::string_view user_id) override;
   Status ForEachSession(const std::function<bool(const SessionMeta&)>& fn) override;
+  // MQTT persistent sessions survive a restart or an upgrade of the one
+  // process that has this directory: each record carries the run that owns
+  // it (a random id per Open) and when it was written.
+  Status SaveMqttSessions(
+      const std::vector<std::pair<std::string, std::optional<std::string>>>& records) override;
+  StatusOr<std::optional<std::string>> TakeMqttSession(std::string_view key) override;
   void Close() override;
   Status Health() const override;
 
@@ -102,6 +109,7 @@ class RocksDbEventStore final : public EventStore {
   Status ScanIntake(uint64_t after, const std::function<bool(IntakeEntry)>& fn);
 
   RocksDbOptions options_;
+  const std::string run_id_;  // owns the MQTT session records this run writes
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<void> filter_;  // keeps the compaction filter alive
 
