@@ -6,9 +6,12 @@
 #include "api/openapi.inc"  // kOpenApiJson
 #include "api/problem.h"
 #include "api/web_client_js.inc"  // kWebClientJs: clients/js, built for the browser
+#include "api/web_dashboard.inc"  // kWebDashboardHtml: /dashboard
 #include "api/web_index.inc"      // kWebIndexHtml
 #include "api/web_mqtt_js.inc"    // kWebMqttJs: MQTT.js from npm, bundled
 #include "api/web_qrcode_js.inc"  // kWebQrcodeJs: qrcode-generator from npm, bundled
+#include "api/web_uplot_css.inc"  // kWebUplotCss: uPlot from npm, bundled
+#include "api/web_uplot_js.inc"   // kWebUplotJs
 #include "core/ids.h"
 #include "core/logging.h"
 
@@ -302,8 +305,10 @@ void HttpApi::Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) 
 void HttpApi::Classify(Call& call) const {
   const std::string& path = call.path;
   call.route = kNotFound;
-  if (path == "/" || path == "/index.html" || path == "/assets/mqtt.min.js" ||
-      path == "/assets/persona-client.js" || path == "/assets/qrcode.js") {
+  if (path == "/" || path == "/index.html" || path == "/dashboard" ||
+      path == "/assets/mqtt.min.js" || path == "/assets/persona-client.js" ||
+      path == "/assets/qrcode.js" || path == "/assets/uPlot.iife.min.js" ||
+      path == "/assets/uPlot.min.css") {
     call.route = kIndex;
     return;
   }
@@ -462,19 +467,24 @@ void HttpApi::Dispatch(std::shared_ptr<Call> call) {
   }
   switch (call->route) {
     case kIndex: {
-      if (path.starts_with("/assets/")) {
-        net::Response res(http::status::ok, ver);
-        res.set(http::field::content_type, "text/javascript; charset=utf-8");
-        res.set(http::field::cache_control, "public, max-age=300");
-        res.body() = std::string(path == "/assets/mqtt.min.js" ? kWebMqttJs
-                                 : path == "/assets/qrcode.js" ? kWebQrcodeJs
-                                                               : kWebClientJs);
-        return Finish(call, std::move(res));
-      }
+      // Static files only: the dashboard's page holds no data (it reads
+      // /metrics, which needs an admin token when auth is on).
       if (method != http::verb::get && method != http::verb::head) return method_not_allowed("GET");
       net::Response res(http::status::ok, ver);
+      if (path.starts_with("/assets/")) {
+        const bool css = path.ends_with(".css");
+        res.set(http::field::content_type,
+                css ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8");
+        res.set(http::field::cache_control, "public, max-age=300");
+        res.body() = std::string(path == "/assets/mqtt.min.js"         ? kWebMqttJs
+                                 : path == "/assets/qrcode.js"         ? kWebQrcodeJs
+                                 : path == "/assets/uPlot.iife.min.js" ? kWebUplotJs
+                                 : css                                 ? kWebUplotCss
+                                                                       : kWebClientJs);
+        return Finish(call, std::move(res));
+      }
       res.set(http::field::content_type, "text/html; charset=utf-8");
-      res.body() = std::string(kWebIndexHtml);
+      res.body() = std::string(path == "/dashboard" ? kWebDashboardHtml : kWebIndexHtml);
       return Finish(call, std::move(res));
     }
     case kHealth:
