@@ -1,5 +1,8 @@
 // `persona serve`: wires the embedded defaults together and runs until SIGTERM.
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,6 +24,7 @@
 #include "ai/switch/switching_provider.h"
 #include "api/http_api.h"
 #include "app/commands.h"
+#include "app/upgrade.h"
 #include "auth/authenticator.h"
 #include "bus/local/local_bus.h"
 #include "bus/redis/redis_bus.h"
@@ -199,6 +203,31 @@ int Serve(const ServeFlags& flags) {
     // incompatible one is refused by the database's schema version).
     fingerprint = "schemas " + std::string(hex) + " (" + std::to_string(schemas->size()) + ")";
   }
+  // Zero-downtime upgrade (SPEC §13): held from here until this process
+  // serves, so two cannot start (or take over) in one data directory at once.
+  auto start_lock = StartLock::Acquire(cfg->data_dir);
+  if (!start_lock.ok()) {
+    LogError("cannot start", {{"error", std::string(start_lock.status().message())}});
+    std::cerr << "persona: " << start_lock.status().message() << "\n";
+    return 2;
+  }
+  // A server already running here hands its listening sockets over, then
+  // drains and closes the store; this process opens it after.
+  auto inherited = TakeOver(cfg->data_dir, cfg->shutdown_grace_ms + 10000);
+  if (!inherited.ok()) {
+    LogError("cannot take over", {{"error", std::string(inherited.status().message())}});
+    std::cerr << "persona: " << inherited.status().message() << "\n";
+    return 2;
+  }
+  Listeners adopted = inherited->value_or(Listeners{});
+  // Descriptors the process does not end up using are closed on return.
+  struct CloseUnused {
+    Listeners* l;
+    ~CloseUnused() {
+      for (int fd : {l->http, l->mqtt})
+        if (fd >= 0) ::close(fd);
+    }
+  } close_unused{&adopted};
   auto store = OpenStore(*cfg, false, fingerprint);
   if (!store.ok()) {
     LogError("cannot open store", {{"error", std::string(store.status().message())}});
@@ -589,9 +618,32 @@ int Serve(const ServeFlags& flags) {
     // CONNACK with return code 3, server unavailable (MQTT 3.1.1 §3.2.2.3).
     mqtt_server.SetConnectionFilter(admit, std::string("\x20\x02\x00\x03", 4));
   }
+  // An inherited listener is used when the configuration asks for its port
+  // (or any port); otherwise it is closed and the configured one opened.
+  auto inherit = [](int* fd, const std::string& listen) -> int {
+    if (*fd < 0) return -1;
+    auto hp = net::SplitHostPort(listen);
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    uint16_t port = 0;
+    if (::getsockname(*fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      port = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                              : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (listen == "off" || !hp.ok() || (hp->second != 0 && hp->second != port)) {
+      LogWarn("not using an inherited listener: the configured address differs",
+              {{"listen", listen}, {"inherited_port", static_cast<int64_t>(port)}});
+      ::close(*fd);  // its accept queue must not outlive the old process
+      *fd = -1;
+      return -1;
+    }
+    const int out = *fd;
+    *fd = -1;  // owned by the server from here
+    return out;
+  };
   std::string mqtt_address = "off";
-  if (cfg->mqtt.listen != "off") {
-    auto mqtt_port = mqtt_server.Listen(cfg->mqtt.listen);
+  if (const int fd = inherit(&adopted.mqtt, cfg->mqtt.listen);
+      fd >= 0 || cfg->mqtt.listen != "off") {
+    auto mqtt_port = fd >= 0 ? mqtt_server.Adopt(fd) : mqtt_server.Listen(cfg->mqtt.listen);
     if (!mqtt_port.ok()) {
       LogError("cannot listen", {{"error", std::string(mqtt_port.status().message())}});
       std::cerr << "persona: mqtt: " << mqtt_port.status().message() << "\n";
@@ -600,23 +652,13 @@ int Serve(const ServeFlags& flags) {
     mqtt_address = net::SplitHostPort(cfg->mqtt.listen)->first + ":" + std::to_string(*mqtt_port);
   }
 
-  auto port = server.Listen(cfg->http.listen);
+  const int http_fd = inherit(&adopted.http, cfg->http.listen);
+  auto port = http_fd >= 0 ? server.Adopt(http_fd) : server.Listen(cfg->http.listen);
   if (!port.ok()) {
     LogError("cannot listen", {{"error", std::string(port.status().message())}});
     std::cerr << "persona: " << port.status().message() << "\n";
     return 2;
   }
-  auto hp = net::SplitHostPort(cfg->http.listen);
-  LogInfo("listening", {{"http", hp->first + ":" + std::to_string(*port)},
-                        {"tls", std::string(*http_tls ? "http " : "") + (*mqtt_tls ? "mqtt" : "")},
-                        {"mqtt", mqtt_address},
-                        {"mqtt_websocket", cfg->mqtt.websocket_path},
-                        {"data_dir", cfg->data_dir},
-                        {"write_mode", cfg->write_mode},
-                        {"cache", cfg->cache.backend},
-                        {"auth", cfg->auth.enabled},
-                        {"threads", threads},
-                        {"version", PERSONA_VERSION}});
 
   // SIGHUP: reload the JWT keys (the configuration is read again; only
   // auth.jwt takes effect without a restart). A bad reload keeps the old keys.
@@ -650,28 +692,81 @@ int Serve(const ServeFlags& flags) {
   };
   hup.async_wait(on_hup);
 
+  // Stops serving: stop accepting, finish in-flight steps, flush, close the
+  // store. For an upgrade the connections are closed too (idle ones at once,
+  // the others after their response) and MQTT clients are disconnected, so
+  // they reconnect to the process that took the listeners over.
+  std::atomic<bool> stopped{false};
+  auto stop_serving = [&](bool upgrade) {
+    if (stopped.exchange(true)) return;
+    api.SetDraining();
+    server.StopAccepting();
+    mqtt_server.StopAccepting();
+    if (upgrade) {
+      server.CloseConnections();
+      broker.DisconnectAll();
+      if (!server.WaitForRequests(cfg->shutdown_grace_ms))
+        LogWarn("upgrade: requests still unanswered after the grace period");
+    }
+    applier.Stop();  // after the batch in flight; the rest stays in the intake
+    const bool drained = engine.Drain(cfg->shutdown_grace_ms);
+    // Let the last responses reach their sockets.
+    if (upgrade) {
+      server.WaitForRequests(cfg->shutdown_grace_ms);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (redis_bus) redis_bus->Stop();
+    if (session_mirror) session_mirror->Stop();  // the last cursors, before the store closes
+    (*store)->Close();
+    LogInfo("stopped", {{"drained", drained}, {"upgrade", upgrade}});
+  };
+  auto end_process = [&] {
+    boost::system::error_code ignored;
+    hup.cancel(ignored);
+    work.reset();
+    ioc.stop();
+  };
+  // Answers a takeover by a new process on the same data directory.
+  std::unique_ptr<Handover> handover;
+  {
+    auto h = Handover::Start(
+        cfg->data_dir, Listeners{server.listener_fd(), mqtt_server.listener_fd()},
+        [&] { stop_serving(true); }, [&] { asio::post(ioc, end_process); });
+    if (h.ok()) {
+      handover = std::move(*h);
+    } else {
+      LogWarn("no zero-downtime upgrade", {{"reason", std::string(h.status().message())}});
+    }
+  }
+  start_lock->reset();  // serving: the next process may take over
+  auto hp = net::SplitHostPort(cfg->http.listen);
+  LogInfo("listening", {{"http", hp->first + ":" + std::to_string(*port)},
+                        {"tls", std::string(*http_tls ? "http " : "") + (*mqtt_tls ? "mqtt" : "")},
+                        {"mqtt", mqtt_address},
+                        {"mqtt_websocket", cfg->mqtt.websocket_path},
+                        {"data_dir", cfg->data_dir},
+                        {"write_mode", cfg->write_mode},
+                        {"cache", cfg->cache.backend},
+                        {"auth", cfg->auth.enabled},
+                        {"threads", threads},
+                        {"upgraded", http_fd >= 0},
+                        {"version", PERSONA_VERSION}});
+
   // Graceful shutdown: stop accepting, finish in-flight steps, flush, exit 0.
   std::thread stopper;
   asio::signal_set signals(ioc, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    if (handover && handover->taking_over()) {
+      LogInfo("ignoring a signal: a takeover is under way", {{"signal", sig}});
+      return;
+    }
     LogInfo("shutting down", {{"signal", sig}});
     stopper = std::thread([&] {
-      api.SetDraining();
-      server.StopAccepting();
-      mqtt_server.StopAccepting();
-      applier.Stop();  // after the batch in flight; the rest stays in the intake
-      const bool drained = engine.Drain(cfg->shutdown_grace_ms);
-      // Let the last responses reach their sockets.
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (redis_bus) redis_bus->Stop();
-      if (session_mirror) session_mirror->Stop();  // the last cursors, before the store closes
-      (*store)->Close();
-      LogInfo("stopped", {{"drained", drained}});
-      boost::system::error_code ignored;
-      hup.cancel(ignored);
-      work.reset();
-      ioc.stop();
+      handover.reset();  // no takeover from here on
+      stop_serving(false);
+      end_process();
     });
   });
 

@@ -1,5 +1,7 @@
 #include "net/http_server.h"
 
+#include <sys/socket.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -11,6 +13,8 @@
 #include <boost/url/params_view.hpp>
 #include <charconv>
 #include <deque>
+#include <list>
+#include <thread>
 
 #include "core/logging.h"
 #include "metrics/metrics.h"
@@ -91,11 +95,27 @@ struct NetMetrics {
   }
 };
 
+class SessionBase;
+
+// Shared by a server and its connections, for the drain of an upgrade
+// (HttpServer::CloseConnections): whether connections close after their
+// current response, how many requests are between read and reply, and the
+// live connections (registered once per connection, not per request).
+struct DrainState {
+  std::atomic<bool> closing{false};
+  std::atomic<int> in_flight{0};
+  std::mutex mu;
+  std::list<std::weak_ptr<SessionBase>> sessions;
+};
+
 // What an Exchange and an EventStream need of a connection, whatever its
 // transport (plain TCP or TLS).
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
+  // Posts to the connection's strand: closes it if it waits for a request
+  // or streams events; one answering a request closes after the response.
+  virtual void CloseIfIdle() = 0;
   virtual void Respond(Response res) = 0;
   virtual std::shared_ptr<EventStream> StartStream(Response head) = 0;
   virtual bool QueueStream(std::string data) = 0;
@@ -135,13 +155,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
  public:
   Session(tcp::socket socket, const ServerOptions& options, Handler* handler,
           std::shared_ptr<std::atomic<int>> live, std::shared_ptr<const WebSocketRoute> ws,
-          std::shared_ptr<asio::ssl::context> tls)
+          std::shared_ptr<asio::ssl::context> tls, std::shared_ptr<DrainState> drain)
       : stream_(MakeStream(std::move(socket), tls.get())),
         tls_(std::move(tls)),
         options_(options),
         handler_(handler),
         live_(std::move(live)),
-        ws_route_(std::move(ws)) {
+        ws_route_(std::move(ws)),
+        upgrade_(std::move(drain)) {
     boost::system::error_code ec;
     auto ep = Lowest().socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -149,11 +170,21 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     NetMetrics::Get().connections->Add(1);
   }
   ~Session() {
+    if (answering_) upgrade_->in_flight.fetch_sub(1);
+    if (registered_) {
+      std::lock_guard<std::mutex> l(upgrade_->mu);
+      upgrade_->sessions.erase(entry_);
+    }
     live_->fetch_sub(1);
     NetMetrics::Get().connections->Add(-1);
   }
 
   void Start() {
+    {
+      std::lock_guard<std::mutex> l(upgrade_->mu);
+      entry_ = upgrade_->sessions.insert(upgrade_->sessions.end(), this->weak_from_this());
+      registered_ = true;
+    }
     asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       if constexpr (kTls) {
         self->Lowest().expires_after(std::chrono::milliseconds(self->options_.request_timeout_ms));
@@ -203,6 +234,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   const std::string& remote() const override { return remote_; }
 
+  void CloseIfIdle() override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (self->stream_obj_) return self->EndStream();
+      if (self->idle_) self->Shutdown();  // the pending read ends with an error
+    });
+  }
+
  private:
   static Stream MakeStream(tcp::socket socket, asio::ssl::context* tls) {
     if constexpr (kTls) {
@@ -215,9 +253,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // --- on the strand ------------------------------------------------------
   void WaitForRequest() {
     if (buffer_.size() > 0) return ReadRequest();  // pipelined bytes already here
+    if (upgrade_->closing.load(std::memory_order_relaxed)) return Shutdown();
     Lowest().expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
+    idle_ = true;
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                              self->idle_ = false;
                               if (ec) return self->Shutdown();
                               self->buffer_.commit(n);
                               self->ReadRequest();
@@ -282,25 +323,37 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     keep_alive_ = req.keep_alive();
     version_ = req.version();
     Lowest().expires_never();  // the handler may take a while (AI, fsync)
+    answering_ = true;
+    upgrade_->in_flight.fetch_add(1);
     handler_->Handle(std::move(req), MakeExchange(this->shared_from_this()));
   }
 
   void Write(Response res) {
     res.version(version_);
-    if (!keep_alive_) res.keep_alive(false);
+    if (!keep_alive_ || upgrade_->closing.load(std::memory_order_relaxed)) res.keep_alive(false);
     res.prepare_payload();
     const bool close = !res.keep_alive();
     auto sp = std::make_shared<Response>(std::move(res));
     Lowest().expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
     http::async_write(stream_, *sp,
                       [self = this->shared_from_this(), sp, close](beast::error_code ec, size_t) {
+                        self->Answered();
                         if (!ec && close && self->linger_) return self->Linger(0);
                         if (ec || close) return self->Shutdown();
                         self->WaitForRequest();
                       });
   }
 
+  // The request handed to the handler has its reply on the wire (or the
+  // connection failed): it no longer holds up a drain.
+  void Answered() {
+    if (!answering_) return;
+    answering_ = false;
+    upgrade_->in_flight.fetch_sub(1);
+  }
+
   void BeginStream(std::shared_ptr<StreamImpl> s, const Response& head) {
+    Answered();
     stream_obj_ = s;
     NetMetrics::Get().streams->Add(1);
     std::string h =
@@ -396,6 +449,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   bool linger_ = false;
   unsigned version_ = 11;
   std::string remote_;
+  std::shared_ptr<DrainState> upgrade_;
+  std::list<std::weak_ptr<SessionBase>>::iterator entry_;
+  bool registered_ = false;
+  bool idle_ = false;       // waiting for the first bytes of a request
+  bool answering_ = false;  // a request is with the handler (counted in in_flight)
 
   // Event-stream state.
   std::shared_ptr<StreamImpl> stream_obj_;
@@ -484,6 +542,19 @@ void RefuseConnection(tcp::socket socket, std::shared_ptr<const std::string> byt
   });
 }
 
+StatusOr<uint16_t> AdoptAcceptor(tcp::acceptor& acceptor, int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return absl::InvalidArgumentError("an inherited listener is not a socket");
+  boost::system::error_code ec;
+  acceptor.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) return absl::UnavailableError("cannot use an inherited listener: " + ec.message());
+  auto ep = acceptor.local_endpoint(ec);
+  if (ec) return absl::UnavailableError("cannot use an inherited listener: " + ec.message());
+  return ep.port();
+}
+
 StatusOr<uint16_t> OpenAcceptor(tcp::acceptor& acceptor, const std::string& host_port) {
   auto hp = SplitHostPort(host_port);
   if (!hp.ok()) return hp.status();
@@ -510,7 +581,19 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
 
   StatusOr<uint16_t> Listen(const std::string& host_port) {
     auto port = OpenAcceptor(acceptor_, host_port);
-    if (port.ok()) DoAccept();
+    if (port.ok()) {
+      listen_fd_ = acceptor_.native_handle();
+      DoAccept();
+    }
+    return port;
+  }
+
+  StatusOr<uint16_t> Adopt(int fd) {
+    auto port = AdoptAcceptor(acceptor_, fd);
+    if (port.ok()) {
+      listen_fd_ = fd;
+      DoAccept();
+    }
     return port;
   }
 
@@ -520,6 +603,28 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
       self->acceptor_.close(ec);
     });
   }
+
+  void CloseConnections() {
+    drain_->closing.store(true);
+    std::vector<std::shared_ptr<SessionBase>> live;
+    {
+      std::lock_guard<std::mutex> l(drain_->mu);
+      for (const auto& w : drain_->sessions)
+        if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+    for (const auto& s : live) s->CloseIfIdle();
+  }
+
+  bool WaitForRequests(int timeout_ms) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (drain_->in_flight.load() > 0) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  }
+
+  std::atomic<int> listen_fd_{-1};
 
  private:
   void DoAccept() {
@@ -541,12 +646,12 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
               if (self->tls_) {
                 std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
                     std::move(socket), self->options_, self->handler_, self->live_, self->ws_route_,
-                    self->tls_->Current())
+                    self->tls_->Current(), self->drain_)
                     ->Start();
               } else {
                 std::make_shared<Session<beast::tcp_stream>>(std::move(socket), self->options_,
                                                              self->handler_, self->live_,
-                                                             self->ws_route_, nullptr)
+                                                             self->ws_route_, nullptr, self->drain_)
                     ->Start();
               }
             }
@@ -573,6 +678,7 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
   ServerOptions options_;
   Handler* handler_;
   std::shared_ptr<std::atomic<int>> live_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<DrainState> drain_ = std::make_shared<DrainState>();
 
  public:
   std::shared_ptr<const WebSocketRoute> ws_route_;
@@ -589,6 +695,10 @@ StatusOr<uint16_t> HttpServer::Listen(const std::string& host_port) {
   return impl_->Listen(host_port);
 }
 void HttpServer::StopAccepting() { impl_->StopAccepting(); }
+StatusOr<uint16_t> HttpServer::Adopt(int fd) { return impl_->Adopt(fd); }
+int HttpServer::listener_fd() const { return impl_->listen_fd_.load(); }
+void HttpServer::CloseConnections() { impl_->CloseConnections(); }
+bool HttpServer::WaitForRequests(int timeout_ms) { return impl_->WaitForRequests(timeout_ms); }
 void HttpServer::SetWebSocketRoute(std::string path, std::string subprotocol, ConnHandler handler,
                                    UpgradeGate gate) {
   impl_->ws_route_ = std::make_shared<const WebSocketRoute>(

@@ -78,8 +78,19 @@ class HttpServer {
   // Binds "host:port" (port 0 picks a free one) with SO_REUSEADDR and
   // SO_REUSEPORT, and starts accepting. Returns the bound port.
   StatusOr<uint16_t> Listen(const std::string& host_port);
+  // Accepts on `fd`, a listening socket handed over by the process this one
+  // upgrades (instead of Listen). Returns its port.
+  StatusOr<uint16_t> Adopt(int fd);
+  // The listening socket (for handing over), or -1 before Listen.
+  int listener_fd() const;
   // Stops accepting new connections; open ones finish their current request.
   void StopAccepting();
+  // For an upgrade's drain: from now on every response closes its
+  // connection, and connections waiting for a request (or streaming events)
+  // are closed. WaitForRequests waits until no request is with the handler;
+  // false if some still are after `timeout_ms`.
+  void CloseConnections();
+  bool WaitForRequests(int timeout_ms);
   // Upgrades WebSocket requests for `path` (call before Listen): the
   // handshake answers with `subprotocol` when offered, then `handler` gets
   // the connection (binary frames in and out). `gate`, if set, sees the

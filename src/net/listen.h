@@ -14,6 +14,10 @@ namespace persona::net {
 StatusOr<uint16_t> OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor,
                                 const std::string& host_port);
 
+// Takes over `fd`, a listening TCP socket another process handed over (a
+// zero-downtime upgrade); returns its port.
+StatusOr<uint16_t> AdoptAcceptor(boost::asio::ip::tcp::acceptor& acceptor, int fd);
+
 // Writes `bytes` (a refusal in the protocol's own terms) to a new connection
 // and closes it.
 void RefuseConnection(boost::asio::ip::tcp::socket socket,

@@ -29,9 +29,23 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
 
   StatusOr<uint16_t> Listen(const std::string& host_port) {
     auto port = OpenAcceptor(acceptor_, host_port);
-    if (port.ok()) DoAccept();
+    if (port.ok()) {
+      listen_fd_ = acceptor_.native_handle();
+      DoAccept();
+    }
     return port;
   }
+
+  StatusOr<uint16_t> Adopt(int fd) {
+    auto port = AdoptAcceptor(acceptor_, fd);
+    if (port.ok()) {
+      listen_fd_ = fd;
+      DoAccept();
+    }
+    return port;
+  }
+
+  std::atomic<int> listen_fd_{-1};
 
   void StopAccepting() {
     asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
@@ -120,6 +134,8 @@ StatusOr<uint16_t> TcpServer::Listen(const std::string& host_port) {
   return impl_->Listen(host_port);
 }
 void TcpServer::StopAccepting() { impl_->StopAccepting(); }
+StatusOr<uint16_t> TcpServer::Adopt(int fd) { return impl_->Adopt(fd); }
+int TcpServer::listener_fd() const { return impl_->listen_fd_.load(); }
 void TcpServer::SetTls(std::shared_ptr<TlsContext> tls) { impl_->tls_ = std::move(tls); }
 void TcpServer::SetConnectionFilter(std::function<bool(std::string_view)> filter,
                                     std::string refusal) {

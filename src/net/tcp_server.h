@@ -29,6 +29,11 @@ class TcpServer {
   void SetTls(std::shared_ptr<TlsContext> tls);
   // Binds "host:port" (0 = any free port) and starts accepting; returns the port.
   StatusOr<uint16_t> Listen(const std::string& host_port);
+  // Accepts on `fd`, a listening socket handed over by the process this one
+  // upgrades (instead of Listen). Returns its port.
+  StatusOr<uint16_t> Adopt(int fd);
+  // The listening socket (for handing over), or -1 before Listen.
+  int listener_fd() const;
   void StopAccepting();
 
  private:

@@ -448,6 +448,19 @@ Status Broker::Restore(const std::shared_ptr<Session>& s, const std::string& rec
   return absl::OkStatus();
 }
 
+size_t Broker::DisconnectAll() {
+  std::vector<std::shared_ptr<Link>> links;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [key, session] : sessions_) {
+      std::lock_guard<std::mutex> sl(session->mu);
+      if (session->link) links.push_back(session->link);
+    }
+  }
+  for (const auto& link : links) link->Leave();
+  return links.size();
+}
+
 size_t Broker::session_count() const {
   std::lock_guard<std::mutex> l(mu_);
   return sessions_.size();

@@ -69,6 +69,9 @@ class Link {
   virtual size_t queued_bytes() const = 0;
   // Closes the connection (taken over by a new one, or too slow).
   virtual void Kick(const char* reason) = 0;
+  // Closes the connection cleanly as the server hands over to another
+  // process: what is queued is sent first, and the will is not published.
+  virtual void Leave() { Kick("server upgrade"); }
 };
 
 struct BrokerOptions {
@@ -148,6 +151,9 @@ class Broker {
   void Acked(const std::shared_ptr<Session>& s, uint16_t packet_id);
 
   size_t session_count() const;
+  // Closes every connection with Link::Leave (a zero-downtime upgrade);
+  // persistent sessions go offline as on any disconnect. Returns how many.
+  size_t DisconnectAll();
 
  private:
   void Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos);

@@ -70,6 +70,10 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     LogInfo("mqtt client disconnected", {{"client_id", client_.client_id}, {"reason", reason}});
     conn_->Abort();
   }
+  void Leave() override {
+    leaving_.store(true);
+    conn_->Close();
+  }
 
  private:
   // Runs on the connection's strand, one call at a time.
@@ -265,7 +269,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
 
   void OnClose() {
     if (!session_) return;
-    if (will_) {
+    if (will_ && !leaving_.load()) {
       Message m;
       m.topic = will_->topic;
       m.payload = std::make_shared<const std::string>(std::move(will_->payload));
@@ -287,6 +291,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   MqttClient client_;
   std::shared_ptr<Broker::Session> session_;
   std::optional<mqtt::Will> will_;
+  std::atomic<bool> leaving_{false};  // closed by the server for an upgrade: no will
   std::set<uint16_t> awaiting_rel_;
   bool closing_ = false;
 };
