@@ -190,3 +190,107 @@ test("web UI with auth on: token from the fragment, sign-in, device link", { ski
   });
   await laptop.close();
 });
+
+// ---------- the KPI dashboard (/dashboard) with auth on: /metrics needs an admin token ----------
+const WEB_DIR = resolve(here, "../../web") + "/";
+const FROM_DISK = !!process.env.E2E_WEB_FROM_DISK;   // serve the page from web/ instead of the binary
+const DASHBOARD_FILES = {
+  "/dashboard": ["dashboard.html", "text/html; charset=utf-8"],
+  "/assets/uPlot.iife.min.js": ["assets/uPlot.iife.min.js", "text/javascript; charset=utf-8"],
+  "/assets/uPlot.min.css": ["assets/uPlot.min.css", "text/css; charset=utf-8"],
+};
+
+test("dashboard with auth on: sign-in, admin-only, data with an admin token", { skip: !BIN && "PERSONA_BIN not set", timeout: 120000 }, async (t) => {
+  const { readFileSync } = await import("node:fs");
+  const errors = [];
+  async function dashboard(name) {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    if (FROM_DISK) {
+      await ctx.route((url) => url.origin === new URL(base).origin && url.pathname in DASHBOARD_FILES, (route) => {
+        const [file, type] = DASHBOARD_FILES[new URL(route.request().url()).pathname];
+        return route.fulfill({ status: 200, contentType: type, body: readFileSync(WEB_DIR + file) });
+      });
+    }
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => errors.push(`${name}: ${err.message}`));
+    const auth = [];   // the Authorization header of every /metrics request
+    page.on("request", (req) => { if (new URL(req.url()).pathname === "/metrics") auth.push(req.headers().authorization || ""); });
+    return { ctx, page, auth };
+  }
+  const samples = (page) => page.evaluate(() => window.personaDashboard.sampleCount());
+  const liveCharts = (page) => page.evaluate(() => Object.values(window.personaDashboard.charts()).filter((c) => c.state === "live").length);
+  const admin = mint({ sub: "e2e-ops", persona_admin: true });
+  const user = mint({ sub: "e2e-bob" });
+
+  await t.test("the premise: /metrics is 401 without a token, 403 for a user, 200 for an admin", async () => {
+    assert.equal((await fetch(`${base}/metrics`)).status, 401);
+    assert.equal((await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${user}` } })).status, 403);
+    assert.equal((await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${admin}` } })).status, 200);
+    assert.equal((await fetch(`${base}/dashboard`)).status, 200, "the page itself is open (it holds no data)");
+  });
+
+  await t.test("no token: the sign-in dialog opens; an admin token pasted there brings data", async () => {
+    const { ctx, page, auth } = await dashboard("no-token");
+    await page.goto(`${base}/dashboard?interval_ms=300`);
+    await page.locator("#token-dialog[open]").waitFor({ timeout: WAIT });
+    assert.equal(await page.locator('#banner[data-kind="auth"]').isVisible(), true, "a sign-in banner too");
+    assert.equal(await samples(page), 0, "no data without a token");
+    assert.ok(auth.length >= 1 && auth.every((h) => h === ""), "no Authorization header without a token");
+    await page.locator("#token-input").fill(admin);
+    await page.locator("#token-save").click();
+    await page.waitForFunction(() => window.personaDashboard.sampleCount() >= 2, null, { timeout: WAIT });
+    assert.equal(await page.locator("#token-dialog[open]").count(), 0, "the dialog closed");
+    assert.equal(await page.locator("#banner").isVisible(), false, "the banner went away");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("persona.token")), admin, "kept for the tab");
+    assert.equal(auth.at(-1), `Bearer ${admin}`);
+    await ctx.close();
+  });
+
+  await t.test("a user's token (not an admin's): the admin-needed banner and no chart data", async () => {
+    const { ctx, page, auth } = await dashboard("user");
+    await page.goto(`${base}/dashboard?interval_ms=300#token=${user}`);
+    await page.locator('#banner[data-kind="forbidden"]').waitFor({ state: "visible", timeout: WAIT });
+    assert.match(await page.locator("#banner").innerText(), /admin token/i);
+    assert.match(await page.locator("#banner").innerText(), /persona_admin/);
+    assert.equal(new URL(page.url()).hash, "", "the token left the address bar");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("persona.token")), user);
+    const before = auth.length;
+    await page.waitForTimeout(1200);
+    assert.ok(auth.length > before, "still polling (a new token could be given)");
+    assert.ok(auth.every((h) => h === `Bearer ${user}`), "the token went as Authorization: Bearer");
+    assert.equal(await samples(page), 0, "no samples");
+    assert.equal(await liveCharts(page), 0, "no chart drawn");
+    assert.equal(await page.locator("canvas").count(), 0, "no canvas at all");
+    assert.equal(await page.locator("#token-dialog[open]").count(), 0, "a 403 is not a sign-in prompt");
+    assert.equal(await page.locator("#tile-users .value").getAttribute("data-value"), "", "no tile values");
+    await ctx.close();
+  });
+
+  await t.test("an admin token in the fragment: tiles and charts get data", async () => {
+    const { ctx, page, auth } = await dashboard("admin");
+    await page.goto(`${base}/dashboard?interval_ms=300#token=${admin}`);
+    assert.equal(new URL(page.url()).hash, "", "the token left the address bar");
+    // Some traffic of a user, so there is something to show.
+    const bobSession = await fetch(`${base}/v1/sessions`, { method: "POST",
+      headers: { Authorization: `Bearer ${user}`, "Content-Type": "application/json" }, body: "{}" }).then((r) => r.json());
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(`${base}/v1/sessions/${bobSession.session_id}/messages`, { method: "POST",
+        headers: { Authorization: `Bearer ${user}`, "Content-Type": "application/json" }, body: JSON.stringify({ text: `I'm Bob, ${30 + i}` }) });
+      assert.equal(r.status, 200);
+    }
+    await page.waitForFunction(() => {
+      const c = window.personaDashboard.charts();
+      return window.personaDashboard.sampleCount() >= 2 && c.users.state === "live" && c.users.values[0] > 0 &&
+        Number(document.querySelector("#tile-users .value").dataset.value) >= 1;
+    }, null, { timeout: WAIT });
+    assert.ok(await liveCharts(page) >= 5, "the charts are drawn");
+    assert.ok(await page.locator("[data-chart] canvas").count() > 0);
+    assert.equal(await page.locator("#banner").isVisible(), false);
+    assert.ok(auth.length >= 2 && auth.every((h) => h === `Bearer ${admin}`), "every scrape carried the admin token");
+    await ctx.close();
+  });
+
+  await t.test("no uncaught errors in the dashboard pages", () => {
+    assert.deepEqual(errors, []);
+  });
+});

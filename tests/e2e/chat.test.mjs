@@ -261,7 +261,9 @@ test("web UI: chat, live profile, second window, MQTT sync, errors", { timeout: 
     await editField(sse, "city", "Incheon");
     await waitValue(page1, "city", /Incheon/);
     assert.ok(net.get("sse").patches > 0, "edits go over HTTP PATCH without MQTT");
-    assert.equal(await sse.locator("#error").isVisible(), false, "no error in the SSE window");
+    const shown = await sse.locator("#error").isVisible();
+    assert.equal(shown, false, "no error in the SSE window" +
+      (shown ? ": " + await sse.locator("#error-text").textContent() : ""));
     await sse.close();
   });
 

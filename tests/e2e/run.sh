@@ -80,7 +80,7 @@ fi
 
 echo "e2e: testing $PERSONA_URL" >&2
 status=0
-(cd "$here" && node --test --test-concurrency=1 "$@" chat.test.mjs auth.test.mjs) || status=$?
+(cd "$here" && node --test --test-concurrency=1 "$@" chat.test.mjs auth.test.mjs dashboard.test.mjs) || status=$?
 if [[ $status -ne 0 && -n "$tmp" ]]; then
   echo "--- server log (last 50 lines) ---" >&2
   tail -n 50 "$log" "$tmp/server.err" >&2 || true
