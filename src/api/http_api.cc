@@ -802,6 +802,7 @@ bool HttpApi::WantsAsync(const Call& call) const {
       }
       if (!user.empty()) {
         const flags::Resolution r = set->Evaluate("persona.write_mode", user);
+        flags::CountEvaluation(r);
         if (r.error_code.empty() && r.value.is_string()) return r.value.get_string() == "async";
       }
     }

@@ -428,21 +428,15 @@ int Serve(const ServeFlags& flags) {
     auto decide = [ff = flag_file.get(), gate_on = cfg->ai.gate.enabled,
                    cache_on = cfg->ai.cache.enabled](ai::AiRequest& r) {
       const std::shared_ptr<const flags::FlagSet> set = ff->Current();
-      auto count = [](const flags::Resolution& res) {
-        metrics::Default()
-            .GetCounter("persona_flag_evaluations_total",
-                        "Flag resolutions for persona's own features, by flag and variant",
-                        "flag=\"" + res.key + "\",variant=\"" +
-                            (res.variant.empty() ? std::string("error") : res.variant) + "\"")
-            ->Inc();
-      };
       r.use_gate = gate_on;
       r.use_cache = cache_on;
+      ai::SwitchingProvider::Variants variants;
       for (const char* key : {"persona.gate", "persona.cache", "persona.model"}) {
         if (!set->Has(key)) continue;
         const flags::Resolution res = set->Evaluate(key, r.user_id);
-        count(res);
+        flags::CountEvaluation(res);
         if (!res.error_code.empty()) continue;
+        variants.emplace_back(key, res.variant);
         if (std::string_view(key) == "persona.model") {
           if (res.value.is_string()) r.prefer_provider = std::string(res.value.get_string());
         } else if (res.value.is_bool()) {
@@ -450,6 +444,7 @@ int Serve(const ServeFlags& flags) {
               res.value.get_bool();
         }
       }
+      return variants;
     };
     switched = std::make_unique<ai::SwitchingProvider>(std::move(decide), provider);
     provider = switched.get();
@@ -549,6 +544,7 @@ int Serve(const ServeFlags& flags) {
   bopt.max_retained = static_cast<size_t>(cfg->mqtt.max_retained);
   bopt.session_expiry_ms = static_cast<int64_t>(cfg->mqtt.session_expiry_s) * 1000;
   realtime::Broker broker(bopt);
+  realtime::RegisterMqttMetrics();
   // Persistent MQTT sessions are written to the store, so they follow a
   // device to whichever node it reconnects to (several nodes on PostgreSQL)
   // and survive a restart or an upgrade (RocksDB too).

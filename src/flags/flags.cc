@@ -9,8 +9,18 @@
 
 #include "core/logging.h"
 #include "flags/json_logic.h"
+#include "metrics/metrics.h"
 
 namespace persona::flags {
+
+void CountEvaluation(const Resolution& r) {
+  metrics::Default()
+      .GetCounter("persona_flag_evaluations_total",
+                  "Flag resolutions for persona's own features, by flag and variant",
+                  "flag=\"" + r.key + "\",variant=\"" +
+                      (r.variant.empty() ? std::string("error") : r.variant) + "\"")
+      ->Inc();
+}
 namespace {
 
 // Replaces every {"$ref": "name"} in `rule` by $evaluators' rule.

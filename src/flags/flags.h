@@ -43,6 +43,11 @@ struct Resolution {
   std::string error_message;
 };
 
+// Counts `r` in persona_flag_evaluations_total{flag,variant} (variant
+// "error" for a failed resolution): each resolution that switches one of
+// persona's own features.
+void CountEvaluation(const Resolution& r);
+
 class FlagSet {
  public:
   // InvalidArgument naming the flag and what is wrong with it.

@@ -298,6 +298,8 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
 
 }  // namespace
 
+void RegisterMqttMetrics() { MqttMetrics::Get(); }
+
 void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, MqttPolicy* policy,
                const MqttOptions& options) {
   // One bound for TCP and WebSocket together.

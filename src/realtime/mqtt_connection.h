@@ -60,5 +60,8 @@ struct MqttOptions {
 // outlive every connection. A connection closes when its token expires.
 void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, MqttPolicy* policy,
                const MqttOptions& options);
+// Registers the MQTT connection metrics, so /metrics has them (at 0) before
+// the first connection.
+void RegisterMqttMetrics();
 
 }  // namespace persona::realtime

@@ -183,6 +183,17 @@ class FlagsTest(unittest.TestCase):
                 metric(s, 'persona_flag_evaluations_total{flag="persona.model",variant="canary"}'), 1)
             self.assertGreaterEqual(
                 metric(s, 'persona_flag_evaluations_total{flag="persona.gate",variant="on"}'), 1)
+            self.assertGreaterEqual(metric(
+                s, 'persona_flag_evaluations_total{flag="persona.write_mode",variant="async"}'), 1)
+            # Replies are counted under the variants that decided them, so a
+            # canary can be judged on its own: one canary step, answered by a
+            # model, with its tokens; gina's greeting answered by the gate.
+            v = 'flag="persona.model",variant="canary"'
+            self.assertEqual(metric(s, 'persona_variant_replies_total{%s,source="llm"}' % v), 1)
+            self.assertEqual(metric(s, 'persona_variant_ai_seconds_count{%s}' % v), 1)
+            self.assertGreater(metric(s, 'persona_variant_tokens_total{%s}' % v), 0)
+            self.assertEqual(metric(s, 'persona_variant_replies_total{flag="persona.gate",'
+                                       'variant="on",source="gate"}'), 1)
         finally:
             big.stop()
             small.stop()
