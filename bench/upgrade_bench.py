@@ -18,6 +18,7 @@ WRITERS = int(os.environ.get("WRITERS", "16"))
 BEFORE = float(os.environ.get("BEFORE", "3"))
 AFTER = float(os.environ.get("AFTER", "3"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
+WATCHED = int(os.environ.get("WATCHED", "2"))  # sessions the MQTT device watches
 LIMITS = ["--set", "limits.http_per_user.rate=0", "--set", "limits.connections_per_address.rate=0"]
 
 
@@ -31,7 +32,7 @@ def one_round():
                             ["session_id"])
         start = {sid: old.request("GET", "/v1/sessions/%s/profile" % sid)[2]["version"]
                  for sid in sessions}
-        load = Load(old.port, old.mqtt_port, sessions)
+        load = Load(old.port, old.mqtt_port, sessions, watched=sessions[:WATCHED])
         load.start()
         time.sleep(BEFORE)
         new = Server(data_dir=old.data_dir, extra_args=LIMITS)
@@ -47,7 +48,8 @@ def one_round():
             return set(range(start[sid] + 1, heads[sid] + 1))
         load.finish(expected)
         lost = sum(len(set(range(start[s] + 1, heads[s] + 1)) - load.mqtt_seen.get(s, set()))
-                   for s in sessions)
+                   for s in sessions[:WATCHED])
+        watched_events = sum(heads[s] - start[s] for s in sessions[:WATCHED])
         dup_or_missing = 0
         for sid in sessions:
             evs = events(new, sid)
@@ -58,7 +60,8 @@ def one_round():
                       if "handed over" in l), "?")
         return {"steps": sum(load.acked.values()), "failed": len(load.failed),
                 "failures": [str(f) for f in load.failed[:5]], "refused": load.refused,
-                "retried": load.retried, "mqtt_lost": lost, "steps_not_once": dup_or_missing,
+                "retried": load.retried, "mqtt_lost": lost, "mqtt_events": watched_events,
+                "steps_not_once": dup_or_missing,
                 "mqtt_reconnects": load.mqtt_reconnects,
                 "mqtt_sessions_lost": load.mqtt_session_lost,
                 "longest_stall_ms": 1000 * load.longest_gap(t0, t0 + 1.0),
