@@ -3,7 +3,7 @@
 # 0 lost, longest stall ≤ 200 ms), on RocksDB and on PostgreSQL (a server
 # the script starts, as the tests do). WRITERS HTTP writers (each its own
 # session, keep-alive, an Idempotency-Key per step) and one MQTT device
-# with a persistent session run for BEFORE seconds against one persona; a
+# with a persistent session, watching WATCHED (2) of the sessions, run for BEFORE seconds against one persona; a
 # second `persona serve` on the same data directory then takes over, and the
 # load runs AFTER seconds more against it. The longest stall is the longest
 # time in which no writer got an answer, from the start of the upgrade to a
@@ -30,11 +30,12 @@ doc = {"benchmark": "upgrade", "at": datetime.datetime.utcnow().strftime("%Y-%m-
        "persona": {"git_rev": os.environ["GIT_REV"], "git_dirty": os.environ["GIT_DIRTY"] == "1"},
        "writers": int(os.environ["WRITERS"]), "stores": runs}
 json.dump(doc, open(out, "w"), indent=1)
-print("| store | round | steps | failed | refused | retried | MQTT events lost | longest stall | slowest step | old drain | old exit |")
+print("| store | round | steps | failed | refused | retried | MQTT events lost / watched | longest stall | slowest step | old drain | old exit |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in runs:
     for i, u in enumerate(r["rounds"], 1):
-        print("| %s | %d | %d | %d | %d | %d | %d | %.0f ms | %.0f ms | %s ms | %d |" % (
+        print("| %s | %d | %d | %d | %d | %d | %d / %d | %.0f ms | %.0f ms | %s ms | %d |" % (
             r["store"], i, u["steps"], u["failed"], u["refused"], u["retried"], u["mqtt_lost"],
+            u["mqtt_events"],
             u["longest_stall_ms"], u["slowest_step_ms"], u["drain_ms"], u["old_exit"]))
 PY

@@ -228,7 +228,13 @@ int Serve(const ServeFlags& flags) {
         if (fd >= 0) ::close(fd);
     }
   } close_unused{&adopted};
+  const auto store_t0 = std::chrono::steady_clock::now();
   auto store = OpenStore(*cfg, false, fingerprint);
+  if (store.ok())
+    LogInfo("store open", {{"backend", cfg->store.backend},
+                           {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - store_t0)
+                                      .count()}});
   if (!store.ok()) {
     LogError("cannot open store", {{"error", std::string(store.status().message())}});
     std::cerr << "persona: " << store.status().message() << "\n";

@@ -187,7 +187,14 @@ void RocksDbEventStore::Close() {
   cv_.notify_all();
   if (committer_.joinable()) committer_.join();
   if (db_) {
-    if (!options_.read_only) db_->FlushWAL(true).PermitUncheckedError();
+    // The memtable goes to a table file here, so the next Open replays no
+    // log: a zero-downtime upgrade waits for that Open.
+    if (!options_.read_only) {
+      db_->FlushWAL(true).PermitUncheckedError();
+      rocksdb::FlushOptions fo;
+      fo.wait = true;
+      db_->Flush(fo).PermitUncheckedError();
+    }
     db_->Close().PermitUncheckedError();
   }
 }
