@@ -1,5 +1,7 @@
 #include "api/http_api.h"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <charconv>
 #include <chrono>
 
@@ -193,6 +195,11 @@ HttpApi::HttpApi(engine::Engine* engine, HttpApiOptions options)
     : engine_(engine), options_(options) {
   if (options_.auth == nullptr) options_.auth = &off_;
   auto& reg = metrics::Default();
+  if (options_.blocking_read_threads > 0)
+    readers_ = std::make_unique<boost::asio::thread_pool>(
+        static_cast<size_t>(options_.blocking_read_threads));
+  readers_refused_ = reg.GetCounter("persona_http_profile_reads_refused_total",
+                                    "Profile reads answered 503: too many waiting for a thread");
   bad_traceparent_ = reg.GetCounter("persona_tracing_bad_traceparent_total",
                                     "Requests whose traceparent header was malformed (ignored)");
   static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
@@ -299,6 +306,10 @@ void HttpApi::Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) 
     call->start_unix_ns = tracing::NowUnixNs();
   }
   Dispatch(std::move(call));
+}
+
+HttpApi::~HttpApi() {
+  if (readers_) readers_->join();
 }
 
 // Which route a request is for, and the ids in its path. Touches nothing.
@@ -878,6 +889,22 @@ void HttpApi::ListMessages(std::shared_ptr<Call> call) {
 }
 
 void HttpApi::GetProfile(std::shared_ptr<Call> call) {
+  if (!readers_) return ServeProfile(call);
+  if (readers_waiting_.fetch_add(1) >= options_.blocking_read_queue) {
+    readers_waiting_.fetch_sub(1);
+    readers_refused_->Inc();
+    net::Response res = Problem(http::status::service_unavailable, "Service Unavailable",
+                                "too many profile reads waiting", call->req.version());
+    res.set(http::field::retry_after, "1");
+    return Finish(call, std::move(res));
+  }
+  boost::asio::post(*readers_, [this, call] {
+    readers_waiting_.fetch_sub(1);
+    ServeProfile(call);
+  });
+}
+
+void HttpApi::ServeProfile(const std::shared_ptr<Call>& call) {
   const unsigned ver = call->req.version();
   auto p = engine_->GetProfileJson(call->caller, call->session_id);
   if (!p.ok()) return Finish(call, ProblemFor(p.status(), ver));

@@ -22,6 +22,10 @@
 #include "net/http_server.h"
 #include "tracing/tracer.h"
 
+namespace boost::asio {
+class thread_pool;
+}
+
 namespace persona::api {
 
 struct HttpApiOptions {
@@ -36,11 +40,18 @@ struct HttpApiOptions {
   limits::RateLimiter* per_address = nullptr;
   // Feature flags (flags.file): the current set, or null without a file.
   std::function<std::shared_ptr<const flags::FlagSet>()> flags;
+  // > 0: profile reads run on this many threads of their own instead of the
+  // I/O threads HTTP and MQTT share, because they can wait on the network
+  // (a Redis profile cache, a PostgreSQL store). At most blocking_read_queue
+  // wait for a thread; more are answered 503 with Retry-After.
+  int blocking_read_threads = 0;
+  size_t blocking_read_queue = 4096;
 };
 
 class HttpApi final : public net::Handler {
  public:
   explicit HttpApi(engine::Engine* engine, HttpApiOptions options = {});
+  ~HttpApi() override;  // waits for the profile reads in flight
 
   void Handle(net::Request req, std::shared_ptr<net::Exchange> exchange) override;
   net::Response Refusal(net::http::status status, std::string_view detail) override;
@@ -82,6 +93,7 @@ class HttpApi final : public net::Handler {
   void PostMessage(std::shared_ptr<Call> call);
   void ListMessages(std::shared_ptr<Call> call);
   void GetProfile(std::shared_ptr<Call> call);
+  void ServeProfile(const std::shared_ptr<Call>& call);
   void PatchProfile(std::shared_ptr<Call> call);
   void ListEvents(std::shared_ptr<Call> call);
   void StreamEvents(std::shared_ptr<Call> call);
@@ -104,6 +116,9 @@ class HttpApi final : public net::Handler {
   std::array<metrics::Histogram*, kRouteCount> latency_;
   metrics::Counter* bad_traceparent_ = nullptr;
   std::array<std::array<metrics::Counter*, 6>, kRouteCount> responses_;  // by status class
+  std::unique_ptr<boost::asio::thread_pool> readers_;                    // blocking_read_threads
+  std::atomic<size_t> readers_waiting_{0};
+  metrics::Counter* readers_refused_ = nullptr;
 };
 
 }  // namespace persona::api

@@ -514,6 +514,9 @@ int Serve(const ServeFlags& flags) {
   if (flag_file) api_opt.flags = [ff = flag_file.get()] { return ff->Current(); };
   if (http_per_user->enabled()) api_opt.per_user = http_per_user.get();
   if (http_per_address->enabled()) api_opt.per_address = http_per_address.get();
+  // Profile reads may wait on Redis or PostgreSQL: not on the I/O threads.
+  if (cfg->cache.backend == "redis" || cfg->store.backend == "postgres")
+    api_opt.blocking_read_threads = 4;
   api::HttpApi api(&engine, api_opt);
 
   net::ServerOptions sopt;

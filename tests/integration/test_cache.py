@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -220,6 +221,39 @@ class RedisCacheTest(unittest.TestCase, CacheFreshnessMixin):
                 metric(self.s, "persona_cache_misses_total", 'backend="redis"') - misses)
         self.assertGreater(used, 0)
         self.assertGreater(metric(self.s, "persona_cache_hits_total", 'backend="redis"'), hits)
+
+    def test_a_hung_redis_does_not_hold_up_the_io_threads(self):
+        # Profile reads that wait on a Redis that answers nothing (SIGSTOP)
+        # run on threads of their own: meanwhile the I/O threads (2 here)
+        # answer other requests at once. Before, the waiting reads held both
+        # I/O threads, and /healthz waited behind them.
+        self.s.stop()
+        self.s = Server(data_dir=self.s.data_dir,
+                        extra_args=["--set", "cache.backend=redis", "--set",
+                                    "cache.url=" + self.redis.url(), "--set", "threads=2",
+                                    "--set", "cache.timeout_ms=1500"]).start()
+        sessions = [sid for sid, _, _ in self.many_sessions(self.s, 4)]
+        self.s.stop()
+        self.s.start()  # nothing in memory: reads go to the cache
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        done = []
+        try:
+            def read(sid):
+                st, _, p = self.s.request("GET", "/v1/sessions/%s/profile" % sid)
+                done.append(st)
+            threads = [threading.Thread(target=read, args=(sid,)) for sid in sessions]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)  # the four reads are waiting on Redis
+            st, _, _ = self.s.request("GET", "/healthz")
+            answered_while_waiting = len(done)
+            self.assertEqual(st, 200)
+            self.assertEqual(answered_while_waiting, 0, "healthz waited for the profile reads")
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        for t in threads:
+            t.join()
+        self.assertEqual(done, [200] * 4)  # the reads fell back to the store
 
     def test_bad_cache_configuration_is_refused(self):
         s = Server(extra_args=["--set", "cache.backend=redis"])
