@@ -3,17 +3,19 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
-#include <mutex>
+#include <limits>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "metrics/metrics.h"
 
 namespace persona::net {
@@ -26,18 +28,123 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// The queueing, write-coalescing, read-timeout and close logic shared by both
-// transports; Derived supplies ReadSome(), WriteBuffers() and CloseStream().
-template <class Derived>
-class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
- public:
-  explicit ConnBase(asio::any_io_executor ex) : ex_(std::move(ex)), timer_(ex_) {}
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
-  void Start(std::function<void(std::string_view)> on_data,
-             std::function<void()> on_close) override {
-    on_data_ = std::move(on_data);
-    on_close_ = std::move(on_close);
-    asio::dispatch(ex_, [self = Self()] { self->DoRead(); });
+// What the sweeper knows of a connection: when it last read, its read
+// timeout and its deadline, written on the connection's strand and read by
+// the sweeper thread.
+class Expiring : public Conn {
+ public:
+  ~Expiring() override;
+  // Posts a check to the connection's strand, which closes it if it expired.
+  virtual void CheckExpiry() = 0;
+
+  bool ExpiredAt(int64_t now_ms) const {
+    if (now_ms >= deadline_ms_.load(std::memory_order_relaxed)) return true;
+    const int timeout = read_timeout_ms_.load(std::memory_order_relaxed);
+    return timeout > 0 && now_ms - last_read_ms_.load(std::memory_order_relaxed) >= timeout;
+  }
+
+ protected:
+  // Watches this connection from now on (once; later calls do nothing).
+  void Watch(std::weak_ptr<Expiring> self);
+
+  std::atomic<int64_t> last_read_ms_{NowMs()};
+  std::atomic<int64_t> deadline_ms_{std::numeric_limits<int64_t>::max()};
+  std::atomic<int> read_timeout_ms_{0};
+
+ private:
+  friend class Sweeper;
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  uint32_t slot_ = kNoSlot;  // index in the sweeper's table (guarded by its mutex)
+};
+
+// Read timeouts and credential deadlines of every Conn, checked by one thread
+// every 200 ms instead of a steady_timer per connection: an armed timer is
+// 120 bytes and holds a pending wait operation of 160-512 bytes, which was
+// most of an idle connection's memory. Expiry is precise to the period
+// (MQTT's keep-alive is counted in seconds). A process-wide table: connections
+// come and go on every I/O thread.
+class Sweeper {
+ public:
+  static Sweeper& Get() {
+    static Sweeper* sweeper = new Sweeper;  // never destroyed: its thread runs to exit
+    return *sweeper;
+  }
+
+  void Add(Expiring* raw, std::weak_ptr<Expiring> weak) {
+    absl::MutexLock l(&mu_);
+    if (raw->slot_ != Expiring::kNoSlot) return;
+    raw->slot_ = static_cast<uint32_t>(entries_.size());
+    entries_.push_back({raw, std::move(weak)});
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { Run(); }).detach();
+    }
+  }
+  // From the connection's destructor: its entry goes (the last one moves into
+  // its place). The raw pointers in the table stay valid while held under
+  // mu_, since a connection cannot finish destruction without taking it.
+  void Remove(Expiring* raw) {
+    absl::MutexLock l(&mu_);
+    if (raw->slot_ == Expiring::kNoSlot) return;
+    const uint32_t i = raw->slot_;
+    if (i + 1 != entries_.size()) {
+      entries_[i] = std::move(entries_.back());
+      entries_[i].raw->slot_ = i;
+    }
+    entries_.pop_back();
+    raw->slot_ = Expiring::kNoSlot;
+    if (entries_.capacity() > 64 && entries_.size() < entries_.capacity() / 4)
+      entries_.shrink_to_fit();
+  }
+
+ private:
+  struct Entry {
+    Expiring* raw;
+    std::weak_ptr<Expiring> weak;
+  };
+
+  void Run() {
+    std::vector<std::shared_ptr<Expiring>> expired;
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const int64_t now = NowMs();
+      {
+        absl::MutexLock l(&mu_);
+        for (const Entry& e : entries_) {
+          auto c = e.weak.lock();  // null while it is being destroyed
+          if (c && c->ExpiredAt(now)) expired.push_back(std::move(c));
+        }
+      }
+      // Outside the lock: a connection's last reference may go here.
+      for (auto& c : expired) c->CheckExpiry();
+      expired.clear();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+Expiring::~Expiring() { Sweeper::Get().Remove(this); }
+void Expiring::Watch(std::weak_ptr<Expiring> self) { Sweeper::Get().Add(this, std::move(self)); }
+
+// The queueing, write-coalescing, read-timeout and close logic shared by both
+// transports; Derived supplies executor(), ReadSome(), WriteItems() and
+// CloseStream(). Most connections are idle most of the time, so every member
+// counts (an idle MQTT connection is measured by bench/run_realtime.sh).
+template <class Derived>
+class ConnBase : public Expiring, public std::enable_shared_from_this<Derived> {
+ public:
+  void Start(std::shared_ptr<Receiver> receiver) override {
+    receiver_ = std::move(receiver);
+    asio::dispatch(Ex(), [self = Self()] { self->DoRead(); });
   }
 
   bool Send(std::string data) override { return Queue({std::move(data), nullptr}); }
@@ -46,29 +153,41 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
   }
 
   void Close() override {
-    asio::post(ex_, [self = Self()] {
+    asio::post(Ex(), [self = Self()] {
       self->close_after_write_ = true;
       if (!self->writing_) self->Flush();
     });
   }
   void Abort() override {
-    asio::post(ex_, [self = Self()] { self->Finish(); });
+    asio::post(Ex(), [self = Self()] { self->Finish(); });
   }
 
   void SetReadTimeout(int ms) override {
-    asio::post(ex_, [self = Self(), ms] {
-      self->read_timeout_ms_ = ms;
-      self->last_read_ = std::chrono::steady_clock::now();
-      self->ArmTimer();
-    });
+    last_read_ms_.store(NowMs(), std::memory_order_relaxed);
+    read_timeout_ms_.store(ms, std::memory_order_relaxed);
+    if (ms > 0) Watch(Self());
   }
   void SetDeadline(std::chrono::steady_clock::time_point deadline) override {
-    asio::post(ex_, [self = Self(), deadline] {
-      self->deadline_ = deadline;
-      self->ArmTimer();
+    deadline_ms_.store(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline.time_since_epoch()).count(),
+        std::memory_order_relaxed);
+    Watch(Self());
+  }
+  void CheckExpiry() override {
+    asio::post(Ex(), [self = Self()] {
+      if (self->ExpiredAt(NowMs())) self->Finish();
     });
   }
-  const std::string& credential() const override { return credential_; }
+  const std::string& credential() const override {
+    static const std::string none;
+    return none;
+  }
+  void CountIn(std::shared_ptr<std::atomic<int>> counter) override {
+    counter_ = std::move(counter);
+  }
+  ~ConnBase() override {
+    if (counter_) counter_->fetch_sub(1);
+  }
 
   size_t queued_bytes() const override { return queued_.load(std::memory_order_relaxed); }
   const std::string& remote_address() const override { return remote_; }
@@ -81,14 +200,15 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
   };
 
   std::shared_ptr<Derived> Self() { return this->shared_from_this(); }
+  auto Ex() { return static_cast<Derived*>(this)->executor(); }
 
   void DoRead() {
     if (finished_) return;
     static_cast<Derived*>(this)->ReadSome(
         [self = Self()](beast::error_code ec, std::string_view data) {
           if (ec) return self->Finish();
-          self->last_read_ = std::chrono::steady_clock::now();
-          if (!data.empty()) self->on_data_(data);
+          self->last_read_ms_.store(NowMs(), std::memory_order_relaxed);
+          if (!data.empty() && self->receiver_) self->receiver_->OnData(data);
           self->DoRead();
         });
   }
@@ -96,14 +216,14 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
   bool Queue(Item item) {
     bool schedule = false;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       if (closed_) return false;
       queued_.fetch_add(item.size(), std::memory_order_relaxed);
       out_.push_back(std::move(item));
       schedule = !flush_scheduled_;
       flush_scheduled_ = true;
     }
-    if (schedule) asio::post(ex_, [self = Self()] { self->Flush(); });
+    if (schedule) asio::post(Ex(), [self = Self()] { self->Flush(); });
     return true;
   }
 
@@ -111,7 +231,7 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
   void Flush() {
     if (writing_ || finished_) return;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       flush_scheduled_ = false;
       writing_items_.clear();
       writing_items_.swap(out_);
@@ -135,69 +255,36 @@ class ConnBase : public Conn, public std::enable_shared_from_this<Derived> {
         });
   }
 
-  // One timer serves both the read timeout and the hard deadline: it fires
-  // at the earlier of the two (an idle connection holds one timer, not two).
-  void ArmTimer() {
-    using Clock = std::chrono::steady_clock;
-    if (finished_) return;
-    auto at = deadline_;
-    if (read_timeout_ms_ > 0)
-      at = std::min(at, last_read_ + std::chrono::milliseconds(read_timeout_ms_));
-    if (at == Clock::time_point::max()) {
-      timer_.cancel();
-      return;
-    }
-    timer_.expires_at(at);
-    timer_.async_wait([self = Self()](beast::error_code ec) {
-      if (ec || self->finished_) return;
-      const auto now = Clock::now();
-      if (now >= self->deadline_) return self->Finish();  // the credential expired
-      if (self->read_timeout_ms_ > 0 &&
-          now - self->last_read_ >= std::chrono::milliseconds(self->read_timeout_ms_)) {
-        return self->Finish();  // keep-alive expired
-      }
-      self->ArmTimer();
-    });
-  }
-
   void Finish() {
     if (finished_) return;
     finished_ = true;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       closed_ = true;
       size_t dropped = 0;
       for (const auto& it : out_) dropped += it.size();
       out_.clear();
       queued_.fetch_sub(dropped, std::memory_order_relaxed);
     }
-    timer_.cancel();
     static_cast<Derived*>(this)->CloseStream();
-    if (auto cb = std::move(on_close_)) cb();
-    on_data_ = nullptr;
+    if (auto r = std::move(receiver_)) r->OnClose();
   }
 
-  asio::any_io_executor ex_;
-  asio::steady_timer timer_;
   std::string remote_;
-  std::function<void(std::string_view)> on_data_;
-  std::function<void()> on_close_;
+  std::shared_ptr<Receiver> receiver_;
+  std::shared_ptr<std::atomic<int>> counter_;  // decremented when the connection goes
 
   // Strand-only state.
   bool writing_ = false;
   bool finished_ = false;
   bool close_after_write_ = false;
-  int read_timeout_ms_ = 0;
-  std::chrono::steady_clock::time_point last_read_ = std::chrono::steady_clock::now();
-  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
-  std::string credential_;
   std::vector<Item> writing_items_;
 
   // Shared with senders on other threads.
-  std::mutex mu_;
-  std::vector<Item> out_;  // a vector: an idle connection holds no allocation
-  bool closed_ = false;
-  bool flush_scheduled_ = false;
+  absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Item> out_ ABSL_GUARDED_BY(mu_);  // a vector: an idle connection holds no allocation
   std::atomic<size_t> queued_{0};
 };
 
@@ -222,8 +309,7 @@ void CloseSocket(tcp::socket& socket) {
 
 class TcpConn final : public ConnBase<TcpConn> {
  public:
-  explicit TcpConn(tcp::socket socket)
-      : ConnBase(socket.get_executor()), socket_(std::move(socket)) {
+  explicit TcpConn(tcp::socket socket) : socket_(std::move(socket)) {
     beast::error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
     socket_.non_blocking(true, ec);  // read_some after wait_read must never block
@@ -231,20 +317,27 @@ class TcpConn final : public ConnBase<TcpConn> {
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
   std::string_view transport() const override { return "tcp"; }
+  auto executor() { return socket_.get_executor(); }
 
   // Waits for readability, then reads into a per-thread buffer: an idle
   // connection holds no read buffer (8 KiB each would dominate its memory).
   template <class Handler>
   void ReadSome(Handler h) {
-    socket_.async_wait(tcp::socket::wait_read,
-                       [this, h = std::move(h)](beast::error_code ec) mutable {
-                         if (ec) return h(ec, std::string_view());
-                         thread_local char buf[16384];
-                         const size_t n = socket_.read_some(asio::buffer(buf), ec);
-                         if (ec == asio::error::would_block || ec == asio::error::try_again)
-                           return h(beast::error_code(), std::string_view());
-                         h(ec, std::string_view(buf, ec ? 0 : n));
-                       });
+    // The pending wait is allocated at its own size (a bound std::allocator),
+    // not from Asio's per-thread recycling cache, whose blocks are sized for
+    // the largest operation (a write: 512 bytes) and would be held by every
+    // idle connection's wait.
+    socket_.async_wait(
+        tcp::socket::wait_read,
+        asio::bind_allocator(std::allocator<char>(),
+                             [this, h = std::move(h)](beast::error_code ec) mutable {
+                               if (ec) return h(ec, std::string_view());
+                               thread_local char buf[16384];
+                               const size_t n = socket_.read_some(asio::buffer(buf), ec);
+                               if (ec == asio::error::would_block || ec == asio::error::try_again)
+                                 return h(beast::error_code(), std::string_view());
+                               h(ec, std::string_view(buf, ec ? 0 : n));
+                             }));
   }
   template <class Handler>
   void WriteItems(const std::vector<Item>& items, Handler h) {
@@ -263,13 +356,14 @@ class TcpConn final : public ConnBase<TcpConn> {
 class TlsConn final : public ConnBase<TlsConn> {
  public:
   TlsConn(beast::ssl_stream<beast::tcp_stream> stream, std::shared_ptr<ssl::context> ctx)
-      : ConnBase(stream.get_executor()), stream_(std::move(stream)), ctx_(std::move(ctx)) {
+      : stream_(std::move(stream)), ctx_(std::move(ctx)) {
     beast::error_code ec;
     auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
     beast::get_lowest_layer(stream_).socket().set_option(tcp::no_delay(true), ec);
   }
   std::string_view transport() const override { return "tls"; }
+  auto executor() { return stream_.get_executor(); }
 
   template <class Handler>
   void ReadSome(Handler h) {
@@ -300,14 +394,15 @@ class WsConn final : public ConnBase<WsConn<Next>> {
 
  public:
   WsConn(websocket::stream<Next> ws, std::string credential, std::shared_ptr<ssl::context> ctx)
-      : Base(ws.get_executor()), ws_(std::move(ws)), ctx_(std::move(ctx)) {
-    this->credential_ = std::move(credential);
+      : ws_(std::move(ws)), credential_(std::move(credential)), ctx_(std::move(ctx)) {
     beast::error_code ec;
     auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
     if (!ec) this->remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
     ws_.binary(true);
   }
   std::string_view transport() const override { return "websocket"; }
+  const std::string& credential() const override { return credential_; }
+  auto executor() { return ws_.get_executor(); }
 
   template <class Handler>
   void ReadSome(Handler h) {
@@ -339,6 +434,7 @@ class WsConn final : public ConnBase<WsConn<Next>> {
 
  private:
   websocket::stream<Next> ws_;
+  std::string credential_;
   std::shared_ptr<ssl::context> ctx_;
   beast::flat_buffer buffer_;
   std::array<asio::const_buffer, 2> frame_;

@@ -78,24 +78,25 @@ class TcpServer::Impl : public std::enable_shared_from_this<Impl> {
             } else {
               // Counted from accept until the owner lets go of the
               // connection, or until a TLS handshake fails.
-              struct Slot {
-                std::shared_ptr<std::atomic<int>> live;
-                ~Slot() { live->fetch_sub(1); }
-              };
               self->live_->fetch_add(1);
-              auto slot = std::make_shared<Slot>(Slot{self->live_});
-              auto hand_over = [slot, handler = self->handler_](std::shared_ptr<Conn> conn) {
-                std::shared_ptr<Conn> counted(conn.get(), [conn, slot](Conn*) mutable {
-                  conn.reset();
-                  slot.reset();
-                });
-                handler(std::move(counted));
-              };
               if (self->tls_) {
+                // The handshake holds the count until it hands it to the connection.
+                struct Slot {
+                  std::shared_ptr<std::atomic<int>> live;
+                  ~Slot() {
+                    if (live) live->fetch_sub(1);
+                  }
+                };
+                auto slot = std::make_shared<Slot>(Slot{self->live_});
                 AcceptTls(std::move(socket), self->tls_->Current(), self->handshake_timeout_ms_,
-                          std::move(hand_over));
+                          [slot, handler = self->handler_](std::shared_ptr<Conn> conn) {
+                            conn->CountIn(std::move(slot->live));
+                            handler(std::move(conn));
+                          });
               } else {
-                hand_over(MakeTcpConn(std::move(socket)));
+                auto conn = MakeTcpConn(std::move(socket));
+                conn->CountIn(self->live_);
+                self->handler_(std::move(conn));
               }
             }
           }

@@ -1,7 +1,9 @@
 #include "realtime/broker.h"
 
-#include <boost/container/deque.hpp>
+#include <boost/container/devector.hpp>
 
+#include "absl/container/btree_map.h"
+#include "absl/synchronization/mutex.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "realtime/mqtt/codec.h"
@@ -10,27 +12,33 @@ namespace persona::realtime {
 
 class Broker::Session {
  public:
-  std::mutex mu;
-  std::string client_id;
+  // The members are chosen and ordered for size: most sessions are idle
+  // subscribers, and a session's bytes count towards each idle connection's
+  // (absl::Mutex is 8 bytes against std::mutex's 40, a devector 32 against a
+  // deque's 80, a btree_map 24 against a std::map's 48).
+  absl::Mutex mu;
   uint64_t id = 0;
-  bool clean = true;
+  int64_t offline_since_ms = 0;  // key in Broker::offline_ (guarded by Broker::mu_); 0 = online
+  std::string client_id;
   std::shared_ptr<Link> link ABSL_GUARDED_BY(mu);
-  // QoS 1 messages sent and not yet acknowledged, in send order.
-  // boost::container::deque allocates nothing until used (std::deque does):
-  // most sessions are idle most of the time.
-  boost::container::deque<std::pair<uint16_t, Message>> inflight ABSL_GUARDED_BY(mu);
+  // QoS 1 messages sent and not yet acknowledged, in send order. Both
+  // allocate nothing until used (std::deque does).
+  boost::container::devector<std::pair<uint16_t, Message>> inflight ABSL_GUARDED_BY(mu);
   // QoS 1 messages waiting for room in the in-flight window (or a connection).
-  boost::container::deque<Message> queue ABSL_GUARDED_BY(mu);
-  uint16_t next_packet_id ABSL_GUARDED_BY(mu) = 1;
-  // Persistent sessions: per topic, the highest seq the client acknowledged
+  boost::container::devector<Message> queue ABSL_GUARDED_BY(mu);
+  // Persistent sessions, per topic: the highest seq the client acknowledged
   // (Message::seq), and the seq up to which a restore replayed (live
   // messages at or below it are duplicates).
-  std::map<std::string, uint64_t> cursors ABSL_GUARDED_BY(mu);
-  std::map<std::string, uint64_t> floors ABSL_GUARDED_BY(mu);
-  bool paused ABSL_GUARDED_BY(mu) = false;  // being restored: deliveries only queue
+  struct Cursor {
+    uint64_t acked = 0;
+    uint64_t floor = 0;
+  };
+  absl::btree_map<std::string, Cursor> cursors ABSL_GUARDED_BY(mu);
   // The session's subscriptions (guarded by Broker::mu_), for Describe.
-  std::map<std::string, uint8_t> filters;
-  int64_t offline_since_ms = 0;  // key in Broker::offline_ (guarded by Broker::mu_); 0 = online
+  absl::btree_map<std::string, uint8_t> filters;
+  uint16_t next_packet_id ABSL_GUARDED_BY(mu) = 1;
+  bool clean = true;
+  bool paused ABSL_GUARDED_BY(mu) = false;  // being restored: deliveries only queue
 
   uint16_t NextPacketId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     // Skip ids still in flight (a window of 64 never exhausts 65535).
@@ -43,6 +51,33 @@ class Broker::Session {
     }
   }
 };
+
+size_t Broker::ClientIdHash::operator()(const std::shared_ptr<Session>& s) const {
+  return std::hash<std::string_view>{}(s->client_id);
+}
+size_t Broker::ClientIdHash::operator()(std::string_view client_id) const {
+  return std::hash<std::string_view>{}(client_id);
+}
+bool Broker::ClientIdEq::operator()(const std::shared_ptr<Session>& a,
+                                    const std::shared_ptr<Session>& b) const {
+  return a->client_id == b->client_id;
+}
+bool Broker::ClientIdEq::operator()(const std::shared_ptr<Session>& a, std::string_view b) const {
+  return a->client_id == b;
+}
+bool Broker::ClientIdEq::operator()(std::string_view a, const std::shared_ptr<Session>& b) const {
+  return a == b->client_id;
+}
+
+size_t Broker::IdHash::operator()(const std::shared_ptr<Session>& s) const {
+  return absl::Hash<uint64_t>{}(s->id);
+}
+bool Broker::IdEq::operator()(const std::shared_ptr<Session>& a, uint64_t b) const {
+  return a->id == b;
+}
+bool Broker::IdEq::operator()(uint64_t a, const std::shared_ptr<Session>& b) const {
+  return a == b->id;
+}
 
 namespace {
 
@@ -82,14 +117,14 @@ void Broker::Mirror(const Session& s) {
 
 void Broker::Discard(const std::shared_ptr<Session>& s) {
   Mirror(*s);  // its record goes too
-  tree_.RemoveAll(s->id);
+  for (const auto& [filter, qos] : s->filters) tree_.Remove(filter, s->id);
   s->filters.clear();
-  by_id_.erase(s->id);
-  auto it = sessions_.find(s->client_id);
-  if (it != sessions_.end() && it->second == s) sessions_.erase(it);
+  by_id_.erase(s);
+  auto it = sessions_.find(std::string_view(s->client_id));
+  if (it != sessions_.end() && *it == s) sessions_.erase(it);
   if (s->offline_since_ms != 0) offline_.erase({s->offline_since_ms, s->id});
   s->offline_since_ms = 0;
-  std::lock_guard<std::mutex> sl(s->mu);
+  absl::MutexLock sl(&s->mu);
   queued_gauge_->Add(-static_cast<int64_t>(s->queue.size()));
   s->queue.clear();
   s->inflight.clear();
@@ -104,7 +139,7 @@ bool Broker::Reap(bool need_room) {
       offline_.erase(offline_.begin());
       continue;
     }
-    Discard(std::shared_ptr<Session>(it->second));
+    Discard(std::shared_ptr<Session>(*it));
   }
   sessions_gauge_->Set(static_cast<int64_t>(sessions_.size()));
   return !need_room || sessions_.size() < options_.max_sessions;
@@ -118,11 +153,11 @@ std::optional<Broker::Attached> Broker::Connect(const std::string& client_id, bo
   {
     std::lock_guard<std::mutex> l(mu_);
     Reap(false);
-    auto it = sessions_.find(client_id);
+    auto it = sessions_.find(std::string_view(client_id));
     if (it != sessions_.end()) {
-      s = it->second;
+      s = *it;
       {
-        std::lock_guard<std::mutex> sl(s->mu);
+        absl::MutexLock sl(&s->mu);
         old_link = std::move(s->link);
       }
       if (s->offline_since_ms != 0) {
@@ -141,11 +176,11 @@ std::optional<Broker::Attached> Broker::Connect(const std::string& client_id, bo
       s = std::make_shared<Session>();
       s->client_id = client_id;
       s->id = next_id_++;
-      sessions_[client_id] = s;
-      by_id_[s->id] = s;
+      sessions_.insert(s);
+      by_id_.insert(s);
     }
     s->clean = clean_session;
-    std::lock_guard<std::mutex> sl(s->mu);
+    absl::MutexLock sl(&s->mu);
     s->link = std::move(link);
     sessions_gauge_->Set(static_cast<int64_t>(sessions_.size()));
   }
@@ -154,7 +189,7 @@ std::optional<Broker::Attached> Broker::Connect(const std::string& client_id, bo
 }
 
 void Broker::Resume(const std::shared_ptr<Session>& s) {
-  std::lock_guard<std::mutex> l(s->mu);
+  absl::MutexLock l(&s->mu);
   if (!s->link) return;
   // Unacknowledged messages go again first, with DUP, in their order.
   for (const auto& [pid, m] : s->inflight) SendPublish(*s->link, m, 1, pid, true);
@@ -172,14 +207,14 @@ void Broker::Resume(const std::shared_ptr<Session>& s) {
 void Broker::Disconnect(const std::shared_ptr<Session>& s, const Link* link) {
   bool discard = false;
   {
-    std::lock_guard<std::mutex> l(s->mu);
+    absl::MutexLock l(&s->mu);
     if (s->link && s->link.get() != link) return;  // taken over by a new connection
     s->link.reset();
     discard = s->clean;
   }
   std::lock_guard<std::mutex> l(mu_);
-  auto it = sessions_.find(s->client_id);
-  if (it == sessions_.end() || it->second != s) return;  // already discarded
+  auto it = sessions_.find(std::string_view(s->client_id));
+  if (it == sessions_.end() || *it != s) return;  // already discarded
   if (discard) {
     Discard(s);
   } else if (s->offline_since_ms == 0) {
@@ -257,7 +292,7 @@ size_t Broker::Publish(const Message& m) {
     targets.reserve(matches.size());
     for (const auto& [id, qos] : matches) {
       auto it = by_id_.find(id);
-      if (it != by_id_.end()) targets.emplace_back(it->second, qos);
+      if (it != by_id_.end()) targets.emplace_back(*it, qos);
     }
   }
   Message out = m;
@@ -269,10 +304,10 @@ size_t Broker::Publish(const Message& m) {
 void Broker::Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos) {
   std::shared_ptr<Link> kick;
   {
-    std::lock_guard<std::mutex> l(s->mu);
-    if (m.seq != 0 && !s->floors.empty()) {
-      auto f = s->floors.find(m.topic);
-      if (f != s->floors.end() && m.seq <= f->second) return;  // a restore replayed it
+    absl::MutexLock l(&s->mu);
+    if (m.seq != 0 && !s->cursors.empty()) {
+      auto f = s->cursors.find(m.topic);
+      if (f != s->cursors.end() && m.seq <= f->second.floor) return;  // a restore replayed it
     }
     if (qos == 0) {
       if (!s->link || s->paused) return;  // QoS 0 is not kept for offline sessions
@@ -325,11 +360,11 @@ void Broker::Deliver(const std::shared_ptr<Session>& s, Message m, uint8_t qos) 
 }
 
 void Broker::Acked(const std::shared_ptr<Session>& s, uint16_t packet_id) {
-  std::lock_guard<std::mutex> l(s->mu);
+  absl::MutexLock l(&s->mu);
   for (auto it = s->inflight.begin(); it != s->inflight.end(); ++it) {
     if (it->first == packet_id) {
       if (it->second.seq != 0 && !s->clean) {
-        uint64_t& cursor = s->cursors[it->second.topic];
+        uint64_t& cursor = s->cursors[it->second.topic].acked;
         if (it->second.seq > cursor) {
           cursor = it->second.seq;
           Mirror(*s);
@@ -358,8 +393,8 @@ bool Broker::Persistent(const std::shared_ptr<Session>& s) const {
 void Broker::InitCursor(const std::shared_ptr<Session>& s, const std::string& topic, uint64_t seq) {
   std::lock_guard<std::mutex> l(mu_);  // s->clean
   if (s->clean) return;
-  std::lock_guard<std::mutex> sl(s->mu);
-  if (s->cursors.emplace(topic, seq).second) Mirror(*s);
+  absl::MutexLock sl(&s->mu);
+  if (s->cursors.try_emplace(topic, Session::Cursor{seq, 0}).second) Mirror(*s);
 }
 
 std::optional<std::string> Broker::Describe(const std::string& key) const {
@@ -367,16 +402,16 @@ std::optional<std::string> Broker::Describe(const std::string& key) const {
   json::array subs;
   {
     std::lock_guard<std::mutex> l(mu_);
-    auto it = sessions_.find(key);
-    if (it == sessions_.end() || it->second->clean) return std::nullopt;
-    s = it->second;
+    auto it = sessions_.find(std::string_view(key));
+    if (it == sessions_.end() || (*it)->clean) return std::nullopt;
+    s = *it;
     for (const auto& [filter, qos] : s->filters)
       subs.push_back(json::array{json::value(filter), qos});
   }
   json::object cursors;
   {
-    std::lock_guard<std::mutex> l(s->mu);
-    for (const auto& [topic, seq] : s->cursors) cursors[topic] = seq;
+    absl::MutexLock l(&s->mu);
+    for (const auto& [topic, c] : s->cursors) cursors[topic] = c.acked;
   }
   json::object o;
   o["subs"] = std::move(subs);
@@ -398,9 +433,9 @@ Status Broker::Restore(const std::shared_ptr<Session>& s, const std::string& rec
     }
   }
   {
-    std::lock_guard<std::mutex> l(s->mu);
+    absl::MutexLock l(&s->mu);
     s->paused = true;
-    for (const auto& [topic, seq] : cursors) s->cursors[topic] = seq;
+    for (const auto& [topic, seq] : cursors) s->cursors[topic].acked = seq;
   }
   if (const auto* subs = o.if_contains("subs"); subs && subs->is_array()) {
     for (const auto& sub : subs->get_array()) {
@@ -414,12 +449,12 @@ Status Broker::Restore(const std::shared_ptr<Session>& s, const std::string& rec
   for (const auto& [topic, after] : cursors) {
     if (!allow(topic)) continue;
     std::vector<Message> missed = replay(topic, after);  // no lock held: it reads the store
-    std::lock_guard<std::mutex> l(s->mu);
-    uint64_t& floor = s->floors[topic];
+    absl::MutexLock l(&s->mu);
+    uint64_t& floor = s->cursors[topic].floor;
     floor = std::max(floor, missed.empty() ? after : missed.back().seq);
     // Live messages that arrived since the subscription: the ones the replay
     // covers go, the newer ones follow it.
-    boost::container::deque<Message> merged;
+    boost::container::devector<Message> merged;
     bool placed = false;
     int64_t removed = 0;
     for (auto& m : s->queue) {
@@ -443,7 +478,7 @@ Status Broker::Restore(const std::shared_ptr<Session>& s, const std::string& rec
       dropped_offline_->Inc();
     }
   }
-  std::lock_guard<std::mutex> l(s->mu);
+  absl::MutexLock l(&s->mu);
   s->paused = false;
   return absl::OkStatus();
 }
@@ -452,8 +487,8 @@ size_t Broker::DisconnectAll() {
   std::vector<std::shared_ptr<Link>> links;
   {
     std::lock_guard<std::mutex> l(mu_);
-    for (const auto& [key, session] : sessions_) {
-      std::lock_guard<std::mutex> sl(session->mu);
+    for (const auto& session : sessions_) {
+      absl::MutexLock sl(&session->mu);
       if (session->link) links.push_back(session->link);
     }
   }

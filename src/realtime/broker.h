@@ -32,6 +32,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "core/status.h"
 #include "metrics/metrics.h"
 #include "realtime/mqtt/topic_tree.h"
@@ -172,8 +174,37 @@ class Broker {
   std::atomic<MirrorSink*> mirror_{nullptr};
   mutable std::mutex mu_;
   mqtt::TopicTree tree_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<uint64_t, std::shared_ptr<Session>> by_id_ ABSL_GUARDED_BY(mu_);
+  // Sessions by client id, keyed by each session's own copy of it: open
+  // addressing and no second copy of the id (each counts towards an idle
+  // connection's memory).
+  struct ClientIdHash {
+    using is_transparent = void;
+    size_t operator()(const std::shared_ptr<Session>& s) const;
+    size_t operator()(std::string_view client_id) const;
+  };
+  struct ClientIdEq {
+    using is_transparent = void;
+    bool operator()(const std::shared_ptr<Session>& a, const std::shared_ptr<Session>& b) const;
+    bool operator()(const std::shared_ptr<Session>& a, std::string_view b) const;
+    bool operator()(std::string_view a, const std::shared_ptr<Session>& b) const;
+  };
+  absl::flat_hash_set<std::shared_ptr<Session>, ClientIdHash, ClientIdEq> sessions_
+      ABSL_GUARDED_BY(mu_);
+  // And by id (the topic tree's subscriber id), the same way.
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(const std::shared_ptr<Session>& s) const;
+    size_t operator()(uint64_t id) const { return absl::Hash<uint64_t>{}(id); }
+  };
+  struct IdEq {
+    using is_transparent = void;
+    bool operator()(const std::shared_ptr<Session>& a, const std::shared_ptr<Session>& b) const {
+      return a == b;
+    }
+    bool operator()(const std::shared_ptr<Session>& a, uint64_t b) const;
+    bool operator()(uint64_t a, const std::shared_ptr<Session>& b) const;
+  };
+  absl::flat_hash_set<std::shared_ptr<Session>, IdHash, IdEq> by_id_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Message> retained_ ABSL_GUARDED_BY(mu_);
   // Offline persistent sessions by the time they went offline.
   std::set<std::pair<int64_t, uint64_t>> offline_ ABSL_GUARDED_BY(mu_);

@@ -2,9 +2,10 @@
 
 #include <chrono>
 #include <ctime>
-#include <set>
+#include <memory>
 #include <variant>
 
+#include "absl/container/btree_set.h"
 #include "core/ids.h"
 #include "core/logging.h"
 #include "metrics/metrics.h"
@@ -40,24 +41,24 @@ struct MqttMetrics {
   }
 };
 
-class MqttConnection final : public Link, public std::enable_shared_from_this<MqttConnection> {
+class MqttConnection final : public Link,
+                             public net::Conn::Receiver,
+                             public std::enable_shared_from_this<MqttConnection> {
  public:
   MqttConnection(std::shared_ptr<net::Conn> conn, Broker* broker, MqttPolicy* policy,
                  const MqttOptions& options)
       : conn_(std::move(conn)),
         broker_(broker),
         policy_(policy),
-        parser_(options.max_packet_bytes, mqtt::Parser::Role::kServer),
-        options_(options) {
+        parser_(options.max_packet_bytes, mqtt::Parser::Role::kServer) {
     MqttMetrics::Get().connections->Add(1);
   }
   ~MqttConnection() override { MqttMetrics::Get().connections->Add(-1); }
 
-  void Start() {
+  void Start(int connect_timeout_ms) {
     auto self = shared_from_this();
-    conn_->SetReadTimeout(options_.connect_timeout_ms);
-    conn_->Start([self](std::string_view data) { self->OnData(data); },
-                 [self] { self->OnClose(); });
+    conn_->SetReadTimeout(connect_timeout_ms);
+    conn_->Start(self);
   }
 
   // Link
@@ -77,7 +78,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
 
  private:
   // Runs on the connection's strand, one call at a time.
-  void OnData(std::string_view data) {
+  void OnData(std::string_view data) override {
     if (closing_) return;  // bytes that arrive after we decided to close are ignored
     // Local, not a member: an idle connection keeps no packet storage.
     std::vector<mqtt::Packet> packets;
@@ -150,7 +151,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     if (!attached->session_present && !c.clean_session &&
         policy_->RestoreSession(client_, session_key, session_))
       attached->session_present = true;
-    will_ = std::move(c.will);
+    if (c.will) will_ = std::make_unique<mqtt::Will>(std::move(*c.will));
     // The server allows one and a half keep-alive periods [MQTT-3.1.2-24].
     conn_->SetReadTimeout(c.keep_alive_s == 0 ? 0 : c.keep_alive_s * 1500);
     // SPEC §10: the connection ends when its token does (clamped to ten
@@ -170,10 +171,11 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
     if (p.qos == 2) {
       // Exactly-once inbound: act on the first PUBLISH of an id, answer PUBREC
       // to every copy, forget the id at PUBREL.
-      const bool first = awaiting_rel_.insert(p.packet_id).second;
+      if (!awaiting_rel_) awaiting_rel_ = std::make_unique<absl::btree_set<uint16_t>>();
+      const bool first = awaiting_rel_->insert(p.packet_id).second;
       std::string out;
       mqtt::EncodePacketId(mqtt::PacketType::kPubrec, p.packet_id, &out);
-      if (first && awaiting_rel_.size() > 1024) {
+      if (first && awaiting_rel_->size() > 1024) {
         closing_ = true;  // a client that never sends PUBREL: bound the set
         conn_->Close();
         return;
@@ -214,7 +216,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
         broker_->Acked(session_, p.packet_id);
         break;
       case mqtt::PacketType::kPubrel: {
-        awaiting_rel_.erase(p.packet_id);
+        if (awaiting_rel_) awaiting_rel_->erase(p.packet_id);
         std::string out;
         mqtt::EncodePacketId(mqtt::PacketType::kPubcomp, p.packet_id, &out);
         conn_->Send(std::move(out));
@@ -267,7 +269,7 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   void On(mqtt::Suback&) {}
   void On(mqtt::Pingresp&) {}
 
-  void OnClose() {
+  void OnClose() override {
     if (!session_) return;
     if (will_ && !leaving_.load()) {
       Message m;
@@ -287,12 +289,12 @@ class MqttConnection final : public Link, public std::enable_shared_from_this<Mq
   Broker* broker_;
   MqttPolicy* policy_;
   mqtt::Parser parser_;
-  MqttOptions options_;
   MqttClient client_;
   std::shared_ptr<Broker::Session> session_;
-  std::optional<mqtt::Will> will_;
+  // Idle connections are most of them: what only some need is held by pointer.
+  std::unique_ptr<mqtt::Will> will_;
   std::atomic<bool> leaving_{false};  // closed by the server for an upgrade: no will
-  std::set<uint16_t> awaiting_rel_;
+  std::unique_ptr<absl::btree_set<uint16_t>> awaiting_rel_;  // QoS 2 ids awaiting PUBREL
   bool closing_ = false;
 };
 
@@ -308,7 +310,8 @@ void ServeMqtt(std::shared_ptr<net::Conn> conn, Broker* broker, MqttPolicy* poli
     conn->Abort();
     return;
   }
-  std::make_shared<MqttConnection>(std::move(conn), broker, policy, options)->Start();
+  std::make_shared<MqttConnection>(std::move(conn), broker, policy, options)
+      ->Start(options.connect_timeout_ms);
 }
 
 }  // namespace persona::realtime

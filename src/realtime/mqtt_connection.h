@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "auth/caller.h"
 #include "core/status.h"
@@ -17,7 +18,7 @@ namespace persona::realtime {
 struct MqttClient {
   auth::Caller caller;
   std::string client_id;
-  std::string remote;  // "address:port"
+  std::string_view remote;  // "address:port" (the connection's own string)
 };
 
 // MqttPolicy: the one authorization point for MQTT over TCP and WebSocket.

@@ -193,13 +193,14 @@ Parser::Parser(size_t max_packet_bytes, Role role)
     : max_packet_bytes_(std::max<size_t>(max_packet_bytes, 2)), role_(role) {}
 
 ParseResult Parser::Fail(std::string reason, std::optional<ConnackCode> code) {
-  error_.ok = false;
-  error_.reason = std::move(reason);
-  error_.connack_code = code;
+  error_ = std::make_unique<ParseResult>();
+  error_->ok = false;
+  error_->reason = std::move(reason);
+  error_->connack_code = code;
   body_ = std::string();  // Release the buffer; the connection is going away.
   header_len_ = 0;
   header_done_ = false;
-  return error_;
+  return *error_;
 }
 
 ParseResult Parser::CheckFirstByte(uint8_t byte) {
@@ -245,7 +246,7 @@ ParseResult Parser::CheckFirstByte(uint8_t byte) {
 }
 
 ParseResult Parser::Feed(const char* data, size_t n, std::vector<Packet>* out) {
-  if (!error_.ok) return error_;
+  if (error_) return *error_;
   size_t i = 0;
   while (i < n) {
     if (!header_done_) {

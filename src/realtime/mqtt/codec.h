@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -187,7 +188,7 @@ class Parser {
 
   // Bytes of a partial packet currently held (0 between packets).
   size_t buffered_bytes() const { return header_len_ + body_.size(); }
-  bool failed() const { return !error_.ok; }
+  bool failed() const { return error_ != nullptr; }
   Role role() const { return role_; }
 
  private:
@@ -197,17 +198,19 @@ class Parser {
   // Decodes a complete packet body; on success appends to *out.
   ParseResult DecodeBody(std::string_view body, std::vector<Packet>* out);
 
+  // Sized for the idle connections that are most of a broker's (each holds a
+  // parser): the error is held by pointer, the header state packed.
   const size_t max_packet_bytes_;
+  std::unique_ptr<ParseResult> error_;  // set once the stream was rejected
   const Role role_;
-  ParseResult error_;
   bool seen_first_packet_ = false;  // CONNECT (server) / CONNACK (client) received.
 
   // Fixed header in progress.
   uint8_t first_byte_ = 0;
-  size_t header_len_ = 0;  // Bytes of fixed header consumed so far (0 = between packets).
-  size_t remaining_ = 0;   // Decoded remaining length (valid once header is complete).
-  uint32_t multiplier_ = 1;
   bool header_done_ = false;
+  uint32_t multiplier_ = 1;
+  uint32_t header_len_ = 0;  // Bytes of fixed header consumed so far (0 = between packets).
+  size_t remaining_ = 0;     // Decoded remaining length (valid once header is complete).
   // Body bytes of a packet that straddles Feed calls. Grows only as bytes arrive, and never
   // beyond the packet's remaining length (<= max_packet_bytes_).
   std::string body_;

@@ -72,12 +72,16 @@ bool TopicMatches(std::string_view filter, std::string_view topic) {
 }
 
 struct TopicTree::Node {
-  std::unordered_map<std::string, std::unique_ptr<Node>, StringHash, std::equal_to<>> children;
+  absl::flat_hash_map<std::string, std::unique_ptr<Node>, StringHash, StringEq> children;
   std::unique_ptr<Node> plus;  // The "+" child.
   SubscriberMap subs;          // Filters ending exactly at this node.
-  SubscriberMap hash_subs;     // Filters "<this node's path>/#" (or "#" at the root).
+  // Filters "<this node's path>/#" (or "#" at the root): few nodes have them,
+  // so they are held by pointer (a node is 96 bytes, not 128).
+  std::unique_ptr<SubscriberMap> hash_subs;
 
-  bool Unused() const { return children.empty() && !plus && subs.empty() && hash_subs.empty(); }
+  bool Unused() const {
+    return children.empty() && !plus && subs.empty() && (!hash_subs || hash_subs->empty());
+  }
 };
 
 TopicTree::TopicTree() : root_(std::make_unique<Node>()) {}
@@ -96,11 +100,8 @@ TopicTree::~TopicTree() {
 }
 
 TopicTree::TopicTree(TopicTree&& other) noexcept
-    : root_(std::move(other.root_)),
-      by_subscriber_(std::move(other.by_subscriber_)),
-      size_(other.size_) {
+    : root_(std::move(other.root_)), size_(other.size_) {
   other.root_ = std::make_unique<Node>();
-  other.by_subscriber_.clear();
   other.size_ = 0;
 }
 
@@ -108,7 +109,6 @@ TopicTree& TopicTree::operator=(TopicTree&& other) noexcept {
   if (this != &other) {
     TopicTree tmp(std::move(other));
     std::swap(root_, tmp.root_);
-    std::swap(by_subscriber_, tmp.by_subscriber_);
     std::swap(size_, tmp.size_);
   }
   return *this;
@@ -122,7 +122,10 @@ TopicTree::SubscriberMap* TopicTree::Find(std::string_view filter, bool create,
   bool last = false;
   while (!last) {
     const std::string_view level = NextLevel(filter, &pos, &last);
-    if (level == "#") return &node->hash_subs;  // Valid filters have '#' only last.
+    if (level == "#") {  // Valid filters have '#' only last.
+      if (!node->hash_subs && create) node->hash_subs = std::make_unique<SubscriberMap>();
+      return node->hash_subs.get();
+    }
     Node* next = nullptr;
     if (level == "+") {
       if (!node->plus && create) node->plus = std::make_unique<Node>();
@@ -171,47 +174,17 @@ bool TopicTree::Add(std::string_view filter, SubscriberId id, uint8_t qos) {
     return true;
   }
   ++size_;
-  by_subscriber_[id].emplace(filter);
   return true;
 }
 
 bool TopicTree::Remove(std::string_view filter, SubscriberId id) {
-  auto rev = by_subscriber_.find(id);
-  if (rev == by_subscriber_.end()) return false;
-  auto rev_filter = rev->second.find(filter);
-  if (rev_filter == rev->second.end()) return false;
+  if (!ValidTopicFilter(filter)) return false;
   std::vector<Node*> path;
   SubscriberMap* subs = Find(filter, /*create=*/false, &path);
-  if (subs != nullptr && subs->erase(id) > 0) --size_;
+  if (subs == nullptr || subs->erase(id) == 0) return false;
+  --size_;
   Prune(filter, path);
-  rev->second.erase(rev_filter);
-  if (rev->second.empty()) by_subscriber_.erase(rev);
   return true;
-}
-
-size_t TopicTree::RemoveAll(SubscriberId id) {
-  auto rev = by_subscriber_.find(id);
-  if (rev == by_subscriber_.end()) return 0;
-  auto filters = std::move(rev->second);
-  by_subscriber_.erase(rev);
-  size_t removed = 0;
-  std::vector<Node*> path;
-  for (const std::string& filter : filters) {
-    path.clear();
-    SubscriberMap* subs = Find(filter, /*create=*/false, &path);
-    if (subs != nullptr && subs->erase(id) > 0) {
-      --size_;
-      ++removed;
-    }
-    Prune(filter, path);
-  }
-  return removed;
-}
-
-std::vector<std::string> TopicTree::FiltersOf(SubscriberId id) const {
-  auto rev = by_subscriber_.find(id);
-  if (rev == by_subscriber_.end()) return {};
-  return std::vector<std::string>(rev->second.begin(), rev->second.end());
 }
 
 void TopicTree::Match(std::string_view topic, MatchResult* out) const {
@@ -256,7 +229,7 @@ void TopicTree::Match(std::string_view topic, MatchResult* out) const {
     const Frame f = pop();
     const bool at_root = f.node == root_.get();
     // "x/#" matches "x" itself and everything below it [MQTT-4.7.1-2].
-    if (!(at_root && dollar)) collect(f.node->hash_subs);
+    if (f.node->hash_subs && !(at_root && dollar)) collect(*f.node->hash_subs);
     if (f.done) {
       collect(f.node->subs);
       continue;

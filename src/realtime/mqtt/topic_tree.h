@@ -17,10 +17,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include "absl/container/flat_hash_map.h"
 
 namespace persona::realtime::mqtt {
 
@@ -65,20 +65,14 @@ class TopicTree {
   bool Add(std::string_view filter, SubscriberId id, uint8_t qos);
 
   // Removes the subscription of `id` to exactly `filter` (string equality, not matching).
-  // Returns true if one existed.
+  // Returns true if one existed. The tree keeps no index by subscriber: the owner knows its
+  // subscribers' filters (the broker's sessions do) and removes each.
   bool Remove(std::string_view filter, SubscriberId id);
-
-  // Removes every subscription of `id`; returns how many were removed. Cost is proportional
-  // to that subscriber's subscriptions, not to the tree.
-  size_t RemoveAll(SubscriberId id);
 
   // Clears *out, then fills it with every subscriber having at least one filter that matches
   // `topic`, each exactly once, with the maximum QoS over its matching filters
   // [MQTT-3.3.5-1]. Order is unspecified. `topic` is assumed to be a valid topic name.
   void Match(std::string_view topic, MatchResult* out) const;
-
-  // Filters `id` is currently subscribed to (unspecified order); empty if none.
-  std::vector<std::string> FiltersOf(SubscriberId id) const;
 
   // Number of (filter, subscriber) subscriptions stored.
   size_t size() const { return size_; }
@@ -86,11 +80,20 @@ class TopicTree {
 
  private:
   struct Node;
+  // Open-addressing maps (absl): an empty one allocates nothing and a small
+  // one is a single allocation, where std::unordered_map allocates a bucket
+  // array and a node per entry. Most nodes hold one subscriber or one child,
+  // and the tree dominates the memory of an idle subscribed connection.
+  using SubscriberMap = absl::flat_hash_map<SubscriberId, uint8_t>;
+  // Lookups by std::string_view (Debian's absl::string_view is its own type).
   struct StringHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  using SubscriberMap = std::unordered_map<SubscriberId, uint8_t>;
+  struct StringEq {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+  };
 
   // Returns the subscriber map for `filter`, creating nodes when `create`; nullptr if absent.
   // `path`, when non-null, receives the nodes walked from the root (for pruning).
@@ -98,9 +101,6 @@ class TopicTree {
   void Prune(std::string_view filter, const std::vector<Node*>& path);
 
   std::unique_ptr<Node> root_;
-  // Reverse index, so RemoveAll need not walk the tree.
-  std::unordered_map<SubscriberId, std::unordered_set<std::string, StringHash, std::equal_to<>>>
-      by_subscriber_;
   size_t size_ = 0;
 };
 
