@@ -444,12 +444,11 @@ std::string Engine::IdempotencyScopeKey(std::string_view route, std::string_view
   return std::string(route) + " " + std::string(key);
 }
 
-void Engine::Publish(const SessionState& s, const std::vector<model::Event>& events) {
+void Engine::Publish(const SessionState& s, const std::vector<EventBytes>& events) {
   const bool everywhere = bus_->Distributed();  // other nodes' subscribers count too
   const std::string topic = EventsTopic(s.meta.session_id);
   if (everywhere || bus_->SubscriberCount(topic) > 0) {
-    for (const auto& e : events)
-      bus_->Publish(topic, std::make_shared<const std::string>(model::EventToJsonString(e)), e.seq);
+    for (const auto& [seq, bytes] : events) bus_->Publish(topic, bytes, seq);
   }
   const std::string ptopic = ProfileTopic(s.meta.session_id);
   if (everywhere || bus_->SubscriberCount(ptopic) > 0)
@@ -471,7 +470,20 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
       ++next.meta.message_count;
   }
   req.meta = next.meta;
-  req.events = events;
+  // Each event is serialised once: the store writes these bytes and the bus
+  // publishes the same ones. The events themselves move into the request.
+  std::vector<EventBytes> published;
+  published.reserve(events.size());
+  req.event_json.reserve(events.size());
+  uint64_t field_changes = 0;
+  for (const auto& e : events) {
+    auto bytes = std::make_shared<const std::string>(model::EventToJsonString(e));
+    req.event_json.push_back(bytes);
+    published.emplace_back(e.seq, std::move(bytes));
+    if (e.type == model::kFieldSet || e.type == model::kFieldCleared) ++field_changes;
+  }
+  const size_t appended = events.size();
+  req.events = std::move(events);
   if (user_usage) req.user_usage = store::AppendRequest::UserUsage{next.meta.user_id, *user_usage};
   // Snapshot whenever the version crosses a multiple of snapshot_every, so a
   // load replays fewer than snapshot_every + (events per request) events.
@@ -494,15 +506,14 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
         req.session_id, applying->request_id,
         json::serialize(AppliedRecord(*applying, req.session_id, reply))};
   }
-  auto shared = std::make_shared<std::tuple<SessionState, std::vector<model::Event>, Reply>>(
-      std::move(next), std::move(events), std::move(reply));
+  auto shared = std::make_shared<std::tuple<SessionState, std::vector<EventBytes>, Reply>>(
+      std::move(next), std::move(published), std::move(reply));
   const bool applying_op = applying.has_value();
   // Tracing: the durable commit and the publish are children of the request.
   tracing::Tracer* tracer = trace.valid() && trace.sampled ? tracing::Global() : nullptr;
   const uint64_t commit_start = tracer ? tracing::NowUnixNs() : 0;
-  const size_t appended = std::get<1>(*shared).size();
   store_->Append(std::move(req), [this, a, release = std::move(release), shared, applying_op,
-                                  tracer, trace, commit_start, appended,
+                                  tracer, trace, commit_start, appended, field_changes,
                                   done = std::move(done)](Status st) mutable {
     if (tracer) {
       tracing::Span span = tracing::ChildSpan(trace, "store.commit", commit_start);
@@ -513,7 +524,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
     }
     // Continue on the executor: the commit thread only commits.
     ExecutorFor(applying_op)([this, a, release = std::move(release), shared, done = std::move(done),
-                              tracer, trace, st = std::move(st)]() mutable {
+                              tracer, trace, field_changes, st = std::move(st)]() mutable {
       if (!st.ok()) {
         if (IsVersionConflict(st)) {
           // Another writer (another node) got there first: the state here
@@ -526,8 +537,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
         return;
       }
       auto& [state, events, reply] = *shared;
-      for (const auto& e : events)
-        if (e.type == model::kFieldSet || e.type == model::kFieldCleared) field_changes_->Inc();
+      if (field_changes > 0) field_changes_->Inc(field_changes);
       {
         std::lock_guard<std::mutex> l(a->mu);
         a->state = std::move(state);

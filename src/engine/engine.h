@@ -246,7 +246,9 @@ class Engine {
   // OK if the session exists (resident, or in the store) and `caller` may touch it.
   Status Exists(const auth::Caller& caller, const std::string& session_id);
   model::Event NewEvent(std::string_view type, std::string_view origin, json::object data);
-  void Publish(const SessionState& s, const std::vector<model::Event>& events);
+  // An event's seq and its JSON, serialised once for the store and the bus.
+  using EventBytes = std::pair<uint64_t, std::shared_ptr<const std::string>>;
+  void Publish(const SessionState& s, const std::vector<EventBytes>& events);
   json::object ProfileBody(const SessionState& s) const;
   std::string IdempotencyScopeKey(std::string_view route, std::string_view key) const;
   // The start of a session operation: loads the session, answers from the

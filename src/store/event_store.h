@@ -118,6 +118,10 @@ struct AppendRequest {
   uint64_t expected_version = 0;
   SessionMeta meta;                  // stored as the new metadata (meta.version = last seq)
   std::vector<model::Event> events;  // seqs expected_version+1, +2, …
+  // Optional: each event as model::EventToJsonString made it, one per event,
+  // when the caller already serialised them (the engine does, once, for the
+  // store and the bus). Stores store these bytes instead of serialising again.
+  std::vector<std::shared_ptr<const std::string>> event_json;
   std::optional<Snapshot> snapshot;
   // Idempotency record, written atomically with the events.
   struct Idempotency {

@@ -145,6 +145,28 @@ TYPED_TEST(EventStoreContract, AppendsAreGaplessAndSurviveReopen) {
   EXPECT_EQ((*back)[0].seq, 4u);
 }
 
+// The bytes a caller already serialised (event_json) are what is stored:
+// the events read back equal the events, and a count that does not match is
+// refused with nothing written.
+TYPED_TEST(EventStoreContract, PreSerialisedEventsAreStoredAsGiven) {
+  AppendRequest r = this->Req("s1", 0, 3);
+  for (const auto& e : r.events)
+    r.event_json.push_back(std::make_shared<const std::string>(model::EventToJsonString(e)));
+  const std::vector<std::shared_ptr<const std::string>> sent = r.event_json;
+  ASSERT_TRUE(this->AppendSync(std::move(r)).ok());
+  auto page = this->store_->ReadEvents("s1", 0, 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(model::EventToJsonString((*page)[i]), *sent[i]);
+
+  AppendRequest bad = this->Req("s1", 3, 2);
+  bad.event_json.push_back(sent[0]);  // one for two events
+  EXPECT_TRUE(absl::IsInvalidArgument(this->AppendSync(std::move(bad))));
+  auto loaded = this->store_->Load("s1");
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->meta.version, 3u);
+}
+
 TYPED_TEST(EventStoreContract, StaleExpectedVersionIsRefusedAndWritesNothing) {
   ASSERT_TRUE(this->AppendSync(this->Req("s1", 0, 2)).ok());
   Status st = this->AppendSync(this->Req("s1", 1, 1));

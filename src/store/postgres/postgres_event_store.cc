@@ -566,11 +566,16 @@ void PostgresEventStore::Append(AppendRequest req, Done done) {
   p.erase = req.erase;
   if (!p.erase) {
     uint64_t seq = req.expected_version;
-    for (const auto& e : req.events) {
+    if (!req.event_json.empty() && req.event_json.size() != req.events.size())
+      return done(absl::InvalidArgumentError("append: event_json does not match events"));
+    for (size_t i = 0; i < req.events.size(); ++i) {
+      const model::Event& e = req.events[i];
       if (e.seq != seq + 1)
         return done(absl::InvalidArgumentError("append: events are not contiguous"));
       seq = e.seq;
-      p.events.push_back({e.seq, {e.type, model::EventToJsonString(e)}});
+      p.events.push_back(
+          {e.seq,
+           {e.type, req.event_json.empty() ? model::EventToJsonString(e) : *req.event_json[i]}});
     }
     if (p.session_id.empty() && !p.events.empty())
       return done(absl::InvalidArgumentError("append: events without a session"));

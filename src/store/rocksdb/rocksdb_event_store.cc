@@ -207,11 +207,18 @@ Status RocksDbEventStore::Encode(AppendRequest req, Pending* p) {
   const std::string& sid = p->session_id;
   if (!sid.empty()) {
     uint64_t seq = req.expected_version;
-    p->puts.reserve(req.events.size() + 4);
-    for (const auto& e : req.events) {
+    if (!req.event_json.empty() && req.event_json.size() != req.events.size())
+      return absl::InvalidArgumentError("append: event_json does not match events");
+    p->puts.reserve(4);
+    p->event_puts.reserve(req.events.size());
+    for (size_t i = 0; i < req.events.size(); ++i) {
+      const model::Event& e = req.events[i];
       if (e.seq != seq + 1) return absl::InvalidArgumentError("append: events are not contiguous");
       seq = e.seq;
-      p->puts.emplace_back(EventKey(sid, e.seq), model::EventToJsonString(e));
+      p->event_puts.emplace_back(
+          EventKey(sid, e.seq),
+          req.event_json.empty() ? std::make_shared<const std::string>(model::EventToJsonString(e))
+                                 : std::move(req.event_json[i]));
     }
     p->new_version = seq;
     // The version record also names the owner, so an authorization check on
@@ -323,6 +330,7 @@ Status RocksDbEventStore::Stage(const Pending& p, rocksdb::WriteBatch* batch,
     return absl::AbortedError("version conflict: expected " + std::to_string(p.expected_version) +
                               ", stored " + std::to_string(current));
   }
+  for (const auto& [k, v] : p.event_puts) batch->Put(k, *v);
   for (const auto& [k, v] : p.puts) batch->Put(k, v);
   for (const auto& k : p.deletes) batch->Delete(k);
   for (const auto& [k, v] : p.merges) batch->Merge(k, v);

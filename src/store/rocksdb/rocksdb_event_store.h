@@ -89,6 +89,8 @@ class RocksDbEventStore final : public EventStore {
     // Keys and values, encoded by Append() on the caller's thread so the
     // commit thread only checks versions, copies bytes and fsyncs.
     std::vector<std::pair<std::string, std::string>> puts;
+    // The events' keys and their bytes, shared with the caller (not copied).
+    std::vector<std::pair<std::string, std::shared_ptr<const std::string>>> event_puts;
     std::vector<std::string> deletes;
     std::vector<std::pair<std::string, std::string>> merges;
     Done done;
