@@ -243,8 +243,10 @@ void HttpApi::Finish(const std::shared_ptr<Call>& call, net::Response res) {
   res.keep_alive(call->req.keep_alive());
   const int cls = res.result_int() / 100;
   responses_[call->route][cls >= 1 && cls <= 5 ? cls - 1 : 5]->Inc();
-  latency_[call->route]->Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - call->start).count());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - call->start).count();
+  latency_[call->route]->Observe(seconds);
+  if (options_.flags) CountVariants(*call, cls, seconds);
   if (cls == 5) {
     LogWarn("request failed", {{"request_id", call->request_id},
                                {"route", kRouteNames[call->route]},
@@ -252,6 +254,41 @@ void HttpApi::Finish(const std::shared_ptr<Call>& call, net::Response res) {
                                {"detail", res.body()}});
   }
   call->ex->Respond(std::move(res));
+}
+
+void HttpApi::CountVariants(const Call& call, int status_class, double seconds) {
+  static constexpr const char* kOwnFlags[] = {"persona.gate", "persona.cache", "persona.model",
+                                              "persona.write_mode"};
+  static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
+  std::shared_ptr<const flags::FlagSet> set = options_.flags();
+  if (!set) return;
+  bool any = false;
+  for (const char* key : kOwnFlags) any = any || set->Has(key);
+  if (!any) return;
+  std::string user = call.caller.user_id();
+  if (user.empty() && !call.session_id.empty() && call.route != kRequests && call.route != kFlags) {
+    auto owner = engine_->Owner(call.caller, call.session_id);
+    if (owner.ok()) user = *owner;
+  }
+  if (user.empty()) return;  // no user to judge (probes, a session that is gone)
+  auto& reg = metrics::Default();
+  const char* cls = kClasses[status_class >= 1 && status_class <= 5 ? status_class - 1 : 5];
+  for (const char* key : kOwnFlags) {
+    if (!set->Has(key)) continue;
+    const flags::Resolution r = set->Evaluate(key, user);  // not counted: no decision made here
+    if (!r.error_code.empty()) continue;
+    const std::string labels = std::string("flag=\"") + key + "\",variant=\"" + r.variant +
+                               "\",route=\"" + kRouteNames[call.route] + "\"";
+    reg.GetCounter(
+           "persona_variant_http_responses_total",
+           "HTTP responses by the flag variant of the caller's user, route and status class",
+           labels + ",code=\"" + cls + "\"")
+        ->Inc();
+    reg.GetHistogram("persona_variant_http_request_duration_seconds",
+                     "HTTP request latency by the flag variant of the caller's user and route",
+                     labels)
+        ->Observe(seconds);
+  }
 }
 
 engine::ReplyCallback HttpApi::ReplyTo(std::shared_ptr<Call> call) {

@@ -107,6 +107,11 @@ class HttpApi final : public net::Handler {
   bool WantsAsync(const Call& call) const;
   void GetFlag(std::shared_ptr<Call> call);
   void Finish(const std::shared_ptr<Call>& call, net::Response res);
+  // With feature flags: counts the response and its latency under each
+  // variant persona's own flags give the caller's user (the session's owner
+  // when the caller has none), so a rollout or a canary can be judged on its
+  // HTTP errors and latency too (persona_variant_http_*).
+  void CountVariants(const Call& call, int status_class, double seconds);
   engine::ReplyCallback ReplyTo(std::shared_ptr<Call> call);
 
   engine::Engine* engine_;

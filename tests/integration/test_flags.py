@@ -194,6 +194,19 @@ class FlagsTest(unittest.TestCase):
             self.assertGreater(metric(s, 'persona_variant_tokens_total{%s}' % v), 0)
             self.assertEqual(metric(s, 'persona_variant_replies_total{flag="persona.gate",'
                                        'variant="on",source="gate"}'), 1)
+            # And the HTTP responses and their latency, by the variant of the
+            # session owner's user: each message step lands in exactly one
+            # variant of each flag (the session creations carry no user here,
+            # auth being off, and are not counted).
+            route = 'route="/v1/sessions/{id}/messages"'
+            def http(flag, variant, code):
+                return metric(s, 'persona_variant_http_responses_total{flag="%s",variant="%s",%s,'
+                                 'code="%s"}' % (flag, variant, route, code))
+            self.assertEqual(http("persona.model", "canary", "2xx"), 1)  # beta-1
+            self.assertEqual(http("persona.model", "stable", "2xx"), 9)  # the other nine steps
+            self.assertEqual(http("persona.write_mode", "async", "2xx"), 1)  # ann's 202
+            self.assertEqual(metric(s, 'persona_variant_http_request_duration_seconds_count{'
+                                       'flag="persona.model",variant="canary",%s}' % route), 1)
         finally:
             big.stop()
             small.stop()
