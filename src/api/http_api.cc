@@ -4,6 +4,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <charconv>
 #include <chrono>
+#include <optional>
 
 #include "api/openapi.inc"  // kOpenApiJson
 #include "api/problem.h"
@@ -35,10 +36,14 @@ struct HttpApi::Call {
   uint64_t start_unix_ns = 0;
   std::chrono::steady_clock::time_point start;
   auth::Caller caller;  // set by Admit
+  // Whose flags apply (FlagUser): looked up once per request.
+  std::optional<std::string> flag_user;
 };
 
 namespace {
 
+// Status classes as the metrics label them.
+constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
 constexpr size_t kMaxTextBytes = 16 << 10;
 constexpr size_t kMaxUserIdBytes = 256;
 
@@ -202,7 +207,6 @@ HttpApi::HttpApi(engine::Engine* engine, HttpApiOptions options)
                                     "Profile reads answered 503: too many waiting for a thread");
   bad_traceparent_ = reg.GetCounter("persona_tracing_bad_traceparent_total",
                                     "Requests whose traceparent header was malformed (ignored)");
-  static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   for (int r = 0; r < kRouteCount; ++r) {
     const std::string label = std::string("route=\"") + kRouteNames[r] + "\"";
     latency_[r] = reg.GetHistogram("persona_http_request_duration_seconds",
@@ -256,20 +260,28 @@ void HttpApi::Finish(const std::shared_ptr<Call>& call, net::Response res) {
   call->ex->Respond(std::move(res));
 }
 
-void HttpApi::CountVariants(const Call& call, int status_class, double seconds) {
+const std::string& HttpApi::FlagUser(Call& call) const {
+  if (!call.flag_user) {
+    std::string user = call.caller.user_id();
+    if (user.empty() && !call.session_id.empty() && call.route != kRequests &&
+        call.route != kFlags) {
+      auto owner = engine_->Owner(call.caller, call.session_id);
+      if (owner.ok()) user = *owner;
+    }
+    call.flag_user = std::move(user);
+  }
+  return *call.flag_user;
+}
+
+void HttpApi::CountVariants(Call& call, int status_class, double seconds) {
   static constexpr const char* kOwnFlags[] = {"persona.gate", "persona.cache", "persona.model",
                                               "persona.write_mode"};
-  static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   std::shared_ptr<const flags::FlagSet> set = options_.flags();
   if (!set) return;
   bool any = false;
   for (const char* key : kOwnFlags) any = any || set->Has(key);
   if (!any) return;
-  std::string user = call.caller.user_id();
-  if (user.empty() && !call.session_id.empty() && call.route != kRequests && call.route != kFlags) {
-    auto owner = engine_->Owner(call.caller, call.session_id);
-    if (owner.ok()) user = *owner;
-  }
+  const std::string& user = FlagUser(call);
   if (user.empty()) return;  // no user to judge (probes, a session that is gone)
   auto& reg = metrics::Default();
   const char* cls = kClasses[status_class >= 1 && status_class <= 5 ? status_class - 1 : 5];
@@ -835,7 +847,7 @@ void HttpApi::GetUserUsage(std::shared_ptr<Call> call, std::string user_id) {
   Finish(call, Json(http::status::ok, o, ver));
 }
 
-bool HttpApi::WantsAsync(const Call& call) const {
+bool HttpApi::WantsAsync(Call& call) const {
   const auto prefer = call.req["Prefer"];
   if (!prefer.empty() && HasPreference(prefer, "respond-async")) return true;
   if (!prefer.empty() && HasPreference(prefer, "respond-sync")) return false;
@@ -843,11 +855,7 @@ bool HttpApi::WantsAsync(const Call& call) const {
   // "async"): the session's user, or the caller's.
   if (options_.flags) {
     if (auto set = options_.flags(); set && set->Has("persona.write_mode")) {
-      std::string user = call.caller.user_id();
-      if (user.empty()) {
-        auto owner = engine_->Owner(call.caller, call.session_id);
-        if (owner.ok()) user = *owner;
-      }
+      const std::string& user = FlagUser(call);
       if (!user.empty()) {
         const flags::Resolution r = set->Evaluate("persona.write_mode", user);
         flags::CountEvaluation(r);

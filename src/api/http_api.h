@@ -104,14 +104,17 @@ class HttpApi final : public net::Handler {
   // POST …/messages with Accept: text/event-stream: reply tokens as they come.
   void StreamMessage(std::shared_ptr<Call> call, engine::MessageRequest r);
   // Whether this write goes through the async intake (Prefer, write_mode).
-  bool WantsAsync(const Call& call) const;
+  bool WantsAsync(Call& call) const;
+  // The user whose flags apply to `call`: the caller's, or (auth off) the
+  // session's owner; "" if none. Looked up once per request.
+  const std::string& FlagUser(Call& call) const;
   void GetFlag(std::shared_ptr<Call> call);
   void Finish(const std::shared_ptr<Call>& call, net::Response res);
   // With feature flags: counts the response and its latency under each
   // variant persona's own flags give the caller's user (the session's owner
   // when the caller has none), so a rollout or a canary can be judged on its
   // HTTP errors and latency too (persona_variant_http_*).
-  void CountVariants(const Call& call, int status_class, double seconds);
+  void CountVariants(Call& call, int status_class, double seconds);
   engine::ReplyCallback ReplyTo(std::shared_ptr<Call> call);
 
   engine::Engine* engine_;

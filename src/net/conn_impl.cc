@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -323,21 +322,15 @@ class TcpConn final : public ConnBase<TcpConn> {
   // connection holds no read buffer (8 KiB each would dominate its memory).
   template <class Handler>
   void ReadSome(Handler h) {
-    // The pending wait is allocated at its own size (a bound std::allocator),
-    // not from Asio's per-thread recycling cache, whose blocks are sized for
-    // the largest operation (a write: 512 bytes) and would be held by every
-    // idle connection's wait.
-    socket_.async_wait(
-        tcp::socket::wait_read,
-        asio::bind_allocator(std::allocator<char>(),
-                             [this, h = std::move(h)](beast::error_code ec) mutable {
-                               if (ec) return h(ec, std::string_view());
-                               thread_local char buf[16384];
-                               const size_t n = socket_.read_some(asio::buffer(buf), ec);
-                               if (ec == asio::error::would_block || ec == asio::error::try_again)
-                                 return h(beast::error_code(), std::string_view());
-                               h(ec, std::string_view(buf, ec ? 0 : n));
-                             }));
+    socket_.async_wait(tcp::socket::wait_read,
+                       [this, h = std::move(h)](beast::error_code ec) mutable {
+                         if (ec) return h(ec, std::string_view());
+                         thread_local char buf[16384];
+                         const size_t n = socket_.read_some(asio::buffer(buf), ec);
+                         if (ec == asio::error::would_block || ec == asio::error::try_again)
+                           return h(beast::error_code(), std::string_view());
+                         h(ec, std::string_view(buf, ec ? 0 : n));
+                       });
   }
   template <class Handler>
   void WriteItems(const std::vector<Item>& items, Handler h) {
