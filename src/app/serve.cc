@@ -212,19 +212,25 @@ int Serve(const ServeFlags& flags) {
     return 2;
   }
   // A server already running here hands its listening sockets over, then
-  // drains and closes the store; this process opens it after.
-  auto inherited = TakeOver(cfg->data_dir, cfg->shutdown_grace_ms + 10000);
+  // drains and closes the store; this process opens it after. Or this is a
+  // server that took its own listeners back from a new process that failed.
+  const std::optional<Listeners> taken_back = InheritedListeners();
+  if (taken_back) LogInfo("serving again on the listeners taken back");
+  auto inherited = taken_back ? StatusOr<std::optional<Listeners>>(taken_back)
+                              : TakeOver(cfg->data_dir, cfg->shutdown_grace_ms + 10000);
   if (!inherited.ok()) {
     LogError("cannot take over", {{"error", std::string(inherited.status().message())}});
     std::cerr << "persona: " << inherited.status().message() << "\n";
     return 2;
   }
   Listeners adopted = inherited->value_or(Listeners{});
-  // Descriptors the process does not end up using are closed on return.
+  // Descriptors the process does not end up using are closed on return
+  // (after the store: a process that fails to start closes its connection
+  // to the one it took over from last, which then takes the listeners back).
   struct CloseUnused {
     Listeners* l;
     ~CloseUnused() {
-      for (int fd : {l->http, l->mqtt})
+      for (int fd : {l->http, l->mqtt, l->confirm})
         if (fd >= 0) ::close(fd);
     }
   } close_unused{&adopted};
@@ -755,8 +761,10 @@ int Serve(const ServeFlags& flags) {
                         {"cache", cfg->cache.backend},
                         {"auth", cfg->auth.enabled},
                         {"threads", threads},
-                        {"upgraded", http_fd >= 0},
+                        {"upgraded", http_fd >= 0 && !taken_back},
+                        {"taken_back", taken_back.has_value()},
                         {"version", PERSONA_VERSION}});
+  ConfirmServing(&adopted);  // the process this one took over from may exit now
 
   // Graceful shutdown: stop accepting, finish in-flight steps, flush, exit 0.
   std::thread stopper;

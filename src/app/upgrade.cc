@@ -8,8 +8,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -20,7 +23,12 @@ namespace persona::app {
 namespace {
 
 constexpr char kRequest[] = "TAKEOVER 1\n";
+// Sent in the same write as kRequest by a taker that confirms: a server of
+// an earlier version reads the request's line and ignores the rest.
+constexpr char kConfirms[] = "CONFIRMS 1\n";
 constexpr char kReleased[] = "RELEASED\n";
+constexpr char kServing[] = "SERVING\n";
+constexpr char kInheritedEnv[] = "PERSONA_INHERITED_LISTENERS";
 
 std::string SocketPath(const std::string& data_dir) {
   return (std::filesystem::path(data_dir) / "upgrade.sock").string();
@@ -106,7 +114,7 @@ StatusOr<std::optional<Listeners>> TakeOver(const std::string& data_dir, int tim
     return std::optional<Listeners>();
   }
   LogInfo("taking over from the running server", {{"socket", path}});
-  WriteAll(fd, kRequest);
+  WriteAll(fd, std::string(kRequest) + kConfirms);
 
   // The listeners come with the first bytes (SCM_RIGHTS).
   pollfd p{fd, POLLIN, 0};
@@ -159,7 +167,53 @@ StatusOr<std::optional<Listeners>> TakeOver(const std::string& data_dir, int tim
   }
   if (!rest.starts_with(kReleased))
     LogWarn("the running server closed the upgrade socket without releasing; going on");
+  got.confirm = closer.fd;
+  closer.fd = -1;  // kept open until ConfirmServing
   return std::optional<Listeners>(got);
+}
+
+void ConfirmServing(Listeners* listeners) {
+  if (listeners->confirm < 0) return;
+  WriteAll(listeners->confirm, kServing);
+  ::close(listeners->confirm);
+  listeners->confirm = -1;
+}
+
+std::optional<Listeners> InheritedListeners() {
+  const char* value = std::getenv(kInheritedEnv);
+  if (value == nullptr) return std::nullopt;
+  const std::string text = value;
+  ::unsetenv(kInheritedEnv);
+  // "http=FD,mqtt=FD" (either may be missing)
+  Listeners got;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) continue;
+    int fd = -1;
+    try {
+      fd = std::stoi(item.substr(eq + 1));
+    } catch (const std::exception&) {
+      continue;
+    }
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (fd < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+        listening == 0) {
+      LogWarn("ignoring an inherited descriptor that is not a listening socket",
+              {{"listener", item}});
+      continue;
+    }
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    const std::string name = item.substr(0, eq);
+    if (name == "http") got.http = fd;
+    if (name == "mqtt") got.mqtt = fd;
+  }
+  if (got.http < 0 && got.mqtt < 0) return std::nullopt;
+  return got;
 }
 
 StatusOr<std::unique_ptr<Handover>> Handover::Start(const std::string& data_dir,
@@ -210,6 +264,7 @@ void Handover::Loop() {
       ::close(conn);
       continue;
     }
+    const bool confirms = line.find(kConfirms) != std::string::npos;
     // One takeover: no one else can connect from here on.
     taking_over_.store(true);
     ::close(listen_fd_);
@@ -238,9 +293,18 @@ void Handover::Loop() {
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
     std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+    // Our own copies, to take back if the taker fails: the acceptors close
+    // theirs when this process stops accepting.
+    Listeners kept;
+    if (confirms) {
+      if (listeners_.http >= 0) kept.http = ::fcntl(listeners_.http, F_DUPFD_CLOEXEC, 0);
+      if (listeners_.mqtt >= 0) kept.mqtt = ::fcntl(listeners_.mqtt, F_DUPFD_CLOEXEC, 0);
+    }
     if (::sendmsg(conn, &msg, MSG_NOSIGNAL) < 0) {
       LogError("cannot hand the listeners over; still serving", {{"error", Errno("sendmsg")}});
       ::close(conn);
+      for (int fd : {kept.http, kept.mqtt})
+        if (fd >= 0) ::close(fd);
       taking_over_.store(false);
       return;  // a failed handover leaves this process serving (without upgrades)
     }
@@ -248,13 +312,62 @@ void Handover::Loop() {
     const auto t0 = std::chrono::steady_clock::now();
     drain_();
     WriteAll(conn, kReleased);
-    ::close(conn);
     LogInfo("handed over", {{"drain_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                                              std::chrono::steady_clock::now() - t0)
                                              .count()}});
+    if (confirms) {
+      // Until the new process serves, or goes away (no timeout: while it
+      // lives it holds the sockets, and two processes must not open the store).
+      std::string verdict;
+      while (verdict.find('\n') == std::string::npos) {
+        const size_t before = verdict.size();
+        if (!ReadLine(conn, &verdict, 60000)) continue;  // still starting
+        if (verdict.size() == before) break;             // closed
+      }
+      ::close(conn);
+      if (!verdict.starts_with(kServing)) TakeBack(kept);  // does not return
+      for (int fd : {kept.http, kept.mqtt})
+        if (fd >= 0) ::close(fd);
+      LogInfo("the new process serves: exiting");
+    } else {
+      ::close(conn);
+    }
     done_();
     return;
   }
+}
+
+void Handover::TakeBack(Listeners kept) {
+  LogError("the new process went away before serving: taking the listeners back");
+  std::string inherited;
+  for (auto [name, fd] : {std::pair<const char*, int>{"http", kept.http}, {"mqtt", kept.mqtt}}) {
+    if (fd < 0) continue;
+    ::fcntl(fd, F_SETFD, 0);  // kept across exec
+    if (!inherited.empty()) inherited += ",";
+    inherited += std::string(name) + "=" + std::to_string(fd);
+  }
+  ::setenv(kInheritedEnv, inherited.c_str(), 1);
+  // The same arguments, from the kernel's copy (NUL-separated).
+  std::vector<std::string> args;
+  if (FILE* f = std::fopen("/proc/self/cmdline", "rb")) {
+    std::string arg;
+    for (int c; (c = std::fgetc(f)) != EOF;) {
+      if (c == 0) {
+        args.push_back(std::move(arg));
+        arg.clear();
+      } else {
+        arg.push_back(static_cast<char>(c));
+      }
+    }
+    std::fclose(f);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  // /proc/self/exe is this process's binary even if the file was replaced.
+  if (!args.empty()) ::execv("/proc/self/exe", argv.data());
+  LogError("cannot execute persona again: exiting", {{"error", Errno("execv")}});
+  std::_Exit(1);
 }
 
 }  // namespace persona::app

@@ -12,6 +12,15 @@
 // held by a process from start until it serves, so a second upgrade started
 // during one is refused.
 //
+// The new process says "SERVING" on the same Unix connection once it serves;
+// only then does the old one exit. If the connection closes first (the new
+// process could not open the store, failed to start, or crashed), the old
+// process takes its listeners back: it kept a duplicate of each, and it
+// executes its own binary again (/proc/self/exe, the same arguments) with
+// them inherited (PERSONA_INHERITED_LISTENERS), so the sockets and their
+// accept queues never close. A taker of an earlier version, which does not
+// confirm, is recognised by its request and handed over to as before.
+//
 // Written against POSIX directly: Asio has no descriptor passing.
 #pragma once
 
@@ -30,7 +39,18 @@ namespace persona::app {
 struct Listeners {
   int http = -1;
   int mqtt = -1;
+  // The taker's connection to the process it took over from: ConfirmServing
+  // tells it to exit. -1 when not taken over (or confirmed).
+  int confirm = -1;
 };
+
+// The taker's side, once it serves: the old process may exit now.
+void ConfirmServing(Listeners* listeners);
+
+// The listeners a process that takes them back passes to itself across
+// exec (PERSONA_INHERITED_LISTENERS), checked to be listening sockets; the
+// variable is removed. nullopt when it is not set (or names no listener).
+std::optional<Listeners> InheritedListeners();
 
 // Holds <data_dir>/upgrade.lock while this process starts up.
 class StartLock {
@@ -57,8 +77,10 @@ class Handover {
  public:
   // `listeners` are passed to the taker. `drain` runs on the handover thread
   // after they are sent: it must stop this process's serving and close the
-  // store; then the taker is told "released" and `done` runs (it should end
-  // the process, exit 0).
+  // store; then the taker is told "released", and once it says it serves
+  // `done` runs (it should end the process, exit 0). If the taker goes away
+  // without saying so, this process executes itself again on the listeners
+  // (see above) and `done` does not run.
   static StatusOr<std::unique_ptr<Handover>> Start(const std::string& data_dir, Listeners listeners,
                                                    std::function<void()> drain,
                                                    std::function<void()> done);
@@ -72,6 +94,8 @@ class Handover {
  private:
   Handover() = default;
   void Loop();
+  // Executes this binary again on `kept` (never returns).
+  [[noreturn]] static void TakeBack(Listeners kept);
 
   std::string path_;
   int listen_fd_ = -1;

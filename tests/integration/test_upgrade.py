@@ -2,8 +2,11 @@
 and (PERSONA_TEST_STORE=postgres) PostgreSQL: a second `persona serve` on
 the same data directory takes the listening sockets over under steady HTTP
 load with an MQTT device watching; nothing is refused, failed or lost, and
-the old process exits 0. Also: a second upgrade during one is refused, and
-a stale socket file from a crashed server is ignored."""
+the old process exits 0. Also: a new process that fails after taking the
+sockets gives them back to the old one, which serves on; a taker of an
+earlier version (no confirmation) is handed over to as before; a second
+upgrade during one is refused; and a stale socket file from a crashed server
+is ignored."""
 import os
 import subprocess
 import time
@@ -73,6 +76,90 @@ class UpgradeTest(unittest.TestCase):
               "slowest step %.0f ms" % (sum(load.acked.values()), load.retried,
                                         1000 * load.longest_gap(t_upgrade, t_upgrade + 1.0),
                                         1000 * load.slowest))
+
+    def test_a_new_process_that_fails_after_the_takeover_gives_the_listeners_back(self):
+        # The new process takes the sockets, then fails: its intent gate's
+        # model is missing (loaded after the store opens). The old process
+        # takes its listeners back and serves on, under load, refusing,
+        # failing and losing nothing; a good upgrade after that still works.
+        old = self.server().start()
+        sessions = []
+        for i in range(2):
+            st, _, b = old.request("POST", "/v1/sessions", {"user_id": "back%d" % i})
+            self.assertEqual(st, 201, b)
+            sessions.append(b["session_id"])
+        start = {sid: old.request("GET", "/v1/sessions/%s/profile" % sid)[2]["version"]
+                 for sid in sessions}
+        load = Load(old.port, old.mqtt_port, sessions)
+        load.start()
+        time.sleep(1.0)
+        before = sum(load.acked.values())
+        bad = Server(data_dir=old.data_dir, extra_args=[
+            "--set", "ai.gate.enabled=true", "--set", "ai.gate.model=/nonexistent/intent.bin"])
+        self.servers.append(bad)
+        t_upgrade = time.time()
+        with self.assertRaises(RuntimeError):
+            bad.start()
+        self.assertEqual(bad.proc.wait(timeout=30), 2)
+        self.assertTrue(any("taking over from the running server" in l for l in bad.log), bad.log)
+        deadline = time.time() + 20
+        while time.time() < deadline and not any('"taken_back":true' in l for l in old.log):
+            time.sleep(0.05)
+        self.assertTrue(any("taking the listeners back" in l for l in old.log), old.log[-10:])
+        self.assertTrue(any('"taken_back":true' in l for l in old.log), old.log[-10:])
+        self.assertIsNone(old.proc.poll())  # the same process, executed again
+        time.sleep(1.0)
+        load.finish(lambda sid: set(range(start[sid] + 1,
+                                          old.request("GET", "/v1/sessions/%s/profile" % sid)
+                                          [2]["version"] + 1)))
+        self.assertEqual(load.failed, [])
+        self.assertEqual(load.refused, 0)
+        self.assertGreater(sum(load.acked.values()), before + 10)  # served after taking back
+        for sid in sessions:
+            evs = events(old, sid)
+            self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)))
+            users = [e for e in evs if e["type"] == "message.user"]
+            self.assertEqual(len(users), load.acked[sid], sid)
+            want = set(range(start[sid] + 1, evs[-1]["seq"] + 1))
+            self.assertEqual(want - load.mqtt_seen.get(sid, set()), set(), sid)
+        self.assertEqual(load.mqtt_session_lost, 0)
+        print("\ntaken back: %d steps, %d retried, longest gap %.0f ms, slowest step %.0f ms" % (
+            sum(load.acked.values()), load.retried,
+            1000 * load.longest_gap(t_upgrade, time.time()), 1000 * load.slowest))
+        # And the next upgrade goes through as usual.
+        new = self.server(old.data_dir).start()
+        self.assertEqual(old.proc.wait(timeout=30), 0)
+        old.proc = None
+        self.assertEqual(new.port, old.port)
+        self.assertEqual(new.request("GET", "/v1/sessions/%s/profile" % sessions[0])[0], 200)
+
+    def test_a_taker_that_does_not_confirm_is_handed_over_to_as_before(self):
+        # A new process of an earlier version sends only "TAKEOVER 1" and
+        # never says it serves: the old one exits 0 after releasing.
+        import socket
+        old = self.server().start()
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(os.path.join(old.data_dir, "data", "upgrade.sock"))
+        c.sendall(b"TAKEOVER 1\n")
+        msg, anc, _, _ = c.recvmsg(128, socket.CMSG_SPACE(8))
+        self.assertTrue(msg.startswith(b"LISTENERS http mqtt"), msg)
+        fds = []
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += list(__import__("array").array("i", data[:len(data) - len(data) % 4]))
+        self.assertEqual(len(fds), 2)
+        rest = msg.split(b"\n", 1)[1]
+        while b"RELEASED" not in rest:
+            chunk = c.recv(64)
+            if not chunk:
+                break
+            rest += chunk
+        self.assertIn(b"RELEASED", rest)
+        self.assertEqual(old.proc.wait(timeout=30), 0)
+        old.proc = None
+        for fd in fds:
+            os.close(fd)
+        c.close()
 
     def test_a_second_upgrade_during_one_is_refused(self):
         old = self.server().start()
