@@ -237,10 +237,10 @@ void HttpApi::Finish(const std::shared_ptr<Call>& call, net::Response res) {
     span.kind = 2;  // server
     span.start_unix_ns = call->start_unix_ns;
     span.end_unix_ns = tracing::NowUnixNs();
-    span.attributes = {{"http.request.method", json::value(std::string(call->req.method_string()))},
-                       {"http.route", json::value(kRouteNames[call->route])},
-                       {"http.response.status_code", json::value(res.result_int())},
-                       {"persona.request_id", json::value(call->request_id)}};
+    span.attributes = {{"http.request.method", std::string(call->req.method_string())},
+                       {"http.route", kRouteNames[call->route]},
+                       {"http.response.status_code", res.result_int()},
+                       {"persona.request_id", call->request_id}};
     span.error = res.result_int() >= 500;
     tracer->Record(std::move(span));
   }

@@ -517,8 +517,8 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
                                   done = std::move(done)](Status st) mutable {
     if (tracer) {
       tracing::Span span = tracing::ChildSpan(trace, "store.commit", commit_start);
-      span.attributes = {{"persona.session_id", json::value(a->id)},
-                         {"persona.events", json::value(static_cast<int64_t>(appended))}};
+      span.attributes = {{"persona.session_id", a->id},
+                         {"persona.events", static_cast<int64_t>(appended)}};
       span.error = !st.ok();
       tracer->Record(std::move(span));
     }
@@ -549,7 +549,7 @@ void Engine::Commit(std::shared_ptr<Actor> a, std::function<void()> release, Ses
       Publish(*a->state, events);
       if (tracer) {
         tracing::Span span = tracing::ChildSpan(trace, "bus.publish", publish_start);
-        span.attributes = {{"persona.session_id", json::value(a->id)}};
+        span.attributes = {{"persona.session_id", a->id}};
         tracer->Record(std::move(span));
       }
       done(std::move(reply));
@@ -709,177 +709,177 @@ void Engine::PostMessage(MessageRequest req, ReplyCallback done, int attempt) {
         ai_req.on_token = std::move(req.on_token);
         ai_calls_->Inc();
         const auto ai_start = std::chrono::steady_clock::now();
-        provider_->Respond(std::move(ai_req), [this, a, release = std::move(release),
-                                               s = std::move(s), req = std::move(req),
-                                               idem = std::move(idem), done = std::move(done),
-                                               start, ai_start, ai_trace, ai_start_ns](
-                                                  StatusOr<ai::AiReply> ai_reply) mutable {
-          if (tracing::Tracer* tracer = ai_start_ns ? tracing::Global() : nullptr) {
-            tracing::Span span;
-            span.ctx = ai_trace;
-            span.parent_span_id = req.trace.span_id;
-            span.name = "ai.respond";
-            span.kind = 3;  // client: the model call
-            span.start_unix_ns = ai_start_ns;
-            span.end_unix_ns = tracing::NowUnixNs();
-            if (ai_reply.ok()) {
-              span.attributes = {{"persona.ai.source", json::value(ai_reply->source)},
-                                 {"persona.ai.provider", json::value(ai_reply->provider)},
-                                 {"gen_ai.request.model", json::value(ai_reply->model)},
-                                 {"gen_ai.usage.input_tokens", json::value(ai_reply->tokens_in)},
-                                 {"gen_ai.usage.output_tokens", json::value(ai_reply->tokens_out)}};
-            }
-            span.error = !ai_reply.ok();
-            tracer->Record(std::move(span));
-          }
-          const auto ai_elapsed = std::chrono::steady_clock::now() - ai_start;
-          {
-            std::lock_guard<std::mutex> l(a->mu);
-            a->external_ns =
-                std::chrono::duration_cast<std::chrono::nanoseconds>(ai_elapsed).count();
-          }
-          if (!ai_reply.ok()) {
-            done(absl::UnavailableError("AI provider failed: " +
-                                        std::string(ai_reply.status().message())));
-            return release();
-          }
-          std::optional<store::Usage> usage;
-          if (ai_reply->source == "llm") {
-            const int t = static_cast<int>(ai_reply->tier);
-            ai_tokens_in_[t]->Inc(ai_reply->tokens_in);
-            ai_tokens_out_[t]->Inc(ai_reply->tokens_out);
-            ai_llm_answers_->Inc();
-            ai_cost_microusd_[t]->Inc(
-                static_cast<uint64_t>(std::llround(ai_reply->cost_usd * 1e6)));
-            usage = store::Usage{};
-            usage->calls = 1;
-            usage->tokens_in = static_cast<uint64_t>(ai_reply->tokens_in);
-            usage->tokens_out = static_cast<uint64_t>(ai_reply->tokens_out);
-            usage->cost_usd = ai_reply->cost_usd;
-            if (ai_reply->tier == ai::Tier::kCheap) {
-              usage->cheap_calls = usage->calls;
-              usage->cheap_tokens_in = usage->tokens_in;
-              usage->cheap_tokens_out = usage->tokens_out;
-              usage->cheap_cost_usd = usage->cost_usd;
-            }
-          } else if (ai_reply->source == "gate") {
-            ai_avoided_gate_->Inc();
-            usage = store::Usage{};
-            usage->avoided_gate = 1;
-          } else if (ai_reply->source == "cache") {
-            ai_avoided_cache_->Inc();
-            usage = store::Usage{};
-            usage->avoided_cache = 1;
-          }
-          if (usage) s.meta.usage.Add(*usage);
-          std::vector<model::Event> events;
-          json::object user_msg;
-          const std::string message_id = NewId();
-          user_msg["message_id"] = message_id;
-          user_msg["text"] = req.text;
-          user_msg["lang"] = ai_reply->language;
-          if (req.applying) user_msg["request_id"] = req.applying->request_id;
-          events.push_back(NewEvent(model::kMessageUser, req.origin, std::move(user_msg)));
-          json::array changes;
-          for (const auto& c : ai_reply->changes) {
-            const json::value* prev = s.profile.Get(c.field);
-            json::object data;
-            data["field"] = c.field;
-            if (c.value.is_null()) {
-              if (prev == nullptr || s.schema->Find(c.field) == nullptr) continue;
-              data["previous"] = *prev;
-              data["source"] = "ai";
-              json::object ch;
-              ch["field"] = c.field;
-              ch["value"] = nullptr;
-              ch["previous"] = *prev;
-              changes.push_back(std::move(ch));
-              events.push_back(NewEvent(model::kFieldCleared, "ai", std::move(data)));
-              continue;
-            }
-            // The provider cannot write fields the schema lacks or invalid values.
-            auto valid = s.schema->Validate(c.field, c.value);
-            if (!valid.ok()) continue;
-            if (prev != nullptr && *prev == *valid) continue;
-            data["value"] = *valid;
-            data["previous"] = prev ? *prev : json::value(nullptr);
-            data["source"] = "ai";
-            data["provider"] = ai_reply->provider;
-            data["model"] = ai_reply->model;
-            json::object ch;
-            ch["field"] = c.field;
-            ch["value"] = *valid;
-            ch["previous"] = prev ? *prev : json::value(nullptr);
-            changes.push_back(std::move(ch));
-            events.push_back(NewEvent(model::kFieldSet, "ai", std::move(data)));
-          }
-          json::object bot;
-          const std::string reply_id = NewId();
-          bot["message_id"] = reply_id;
-          bot["text"] = ai_reply->text;
-          bot["asks"] = ai_reply->asks;
-          bot["lang"] = ai_reply->language;
-          bot["reply_to"] = message_id;
-          bot["source"] = ai_reply->source;
-          bot["provider"] = ai_reply->provider;
-          bot["model"] = ai_reply->model;
-          if (ai_reply->source == "llm") bot["tier"] = ai::TierName(ai_reply->tier);
-          {
-            json::object u;  // this call's usage, durable with the step
-            u["tokens_in"] = ai_reply->tokens_in;
-            u["tokens_out"] = ai_reply->tokens_out;
-            u["cost_usd"] = ai_reply->cost_usd;
-            u["latency_ms"] = ai_reply->latency_ms;
-            bot["usage"] = std::move(u);
-          }
-          if (!ai_reply->fallbacks.empty()) {
-            json::array fb;
-            for (const auto& f : ai_reply->fallbacks) fb.push_back(json::string(f));
-            bot["fallbacks"] = std::move(fb);
-          }
-          if (!ai_reply->repair.empty()) bot["repair"] = ai_reply->repair;
-          if (!ai_reply->cache_match.empty()) {
-            json::object c;
-            c["match"] = ai_reply->cache_match;
-            c["similarity"] = std::round(ai_reply->cache_similarity * 10000) / 10000;
-            bot["cache"] = std::move(c);
-          }
-          json::object intent;
-          if (!ai_reply->intent.empty()) {
-            intent["name"] = ai_reply->intent;
-            intent["confidence"] = std::round(ai_reply->intent_confidence * 10000) / 10000;
-            bot["intent"] = intent;
-          }
-          events.push_back(NewEvent(model::kMessageAssistant, "ai", std::move(bot)));
-          Reply reply;
-          reply.body["message_id"] = message_id;
-          json::object r;
-          r["text"] = ai_reply->text;
-          r["message_id"] = reply_id;
-          reply.body["reply"] = std::move(r);
-          reply.body["changes"] = std::move(changes);
-          reply.body["profile"] = json::object();
-          reply.body["version"] = 0;
-          reply.body["source"] = ai_reply->source;
-          if (!intent.empty()) reply.body["intent"] = std::move(intent);
-          auto timed = [this, start, ai_elapsed, llm = ai_reply->source == "llm",
-                        done = std::move(done)](StatusOr<Reply> r) {
-            if (r.ok()) {
-              steps_->Inc();
-              const auto took = std::chrono::steady_clock::now() - start;
-              step_seconds_->Observe(std::chrono::duration<double>(took).count());
-              // What persona itself added to a step a model answered: the
-              // step (queue, prompt, validation, durable commit) without the
-              // provider call, measured within the step.
-              if (llm)
-                own_seconds_->Observe(std::chrono::duration<double>(took - ai_elapsed).count());
-            }
-            done(std::move(r));
-          };
-          const std::optional<Applying> applying = req.applying;
-          Commit(std::move(a), std::move(release), std::move(s), std::move(events),
-                 std::move(reply), idem, std::move(timed), applying, usage, req.trace);
-        });
+        provider_->Respond(
+            std::move(ai_req),
+            [this, a, release = std::move(release), s = std::move(s), req = std::move(req),
+             idem = std::move(idem), done = std::move(done), start, ai_start, ai_trace,
+             ai_start_ns](StatusOr<ai::AiReply> ai_reply) mutable {
+              if (tracing::Tracer* tracer = ai_start_ns ? tracing::Global() : nullptr) {
+                tracing::Span span;
+                span.ctx = ai_trace;
+                span.parent_span_id = req.trace.span_id;
+                span.name = "ai.respond";
+                span.kind = 3;  // client: the model call
+                span.start_unix_ns = ai_start_ns;
+                span.end_unix_ns = tracing::NowUnixNs();
+                if (ai_reply.ok()) {
+                  span.attributes = {{"persona.ai.source", ai_reply->source},
+                                     {"persona.ai.provider", ai_reply->provider},
+                                     {"gen_ai.request.model", ai_reply->model},
+                                     {"gen_ai.usage.input_tokens", ai_reply->tokens_in},
+                                     {"gen_ai.usage.output_tokens", ai_reply->tokens_out}};
+                }
+                span.error = !ai_reply.ok();
+                tracer->Record(std::move(span));
+              }
+              const auto ai_elapsed = std::chrono::steady_clock::now() - ai_start;
+              {
+                std::lock_guard<std::mutex> l(a->mu);
+                a->external_ns =
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(ai_elapsed).count();
+              }
+              if (!ai_reply.ok()) {
+                done(absl::UnavailableError("AI provider failed: " +
+                                            std::string(ai_reply.status().message())));
+                return release();
+              }
+              std::optional<store::Usage> usage;
+              if (ai_reply->source == "llm") {
+                const int t = static_cast<int>(ai_reply->tier);
+                ai_tokens_in_[t]->Inc(ai_reply->tokens_in);
+                ai_tokens_out_[t]->Inc(ai_reply->tokens_out);
+                ai_llm_answers_->Inc();
+                ai_cost_microusd_[t]->Inc(
+                    static_cast<uint64_t>(std::llround(ai_reply->cost_usd * 1e6)));
+                usage = store::Usage{};
+                usage->calls = 1;
+                usage->tokens_in = static_cast<uint64_t>(ai_reply->tokens_in);
+                usage->tokens_out = static_cast<uint64_t>(ai_reply->tokens_out);
+                usage->cost_usd = ai_reply->cost_usd;
+                if (ai_reply->tier == ai::Tier::kCheap) {
+                  usage->cheap_calls = usage->calls;
+                  usage->cheap_tokens_in = usage->tokens_in;
+                  usage->cheap_tokens_out = usage->tokens_out;
+                  usage->cheap_cost_usd = usage->cost_usd;
+                }
+              } else if (ai_reply->source == "gate") {
+                ai_avoided_gate_->Inc();
+                usage = store::Usage{};
+                usage->avoided_gate = 1;
+              } else if (ai_reply->source == "cache") {
+                ai_avoided_cache_->Inc();
+                usage = store::Usage{};
+                usage->avoided_cache = 1;
+              }
+              if (usage) s.meta.usage.Add(*usage);
+              std::vector<model::Event> events;
+              json::object user_msg;
+              const std::string message_id = NewId();
+              user_msg["message_id"] = message_id;
+              user_msg["text"] = req.text;
+              user_msg["lang"] = ai_reply->language;
+              if (req.applying) user_msg["request_id"] = req.applying->request_id;
+              events.push_back(NewEvent(model::kMessageUser, req.origin, std::move(user_msg)));
+              json::array changes;
+              for (const auto& c : ai_reply->changes) {
+                const json::value* prev = s.profile.Get(c.field);
+                json::object data;
+                data["field"] = c.field;
+                if (c.value.is_null()) {
+                  if (prev == nullptr || s.schema->Find(c.field) == nullptr) continue;
+                  data["previous"] = *prev;
+                  data["source"] = "ai";
+                  json::object ch;
+                  ch["field"] = c.field;
+                  ch["value"] = nullptr;
+                  ch["previous"] = *prev;
+                  changes.push_back(std::move(ch));
+                  events.push_back(NewEvent(model::kFieldCleared, "ai", std::move(data)));
+                  continue;
+                }
+                // The provider cannot write fields the schema lacks or invalid values.
+                auto valid = s.schema->Validate(c.field, c.value);
+                if (!valid.ok()) continue;
+                if (prev != nullptr && *prev == *valid) continue;
+                data["value"] = *valid;
+                data["previous"] = prev ? *prev : json::value(nullptr);
+                data["source"] = "ai";
+                data["provider"] = ai_reply->provider;
+                data["model"] = ai_reply->model;
+                json::object ch;
+                ch["field"] = c.field;
+                ch["value"] = *valid;
+                ch["previous"] = prev ? *prev : json::value(nullptr);
+                changes.push_back(std::move(ch));
+                events.push_back(NewEvent(model::kFieldSet, "ai", std::move(data)));
+              }
+              json::object bot;
+              const std::string reply_id = NewId();
+              bot["message_id"] = reply_id;
+              bot["text"] = ai_reply->text;
+              bot["asks"] = ai_reply->asks;
+              bot["lang"] = ai_reply->language;
+              bot["reply_to"] = message_id;
+              bot["source"] = ai_reply->source;
+              bot["provider"] = ai_reply->provider;
+              bot["model"] = ai_reply->model;
+              if (ai_reply->source == "llm") bot["tier"] = ai::TierName(ai_reply->tier);
+              {
+                json::object u;  // this call's usage, durable with the step
+                u["tokens_in"] = ai_reply->tokens_in;
+                u["tokens_out"] = ai_reply->tokens_out;
+                u["cost_usd"] = ai_reply->cost_usd;
+                u["latency_ms"] = ai_reply->latency_ms;
+                bot["usage"] = std::move(u);
+              }
+              if (!ai_reply->fallbacks.empty()) {
+                json::array fb;
+                for (const auto& f : ai_reply->fallbacks) fb.push_back(json::string(f));
+                bot["fallbacks"] = std::move(fb);
+              }
+              if (!ai_reply->repair.empty()) bot["repair"] = ai_reply->repair;
+              if (!ai_reply->cache_match.empty()) {
+                json::object c;
+                c["match"] = ai_reply->cache_match;
+                c["similarity"] = std::round(ai_reply->cache_similarity * 10000) / 10000;
+                bot["cache"] = std::move(c);
+              }
+              json::object intent;
+              if (!ai_reply->intent.empty()) {
+                intent["name"] = ai_reply->intent;
+                intent["confidence"] = std::round(ai_reply->intent_confidence * 10000) / 10000;
+                bot["intent"] = intent;
+              }
+              events.push_back(NewEvent(model::kMessageAssistant, "ai", std::move(bot)));
+              Reply reply;
+              reply.body["message_id"] = message_id;
+              json::object r;
+              r["text"] = ai_reply->text;
+              r["message_id"] = reply_id;
+              reply.body["reply"] = std::move(r);
+              reply.body["changes"] = std::move(changes);
+              reply.body["profile"] = json::object();
+              reply.body["version"] = 0;
+              reply.body["source"] = ai_reply->source;
+              if (!intent.empty()) reply.body["intent"] = std::move(intent);
+              auto timed = [this, start, ai_elapsed, llm = ai_reply->source == "llm",
+                            done = std::move(done)](StatusOr<Reply> r) {
+                if (r.ok()) {
+                  steps_->Inc();
+                  const auto took = std::chrono::steady_clock::now() - start;
+                  step_seconds_->Observe(std::chrono::duration<double>(took).count());
+                  // What persona itself added to a step a model answered: the
+                  // step (queue, prompt, validation, durable commit) without the
+                  // provider call, measured within the step.
+                  if (llm)
+                    own_seconds_->Observe(std::chrono::duration<double>(took - ai_elapsed).count());
+                }
+                done(std::move(r));
+              };
+              const std::optional<Applying> applying = req.applying;
+              Commit(std::move(a), std::move(release), std::move(s), std::move(events),
+                     std::move(reply), idem, std::move(timed), applying, usage, req.trace);
+            });
       },
       done, /*bounded=*/!background, background);
 }

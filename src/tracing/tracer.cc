@@ -1,9 +1,11 @@
 #include "tracing/tracer.h"
 
 #include <chrono>
+#include <cmath>
 #include <future>
 #include <random>
 
+#include "core/json.h"
 #include "core/logging.h"
 #include "net/http_client.h"
 
@@ -40,23 +42,79 @@ void Random(std::array<uint8_t, N>* out) {
   }
 }
 
-json::value Attr(const std::string& key, const json::value& v) {
-  json::object value;
-  if (v.is_string()) {
-    value["stringValue"] = v.get_string();
-  } else if (v.is_bool()) {
-    value["boolValue"] = v.get_bool();
-  } else if (v.is_int64() || v.is_uint64()) {
-    value["intValue"] = std::to_string(v.to_number<int64_t>());  // OTLP JSON: int64 as a string
-  } else if (v.is_double()) {
-    value["doubleValue"] = v.get_double();
-  } else {
-    value["stringValue"] = json::serialize(v);
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+void AppendHex(std::string* out, const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    out->push_back(kHexDigits[p[i] >> 4]);
+    out->push_back(kHexDigits[p[i] & 15]);
   }
-  json::object a;
-  a["key"] = key;
-  a["value"] = std::move(value);
-  return a;
+}
+
+// A JSON string literal. Bytes of 0x80 and above pass as they are (UTF-8);
+// the quote, the backslash and control characters are escaped.
+void AppendJsonString(std::string* out, std::string_view s) {
+  out->push_back('"');
+  size_t plain = 0;  // start of the run not yet copied
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        out->append("\\u00");
+        out->push_back(kHexDigits[c >> 4]);
+        out->push_back(kHexDigits[c & 15]);
+    }
+  }
+  out->append(s.data() + plain, s.size() - plain);
+  out->push_back('"');
+}
+
+void AppendAttribute(std::string* out, std::string_view key, const AttrValue& v) {
+  out->append("{\"key\":");
+  AppendJsonString(out, key);
+  out->append(",\"value\":{");
+  switch (v.type) {
+    case AttrValue::Type::kString:
+      out->append("\"stringValue\":");
+      AppendJsonString(out, v.s);
+      break;
+    case AttrValue::Type::kInt:  // OTLP JSON: int64 as a string
+      out->append("\"intValue\":\"").append(std::to_string(v.i)).push_back('"');
+      break;
+    case AttrValue::Type::kDouble:
+      if (std::isfinite(v.d)) {
+        out->append("\"doubleValue\":").append(json::serialize(json::value(v.d)));
+      } else {  // JSON has no NaN or infinity; OTLP JSON spells them as strings
+        out->append("\"doubleValue\":\"")
+            .append(std::isnan(v.d) ? "NaN"
+                    : v.d > 0       ? "Infinity"
+                                    : "-Infinity")
+            .push_back('"');
+      }
+      break;
+    case AttrValue::Type::kBool:
+      out->append("\"boolValue\":").append(v.b ? "true" : "false");
+      break;
+  }
+  out->append("}}");
 }
 
 }  // namespace
@@ -68,13 +126,9 @@ bool SpanContext::valid() const {
 }
 
 std::string Hex(const uint8_t* p, size_t n) {
-  static const char* kDigits = "0123456789abcdef";
   std::string out;
   out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out += kDigits[p[i] >> 4];
-    out += kDigits[p[i] & 15];
-  }
+  AppendHex(&out, p, n);
   return out;
 }
 
@@ -93,8 +147,14 @@ std::optional<SpanContext> ParseTraceparent(std::string_view h) {
 }
 
 std::string FormatTraceparent(const SpanContext& ctx) {
-  return "00-" + Hex(ctx.trace_id.data(), 16) + "-" + Hex(ctx.span_id.data(), 8) +
-         (ctx.sampled ? "-01" : "-00");
+  std::string out;
+  out.reserve(55);
+  out.append("00-");
+  AppendHex(&out, ctx.trace_id.data(), 16);
+  out.push_back('-');
+  AppendHex(&out, ctx.span_id.data(), 8);
+  out.append(ctx.sampled ? "-01" : "-00");
+  return out;
 }
 
 SpanContext ChildOf(const SpanContext& parent) {
@@ -199,7 +259,8 @@ bool Tracer::Export(const std::vector<Span>& batch) {
   req.method = "POST";
   req.url = options_.endpoint;
   req.headers = {{"Content-Type", "application/json"}};
-  req.body = Encode(batch);
+  Encode(batch, &body_);
+  req.body = body_;  // a copy: body_ keeps its capacity for the next batch
   req.timeout_ms = options_.timeout_ms;
   std::promise<StatusOr<net::ClientResponse>> done;
   auto f = done.get_future();
@@ -220,40 +281,42 @@ bool Tracer::Export(const std::vector<Span>& batch) {
   return ok;
 }
 
-std::string Tracer::Encode(const std::vector<Span>& spans) const {
-  json::array out;
+void Tracer::Encode(const std::vector<Span>& spans, std::string* out) const {
+  out->clear();
+  out->reserve(256 + 400 * spans.size());
+  out->append("{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+  AppendAttribute(out, "service.name", AttrValue(options_.service_name));
+  out->append("]},\"scopeSpans\":[{\"scope\":{\"name\":\"persona\"},\"spans\":[");
+  bool first = true;
   for (const Span& s : spans) {
-    json::object o;
-    o["traceId"] = Hex(s.ctx.trace_id.data(), 16);
-    o["spanId"] = Hex(s.ctx.span_id.data(), 8);
+    if (!first) out->push_back(',');
+    first = false;
+    out->append("{\"traceId\":\"");
+    AppendHex(out, s.ctx.trace_id.data(), 16);
+    out->append("\",\"spanId\":\"");
+    AppendHex(out, s.ctx.span_id.data(), 8);
+    out->push_back('"');
     bool has_parent = false;
     for (uint8_t b : s.parent_span_id) has_parent = has_parent || b != 0;
-    if (has_parent) o["parentSpanId"] = Hex(s.parent_span_id.data(), 8);
-    o["name"] = s.name;
-    o["kind"] = s.kind;
-    o["startTimeUnixNano"] = std::to_string(s.start_unix_ns);
-    o["endTimeUnixNano"] = std::to_string(s.end_unix_ns);
-    json::array attrs;
-    for (const auto& [k, v] : s.attributes) attrs.push_back(Attr(k, v));
-    o["attributes"] = std::move(attrs);
-    json::object status;
-    status["code"] = s.error ? 2 : 1;  // STATUS_CODE_ERROR : STATUS_CODE_OK
-    o["status"] = std::move(status);
-    out.push_back(std::move(o));
+    if (has_parent) {
+      out->append(",\"parentSpanId\":\"");
+      AppendHex(out, s.parent_span_id.data(), 8);
+      out->push_back('"');
+    }
+    out->append(",\"name\":");
+    AppendJsonString(out, s.name);
+    out->append(",\"kind\":").append(std::to_string(s.kind));
+    out->append(",\"startTimeUnixNano\":\"").append(std::to_string(s.start_unix_ns));
+    out->append("\",\"endTimeUnixNano\":\"").append(std::to_string(s.end_unix_ns));
+    out->append("\",\"attributes\":[");
+    for (size_t i = 0; i < s.attributes.size(); ++i) {
+      if (i > 0) out->push_back(',');
+      AppendAttribute(out, s.attributes[i].key, s.attributes[i].value);
+    }
+    // STATUS_CODE_ERROR : STATUS_CODE_OK
+    out->append(s.error ? "],\"status\":{\"code\":2}}" : "],\"status\":{\"code\":1}}");
   }
-  json::object scope;
-  scope["name"] = "persona";
-  json::object scope_spans;
-  scope_spans["scope"] = std::move(scope);
-  scope_spans["spans"] = std::move(out);
-  json::object resource;
-  resource["attributes"] = json::array{Attr("service.name", json::value(options_.service_name))};
-  json::object rs;
-  rs["resource"] = std::move(resource);
-  rs["scopeSpans"] = json::array{std::move(scope_spans)};
-  json::object root;
-  root["resourceSpans"] = json::array{std::move(rs)};
-  return json::serialize(root);
+  out->append("]}]}]}");
 }
 
 Tracer* Global() { return g_tracer.load(std::memory_order_acquire); }

@@ -28,10 +28,10 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "core/json.h"
 #include "metrics/metrics.h"
 
 namespace persona::net {
@@ -55,6 +55,32 @@ std::string FormatTraceparent(const SpanContext& ctx);
 SpanContext ChildOf(const SpanContext& parent);
 std::string Hex(const uint8_t* p, size_t n);
 
+// An attribute's value: OTLP's stringValue, intValue, doubleValue or
+// boolValue. Plain members rather than a json::value: a span is built on
+// the step's thread, and this costs one allocation (a long string) or none.
+struct AttrValue {
+  enum class Type : uint8_t { kString, kInt, kDouble, kBool };
+  AttrValue(std::string v) : type(Type::kString), s(std::move(v)) {}
+  AttrValue(std::string_view v) : type(Type::kString), s(v) {}
+  AttrValue(const char* v) : type(Type::kString), s(v) {}
+  template <typename T,
+            typename = std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>>
+  AttrValue(T v) : type(Type::kInt), i(static_cast<int64_t>(v)) {}
+  AttrValue(double v) : type(Type::kDouble), d(v) {}
+  AttrValue(bool v) : type(Type::kBool), b(v) {}
+
+  Type type;
+  bool b = false;
+  int64_t i = 0;
+  double d = 0;
+  std::string s;
+};
+
+struct Attribute {
+  std::string_view key;  // a string literal: not copied
+  AttrValue value;
+};
+
 struct Span {
   SpanContext ctx;
   std::array<uint8_t, 8> parent_span_id{};  // all zero: a root span
@@ -62,7 +88,7 @@ struct Span {
   int kind = 1;  // OTLP SpanKind: 1 internal, 2 server, 3 client
   uint64_t start_unix_ns = 0;
   uint64_t end_unix_ns = 0;
-  std::vector<std::pair<std::string, json::value>> attributes;
+  std::vector<Attribute> attributes;
   bool error = false;
 };
 
@@ -90,12 +116,22 @@ class Tracer {
   void Record(Span span);
   // A new trace's context, sampled with probability sample_ratio.
   SpanContext NewRoot() const;
-  // OTLP/HTTP JSON for `spans` (an ExportTraceServiceRequest).
-  std::string Encode(const std::vector<Span>& spans) const;
+  // OTLP/HTTP JSON for `spans` (an ExportTraceServiceRequest), into *out.
+  // Written by hand, not through json::value: the exporter encodes every
+  // span a step records, and building a DOM per span cost several times the
+  // bytes it produces (see bench/run_tracing.sh).
+  void Encode(const std::vector<Span>& spans, std::string* out) const;
+  std::string Encode(const std::vector<Span>& spans) const {
+    std::string out;
+    Encode(spans, &out);
+    return out;
+  }
 
  private:
   void Run();
   bool Export(const std::vector<Span>& batch);
+
+  std::string body_;  // the exporter thread's encoding buffer, reused
 
   const TracerOptions options_;
   std::unique_ptr<net::HttpClient> http_;
