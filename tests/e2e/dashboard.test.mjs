@@ -37,7 +37,7 @@ const SHOT = process.env.E2E_DASHBOARD_SCREENSHOT || (process.env.E2E_SCREENSHOT
 const SHOT_MOBILE = process.env.E2E_DASHBOARD_SCREENSHOT_MOBILE ||
   (process.env.E2E_SCREENSHOT ? shotName("dashboard-mobile") : "");
 const STEP_ROUTE = "/v1/sessions/{id}/messages";
-const CHART_IDS = ["step-latency", "route-p99", "errors", "users", "mqtt", "store", "ai", "ai-avoided", "flags"];
+const CHART_IDS = ["step-latency", "route-p99", "errors", "users", "mqtt", "store", "ai", "ai-avoided", "flags", "variants"];
 
 let browser, context, page;
 const pageErrors = [];
@@ -278,6 +278,7 @@ test("dashboard: live KPIs from /metrics", { timeout: 180000 }, async (t) => {
         'persona_http_request_duration_seconds_bucket{route="/v1/sessions/{id}/messages",le="0.01"} 4\n' +
         'persona_http_request_duration_seconds_bucket{route="/v1/sessions/{id}/messages",le="+Inf"} 4\n'));
       const v2 = d.derive(cur, restarted, 1);
+      const STEP = "/v1/sessions/{id}/messages";
       const kpi = (users, cost, tok, cache, gate, store, flag) => d.index(d.parse([
         `persona_concurrent_users ${users}`,
         `persona_ai_cost_microusd_total{tier="primary"} ${cost[0]}`, `persona_ai_cost_microusd_total{tier="cheap"} ${cost[1]}`,
@@ -288,6 +289,11 @@ test("dashboard: live KPIs from /metrics", { timeout: 180000 }, async (t) => {
         `persona_gate_total{outcome="answered"} ${gate[0]}`, `persona_gate_total{outcome="passed"} ${gate[1]}`,
         `persona_store_appends_total ${store[0]}`, `persona_store_fsyncs_total ${store[1]}`,
         ...flag.map(([f, v, n]) => `persona_flag_evaluations_total{flag="${f}",variant="${v}"} ${n}`),
+        ...flag.flatMap(([f, v, n]) => [
+          `persona_variant_http_responses_total{flag="${f}",variant="${v}",route="${STEP}",code="2xx"} ${10 * n}`,
+          `persona_variant_http_responses_total{flag="${f}",variant="${v}",route="${STEP}",code="5xx"} ${n}`,
+          `persona_variant_http_request_duration_seconds_bucket{flag="${f}",variant="${v}",route="${STEP}",le="0.01"} ${10 * n}`,
+          `persona_variant_http_request_duration_seconds_bucket{flag="${f}",variant="${v}",route="${STEP}",le="+Inf"} ${11 * n}`]),
       ].join("\n")));
       const k0 = kpi(4, [1000, 0], [10, 20, 30, 40], [5, 5, 5], [7, 7], [100, 10], [["persona.model", "a", 3]]);
       const k1 = kpi(4, [3000, 400], [20, 40, 30, 50], [6, 6, 7], [8, 10], [120, 14], [["persona.model", "a", 5], ["persona.model", "b", 4]]);
@@ -337,6 +343,10 @@ test("dashboard: live KPIs from /metrics", { timeout: 180000 }, async (t) => {
     assert.equal(r.idleBatch, null, "no fsyncs: no batch size");
     assert.equal(r.kv["flag:persona.model:a"], 1, "flag:variant per second");
     assert.equal(r.kv["flag:persona.model:b"], 2, "a variant that appeared since the last scrape counts from 0");
+    // Variant a: Δ 20 2xx + 2 5xx → 2/22 5xx; Δ buckets 20 at ≤10 ms of 22: p99 rank 21.78 in +Inf → 10 ms.
+    assert.ok(Math.abs(r.kv["v5xx:persona.model:a"] - 100 * 2 / 22) < 1e-9, `5xx share of a ${r.kv["v5xx:persona.model:a"]}`);
+    assert.equal(r.kv["vp99:persona.model:a"], 10, "p99 of a in the +Inf bucket: the highest finite bound, 10 ms");
+    assert.ok(Math.abs(r.kv["v5xx:persona.model:b"] - 100 * 4 / 44) < 1e-9, "a new variant counts from 0");
     assert.equal(r.off, false);
     assert.equal(r.hasCache, false, "an absent metric makes no series");
   });
@@ -389,6 +399,22 @@ test("dashboard: live KPIs from /metrics", { timeout: 180000 }, async (t) => {
     for (const [q, k] of [[0.5, "stepP50"], [0.95, "stepP95"], [0.99, "stepP99"]])
       close(got.v[k], quantileOfIncrease(q, prev, cur, "persona_http_request_duration_seconds", (l) => l.route === STEP_ROUTE), k);
     close(got.v.users, total(cur, "persona_concurrent_users"), "concurrent users");
+    // Per flag variant (run.sh's flags file splits the users over two
+    // variants of persona.write_mode): the step p99 and the 5xx share.
+    if (pick(cur, "persona_variant_http_responses_total").length) {
+      const vkeys = Object.keys(got.v).filter((k) => k.startsWith("vp99:"));
+      assert.ok(vkeys.length >= 1, `a step p99 per variant (${Object.keys(got.v)})`);
+      for (const k of vkeys) {
+        const [flag, variant] = [k.slice(5, k.lastIndexOf(":")), k.slice(k.lastIndexOf(":") + 1)];
+        const f = (l) => l.flag === flag && l.variant === variant;
+        close(got.v[k], quantileOfIncrease(0.99, prev, cur, "persona_variant_http_request_duration_seconds",
+          (l) => f(l) && l.route === STEP_ROUTE), k);
+        const n = increase(prev, cur, "persona_variant_http_responses_total", f);
+        close(got.v["v5xx:" + flag + ":" + variant],
+          100 * increase(prev, cur, "persona_variant_http_responses_total", (l) => f(l) && l.code === "5xx") / n,
+          "5xx share " + k);
+      }
+    }
 
     await traffic.stop();
     // The peak only moves with new users: once traffic stops it must settle on the gauge
@@ -477,6 +503,7 @@ test("dashboard: live KPIs from /metrics", { timeout: 180000 }, async (t) => {
     const has = (n) => s.some((x) => x.name === n);
     const c = await charts(page);
     const cases = [["flags", has("persona_flag_evaluations_total")],
+      ["variants", has("persona_variant_http_responses_total")],
       ["ai-avoided", has("persona_response_cache_total") || has("persona_gate_total")]];
     for (const [id, on] of cases) {
       const text = (await page.locator(`[data-chart="${id}"]`).innerText());

@@ -51,9 +51,15 @@ if [[ -z "${PERSONA_URL:-}" ]]; then
   # From the repo root so ./schemas is found; MQTT (TCP) on a free port too so
   # a running dev server does not clash; the page's MQTT goes over the HTTP
   # port's WebSocket at /mqtt. PERSONA_E2E_SERVER_ARGS adds flags (word-split).
+  # A flags file whose one flag changes nothing (both variants are the default
+  # write mode) so the dashboard has flag variants to chart.
+  cat >"$tmp/flags.json" <<'JSON'
+{"flags": {"persona.write_mode": {"state": "ENABLED", "variants": {"sync-a": "sync", "sync-b": "sync"},
+  "defaultVariant": "sync-a", "targeting": {"fractional": [["sync-a", 50], ["sync-b", 50]]}}}}
+JSON
   # shellcheck disable=SC2086
   (cd "$here/../.." && exec "$bin" serve --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
-    --data-dir "$tmp/data" ${PERSONA_E2E_SERVER_ARGS:-}) \
+    --data-dir "$tmp/data" --set "flags.file=$tmp/flags.json" ${PERSONA_E2E_SERVER_ARGS:-}) \
     >"$log" 2>"$tmp/server.err" &
   server_pid=$!
 
