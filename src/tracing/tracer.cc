@@ -51,40 +51,15 @@ void AppendHex(std::string* out, const uint8_t* p, size_t n) {
   }
 }
 
-// A JSON string literal. Bytes of 0x80 and above pass as they are (UTF-8);
-// the quote, the backslash and control characters are escaped.
+// A JSON string literal, escaped by Boost.JSON's serializer (no DOM).
 void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  size_t plain = 0;  // start of the run not yet copied
-  for (size_t i = 0; i < s.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out->append(s.data() + plain, i - plain);
-    plain = i + 1;
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        out->append("\\u00");
-        out->push_back(kHexDigits[c >> 4]);
-        out->push_back(kHexDigits[c & 15]);
-    }
+  json::serializer sr;
+  sr.reset(json::string_view(s.data(), s.size()));
+  char buf[256];
+  while (!sr.done()) {
+    const json::string_view part = sr.read(buf, sizeof(buf));
+    out->append(part.data(), part.size());
   }
-  out->append(s.data() + plain, s.size() - plain);
-  out->push_back('"');
 }
 
 void AppendAttribute(std::string* out, std::string_view key, const AttrValue& v) {

@@ -29,17 +29,43 @@ class UpgradeTest(unittest.TestCase):
         self.servers.append(s)
         return s
 
-    def test_an_upgrade_under_load_refuses_fails_and_loses_nothing(self):
-        old = self.server().start()
+    def start_load(self, server, users):
+        """Sessions for `users`, their versions now, and a running Load."""
         sessions = []
-        for i in range(4):
-            st, _, b = old.request("POST", "/v1/sessions", {"user_id": "up%d" % i})
+        for user in users:
+            st, _, b = server.request("POST", "/v1/sessions", {"user_id": user})
             self.assertEqual(st, 201, b)
             sessions.append(b["session_id"])
-        start = {sid: old.request("GET", "/v1/sessions/%s/profile" % sid)[2]["version"]
+        start = {sid: server.request("GET", "/v1/sessions/%s/profile" % sid)[2]["version"]
                  for sid in sessions}
-        load = Load(old.port, old.mqtt_port, sessions)
+        load = Load(server.port, server.mqtt_port, sessions)
         load.start()
+        return sessions, start, load
+
+    def finish_load(self, load, server, start):
+        load.finish(lambda sid: set(range(start[sid] + 1,
+                                          server.request("GET", "/v1/sessions/%s/profile" % sid)
+                                          [2]["version"] + 1)))
+
+    def assert_nothing_lost(self, load, server, sessions, start):
+        for sid in sessions:
+            evs = events(server, sid)
+            # Gapless, and every acknowledged step exactly once (a retried
+            # request was answered once, by its idempotency key).
+            self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)))
+            users = [e for e in evs if e["type"] == "message.user"]
+            self.assertEqual(len(users), load.acked[sid], sid)
+            # The device saw every event after it subscribed, across the
+            # upgrade: its persistent session came back on the serving process.
+            want = set(range(start[sid] + 1, evs[-1]["seq"] + 1))
+            seen = load.mqtt_seen.get(sid, set())
+            self.assertEqual(want - seen, set(), (sid, len(want), len(seen), max(seen, default=0),
+                                                  load.mqtt_reconnects, load.mqtt_session_lost))
+        self.assertEqual(load.mqtt_session_lost, 0)
+
+    def test_an_upgrade_under_load_refuses_fails_and_loses_nothing(self):
+        old = self.server().start()
+        sessions, start, load = self.start_load(old, ["up%d" % i for i in range(4)])
         time.sleep(1.5)
         before = sum(load.acked.values())
         new = self.server(old.data_dir)
@@ -49,29 +75,15 @@ class UpgradeTest(unittest.TestCase):
         old.proc = None
         self.assertEqual(new.port, old.port)  # the same socket, handed over
         time.sleep(1.5)
-        load.finish(lambda sid: set(range(start[sid] + 1,
-                                          new.request("GET", "/v1/sessions/%s/profile" % sid)
-                                          [2]["version"] + 1)))
+        self.finish_load(load, new, start)
         self.assertEqual(rc, 0)
         self.assertEqual(load.failed, [])
         self.assertEqual(load.refused, 0)
         self.assertGreater(before, 20)
         self.assertGreater(sum(load.acked.values()), before + 20)  # the new one served
         self.assertTrue(any("handed over" in l for l in old.log), old.log[-5:])
-        for sid in sessions:
-            evs = events(new, sid)
-            # Gapless, and every acknowledged step exactly once (a retried
-            # request was answered once, by its idempotency key).
-            self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)))
-            users = [e for e in evs if e["type"] == "message.user"]
-            self.assertEqual(len(users), load.acked[sid], sid)
-            # The device saw every event after it subscribed, across the
-            # upgrade: its persistent session came back on the new process.
-            want = set(range(start[sid] + 1, evs[-1]["seq"] + 1))
-            seen = load.mqtt_seen.get(sid, set())
-            self.assertEqual(want - seen, set(), (sid, len(want), len(seen), max(seen), load.mqtt_reconnects, load.mqtt_session_lost))
+        self.assert_nothing_lost(load, new, sessions, start)
         self.assertGreaterEqual(load.mqtt_reconnects, 1)
-        self.assertEqual(load.mqtt_session_lost, 0)
         print("\nupgrade: %d steps, %d retried after a closed keep-alive, longest gap %.0f ms, "
               "slowest step %.0f ms" % (sum(load.acked.values()), load.retried,
                                         1000 * load.longest_gap(t_upgrade, t_upgrade + 1.0),
@@ -83,15 +95,7 @@ class UpgradeTest(unittest.TestCase):
         # takes its listeners back and serves on, under load, refusing,
         # failing and losing nothing; a good upgrade after that still works.
         old = self.server().start()
-        sessions = []
-        for i in range(2):
-            st, _, b = old.request("POST", "/v1/sessions", {"user_id": "back%d" % i})
-            self.assertEqual(st, 201, b)
-            sessions.append(b["session_id"])
-        start = {sid: old.request("GET", "/v1/sessions/%s/profile" % sid)[2]["version"]
-                 for sid in sessions}
-        load = Load(old.port, old.mqtt_port, sessions)
-        load.start()
+        sessions, start, load = self.start_load(old, ["back0", "back1"])
         time.sleep(1.0)
         before = sum(load.acked.values())
         bad = Server(data_dir=old.data_dir, extra_args=[
@@ -109,20 +113,11 @@ class UpgradeTest(unittest.TestCase):
         self.assertTrue(any('"taken_back":true' in l for l in old.log), old.log[-10:])
         self.assertIsNone(old.proc.poll())  # the same process, executed again
         time.sleep(1.0)
-        load.finish(lambda sid: set(range(start[sid] + 1,
-                                          old.request("GET", "/v1/sessions/%s/profile" % sid)
-                                          [2]["version"] + 1)))
+        self.finish_load(load, old, start)
         self.assertEqual(load.failed, [])
         self.assertEqual(load.refused, 0)
         self.assertGreater(sum(load.acked.values()), before + 10)  # served after taking back
-        for sid in sessions:
-            evs = events(old, sid)
-            self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)))
-            users = [e for e in evs if e["type"] == "message.user"]
-            self.assertEqual(len(users), load.acked[sid], sid)
-            want = set(range(start[sid] + 1, evs[-1]["seq"] + 1))
-            self.assertEqual(want - load.mqtt_seen.get(sid, set()), set(), sid)
-        self.assertEqual(load.mqtt_session_lost, 0)
+        self.assert_nothing_lost(load, old, sessions, start)
         print("\ntaken back: %d steps, %d retried, longest gap %.0f ms, slowest step %.0f ms" % (
             sum(load.acked.values()), load.retried,
             1000 * load.longest_gap(t_upgrade, time.time()), 1000 * load.slowest))
